@@ -1,0 +1,52 @@
+# retrain: `make test` and `make quickstart` do all set-up on a fresh machine.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.retrain-installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export PYTHONWARNINGS := ignore::FutureWarning
+
+.PHONY: install test check-clean check-export lint nbtest pytest quickstart bench clean-nbs
+
+install: $(STAMP)
+
+# torch first: the pinned CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+test: install check-clean check-export lint nbtest pytest
+	@echo "make test: all checks passed"
+
+check-clean: install
+	$(BIN)/python tests/tools/check_notebooks.py nbs
+
+check-export: install
+	tmp=$$(mktemp -d) && cp -r pyproject.toml nbs retrain $$tmp/ && \
+	(cd $$tmp && $(CURDIR)/$(BIN)/nbdev-export) && \
+	diff -r -x __pycache__ retrain $$tmp/retrain || { echo "nbs/ and retrain/ disagree: run nbdev-export"; exit 1; }
+
+lint: install
+	$(BIN)/ruff check --select F821,F822,F823,F401,E9 --ignore F401 retrain tests benchmarks
+
+nbtest: install
+	$(BIN)/nbdev-test --n-workers 2 --timing
+
+pytest: install
+	$(BIN)/python -m pytest -q tests
+
+quickstart: install
+	$(BIN)/retrain run configs/quickstart.yaml --report-table
+
+bench: install
+	$(BIN)/python benchmarks/rollout_throughput.py
+
+clean-nbs: install
+	$(BIN)/nbdev-clean
