@@ -40,3 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"retrain: invalid config\n{e}", file=sys.stderr)
         return 2
+
+# %% ../nbs/11_cli.ipynb #d5876fd4
+if __name__ == "__main__": sys.exit(main())

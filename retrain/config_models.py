@@ -241,22 +241,27 @@ class TrainingConfig(_Section):
         return text
 
 # %% ../nbs/01_config.ipynb #6491aee5
-_TAGS = {"list", "file", "hf_dataset", "smolagent"}
+_TAGS = {"list", "file", "hf_dataset"}  # prompt source tags
 
 def _fields_at(loc: tuple) -> list[str]:
     "Field names of the model at `loc` (for 'did you mean' hints)."
+    tagged = {"list": ListPromptSource, "file": FilePromptSource, "hf_dataset": HFDatasetPromptSource}
     m: Any = TrainingConfig
     for part in loc:
-        if part in _TAGS:
-            m = {"list": ListPromptSource, "file": FilePromptSource, "hf_dataset": HFDatasetPromptSource,
-                 "smolagent": SmolAgentEnvConfig}[part]; continue
+        if m is dict: m = _model_in(val_type); continue  # a key of a dict[str, Model]
+        if part in tagged: m = tagged[part]; continue
         f = getattr(m, "model_fields", {}).get(part)
         if f is None: return []
         ann = f.annotation
-        args = [a for a in typing.get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)]
-        m = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else (args[0] if args else None)
+        if typing.get_origin(ann) is dict: m, val_type = dict, typing.get_args(ann)[1]
+        else: m = _model_in(ann)
         if m is None: return []
     return list(getattr(m, "model_fields", {}))
+
+def _model_in(ann) -> type[BaseModel] | None:
+    "The pydantic model in an annotation (`M`, `M | None`), if any."
+    if isinstance(ann, type) and issubclass(ann, BaseModel): return ann
+    return next((a for a in typing.get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)), None)
 
 # %% ../nbs/01_config.ipynb #051bf74b
 def apply_overrides(data: dict, overrides: list[str], *, source: str = "config") -> dict:
