@@ -247,6 +247,7 @@ def _fields_at(loc: tuple) -> list[str]:
     "Field names of the model at `loc` (for 'did you mean' hints)."
     tagged = {"list": ListPromptSource, "file": FilePromptSource, "hf_dataset": HFDatasetPromptSource}
     m: Any = TrainingConfig
+    val_type: Any = None
     for part in loc:
         if m is dict: m = _model_in(val_type); continue  # a key of a dict[str, Model]
         if part in tagged: m = tagged[part]; continue
