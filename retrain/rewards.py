@@ -12,10 +12,11 @@ import inspect
 import math
 import numbers
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property, reduce
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 
