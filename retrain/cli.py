@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import retrain
 from .config_models import ConfigError, TrainingConfig
 
 # %% auto #0
-__all__ = ['COMMANDS', 'build_parser', 'cmd_validate', 'main']
+__all__ = ['COMMANDS', 'build_parser', 'cmd_validate', 'summary_table', 'cmd_run', 'cmd_report', 'main']
 
 # %% ../nbs/11_cli.ipynb #a9bb2143
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a config and print it resolved")
     v.add_argument("config", help="YAML config file")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a field")
+    r = sub.add_parser("run", help="train as a config says")
+    r.add_argument("config", help="YAML config file")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a field")
+    r.add_argument("--resume", action="store_true", help="continue from the run directory's latest complete checkpoint")
+    rp = sub.add_parser("report", help="rebuild report.html of a run directory from its logs")
+    rp.add_argument("run_dir", help="a run directory (output_dir/experiment_name)")
     return p
 
 # %% ../nbs/11_cli.ipynb #0e0ba6a8
@@ -31,7 +38,42 @@ def cmd_validate(args) -> int:
     print(cfg.to_yaml(), end="")
     return 0
 
-COMMANDS = {"validate": cmd_validate}
+def summary_table(results: dict) -> str:
+    "The before/after table printed at the end of a run."
+    rows = [("held-out success (greedy)", results.get("success_before"), results.get("success_after"))]
+    for key in ("mean_reward", "tool_call_rate"):
+        b, a = results.get("eval_before", {}).get(key), results.get("eval_after", {}).get(key)
+        if b is not None or a is not None: rows.append((f"held-out {key.replace('_', ' ')}", b, a))
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"
+    lines = [f"{'':28} {'before':>8} {'after':>8}"] + [f"{n:28} {fmt(b):>8} {fmt(a):>8}" for n, b, a in rows]
+    lines += [f"steps {results.get('global_step')}, wall {results.get('wall_seconds', 0):.1f} s, "
+              f"peak RSS {results.get('peak_rss_mb', 0):.0f} MB"]
+    return "\n".join(lines)
+
+def cmd_run(args) -> int:
+    import asyncio
+    from retrain.run import run
+    cfg = TrainingConfig.from_yaml(args.config, overrides=args.overrides)
+    try: results = asyncio.run(run(cfg, resume=args.resume, dashboard=False))
+    except FileExistsError as e:
+        print(f"retrain: {e}", file=sys.stderr)
+        return 2
+    table = summary_table(results)
+    (Path(results["run_dir"]) / "summary.txt").write_text(table + "\n")
+    print(table)
+    print(f"run directory: {results['run_dir']}")
+    return 0
+
+def cmd_report(args) -> int:
+    from retrain.widgets import write_report
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "metrics.jsonl").is_file():
+        print(f"retrain: {run_dir} is not a run directory (no metrics.jsonl)", file=sys.stderr)
+        return 2
+    print(write_report(run_dir))
+    return 0
+
+COMMANDS = {"validate": cmd_validate, "run": cmd_run, "report": cmd_report}
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `retrain` command."
