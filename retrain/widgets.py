@@ -16,6 +16,7 @@ import ipywidgets as W
 
 from .render import (HEALTH_PANELS, REWARD_PANELS, ROLLOUT_CSS, CurveFigure, MetricLog, Panel, best_worst, iter_jsonl,
                             other_keys, rollout_html, run_logs)
+from .report import write_report  # noqa: F401  (re-exported: the run and the CLI write reports from here)
 
 # %% auto #0
 __all__ = ['TrainingDashboard']
