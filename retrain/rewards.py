@@ -228,29 +228,47 @@ class RewardError(RuntimeError):
     "A reward function or verifier raised, or returned a value that cannot be used."
 
 # %% ../nbs/05_rewards.ipynb #937322fc
-def _where(i: int, rollout: RawRolloutData) -> str:
-    "'rollout 3 (prompt 'What is…')' for error messages."
-    p = rollout.row.get("prompt")
-    if not isinstance(p, str): p = next((str(m.get("content")) for m in rollout.messages if m.get("role") == "user"), "")
+def _describe(label: str, i: int | None = None, r: RawRolloutData | None = None, k: int | None = None) -> str:
+    "\"reward 'x' on turn 1 of rollout 3 (prompt 'What is…')\" for error messages."
+    if i is None: return label
+    p = r.row.get("prompt")
+    if not isinstance(p, str): p = next((str(m.get("content")) for m in r.messages if m.get("role") == "user"), "")
     p = " ".join(p.split())
-    return f"rollout {i} (prompt {(p[:60] + '…') if len(p) > 60 else p!r})"
+    return f"{label} on {'' if k is None else f'turn {k} of '}rollout {i} (prompt {(p[:60] + '…') if len(p) > 60 else p!r})"
 
-def _as_float(v: Any, what: str) -> float:
+def _as_float(v: Any, what: tuple) -> float:
     "A reward value as a float (None -> NaN); anything unusable is a `RewardError`."
     if v is None: return math.nan
     if isinstance(v, (str, bytes)) or not hasattr(v, "__float__"):
-        raise RewardError(f"{what} returned {v!r} ({type(v).__name__}); a reward must be a number, or None for 'not applicable'")
+        raise RewardError(f"{_describe(*what)} returned {v!r} ({type(v).__name__}); a reward must be a number, or None for 'not applicable'")
     try: f = float(v)
-    except (TypeError, ValueError, RuntimeError) as e: raise RewardError(f"{what} returned {v!r}, not one number ({e})") from None
-    if not math.isfinite(f): raise RewardError(f"{what} returned {f}; a reward must be finite (None means 'not applicable')")
+    except (TypeError, ValueError, RuntimeError) as e: raise RewardError(f"{_describe(*what)} returned {v!r}, not one number ({e})") from None
+    if not math.isfinite(f): raise RewardError(f"{_describe(*what)} returned {f}; a reward must be finite (None means 'not applicable')")
     return f
 
-async def _invoke(fn: Callable, args: tuple, kwargs: dict, what: str) -> Any:
-    "Call `fn` (awaiting it when it is async); an exception becomes a `RewardError` that says what failed."
-    try:
-        out = fn(*args, **kwargs)
-        return (await out) if inspect.isawaitable(out) else out
-    except Exception as e: raise RewardError(f"{what} raised {type(e).__name__}: {e}") from e
+class _Calls:
+    "Function calls made at once; the awaitables that async functions return are awaited together in `results`."
+    def __init__(self): self.values, self.whats, self.pending = [], [], []
+
+    def add(self, fn: Callable, args: tuple, kwargs: dict, what: tuple) -> int:
+        try: v = fn(*args, **kwargs)
+        except Exception as e:
+            for j in self.pending: getattr(self.values[j], "close", lambda: None)()  # no 'never awaited' warnings
+            raise RewardError(f"{_describe(*what)} raised {type(e).__name__}: {e}") from e
+        if inspect.isawaitable(v): self.pending.append(len(self.values))
+        self.values.append(v); self.whats.append(what)
+        return len(self.values) - 1
+
+    async def results(self) -> list:
+        async def wait(j):
+            try: return await self.values[j]
+            except Exception as e: raise RewardError(f"{_describe(*self.whats[j])} raised {type(e).__name__}: {e}") from e
+        for j, v in zip(self.pending, await asyncio.gather(*(wait(j) for j in self.pending))): self.values[j] = v
+        return self.values
+
+def _as_bool(v: Any, what: tuple) -> bool:
+    if not isinstance(v, (bool, np.bool_)): raise RewardError(f"{_describe(*what)} returned {v!r}; a verifier returns True or False")
+    return bool(v)
 
 def _nansum(xs) -> float:
     xs = [x for x in xs if not math.isnan(x)]
@@ -277,42 +295,40 @@ class _Component:
     step: bool  # scored per turn
 
 # %% ../nbs/05_rewards.ipynb #09d92480
-async def _verify(spec: RewardSpec, i: int, r: RawRolloutData) -> bool:
-    what = f"verifier {spec.name!r} on {_where(i, r)}"
-    out = await _invoke(spec.fn, (r,), spec.kwargs(r.row), what)
-    if not isinstance(out, (bool, np.bool_)): raise RewardError(f"{what} returned {out!r}; a verifier returns True or False")
-    return bool(out)
+def _schedule(c: _Component, rollouts: list[RawRolloutData], gate: list[bool], calls: _Calls) -> Callable[[list], list]:
+    "Add `c`'s calls to `calls`; returns how to read its values (one per rollout, a list per turn for step components)."
+    if c.spec.level == "batch": return _schedule_batch(c, rollouts, gate, calls)
+    pen, label, slots = c.cfg.verifier_penalty, f"{'step reward' if c.step else 'reward'} {c.name!r}", []
+    for i, r in enumerate(rollouts):
+        kw = c.spec.kwargs(r.row, c.cfg.params)
+        if not gate[i]: slots.append(None)
+        elif c.step: slots.append([calls.add(c.spec.fn, (t, r), kw, (label, i, r, k)) for k, t in enumerate(r.turns)])
+        else: slots.append(calls.add(c.spec.fn, (r,), kw, (label, i, r)))
+    def read(vals: list) -> list:
+        f = lambda j: _as_float(vals[j], calls.whats[j])
+        return [([pen] * len(r.turns) if c.step else pen) if s is None else ([f(j) for j in s] if c.step else f(s))
+                for r, s in zip(rollouts, slots)]
+    return read
 
-async def _values(c: _Component, rollouts: list[RawRolloutData], gate: list[bool]) -> list:
-    "One value per rollout (a list of per-turn values for a step component); `verifier_penalty` where gated."
-    pen, fn, params = c.cfg.verifier_penalty, c.spec.fn, c.cfg.params
-    if c.spec.level == "batch": return await _batch_values(c, rollouts, gate)
-    async def one(i, r):
-        if c.step:
-            if not gate[i]: return [pen] * len(r.turns)
-            whats = [f"step reward {c.name!r} on turn {k} of {_where(i, r)}" for k in range(len(r.turns))]
-            outs = await asyncio.gather(*(_invoke(fn, (t, r), c.spec.kwargs(r.row, params), w) for t, w in zip(r.turns, whats)))
-            return [_as_float(o, w) for o, w in zip(outs, whats)]
-        if not gate[i]: return pen
-        what = f"reward {c.name!r} on {_where(i, r)}"
-        return _as_float(await _invoke(fn, (r,), c.spec.kwargs(r.row, params), what), what)
-    return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(rollouts))))
-
-async def _batch_values(c: _Component, rollouts: list[RawRolloutData], gate: list[bool]) -> list[float]:
-    out: list[float] = [c.cfg.verifier_penalty] * len(rollouts)
-    idx = [i for i, g in enumerate(gate) if g]
-    if not idx: return out
-    sub = [rollouts[i] for i in idx]
-    keys = dict.fromkeys(k for r in sub for k in r.row if k not in ("prompt", "completion", "completion_ids"))
-    pcs = [trl_prompt_completion(r) for r in sub]
-    trl_inputs = {"prompts": [p for p, _ in pcs], "completions": [q for _, q in pcs], "completion_ids": [r.completion_ids for r in sub]}
-    kw = c.spec.kwargs({k: [r.row.get(k) for r in sub] for k in keys}, {**c.cfg.params, **trl_inputs})
-    what = f"TRL-style reward {c.name!r} on a batch of {len(sub)} rollouts"
-    res = await _invoke(c.spec.fn, (), kw, what)
-    if isinstance(res, (str, bytes)) or not hasattr(res, "__len__") or len(res) != len(sub):
-        raise RewardError(f"{what} returned {res!r}; expected a list of {len(sub)} values, one per completion")
-    for j, i in enumerate(idx): out[i] = _as_float(res[j], f"TRL-style reward {c.name!r} for {_where(i, rollouts[i])}")
-    return out
+def _schedule_batch(c: _Component, rollouts: list[RawRolloutData], gate: list[bool], calls: _Calls) -> Callable[[list], list]:
+    "A TRL-style function: one call on the rollouts that pass its verifiers."
+    idx, label = [i for i, g in enumerate(gate) if g], f"TRL-style reward {c.name!r}"
+    if idx:
+        sub = [rollouts[i] for i in idx]
+        keys = dict.fromkeys(k for r in sub for k in r.row if k not in ("prompt", "completion", "completion_ids"))
+        pcs = [trl_prompt_completion(r) for r in sub]
+        trl_inputs = {"prompts": [p for p, _ in pcs], "completions": [q for _, q in pcs], "completion_ids": [r.completion_ids for r in sub]}
+        kw = c.spec.kwargs({k: [r.row.get(k) for r in sub] for k in keys}, {**c.cfg.params, **trl_inputs})
+        j = calls.add(c.spec.fn, (), kw, (f"{label} on a batch of {len(sub)} rollouts",))
+    def read(vals: list) -> list[float]:
+        out = [c.cfg.verifier_penalty] * len(rollouts)
+        if not idx: return out
+        res = vals[j]
+        if isinstance(res, (str, bytes)) or not hasattr(res, "__len__") or len(res) != len(idx):
+            raise RewardError(f"{_describe(*calls.whats[j])} returned {res!r}; expected a list of {len(idx)} values, one per completion")
+        for m, i in enumerate(idx): out[i] = _as_float(res[m], (label, i, rollouts[i]))
+        return out
+    return read
 
 # %% ../nbs/05_rewards.ipynb #1156e924
 class RewardCalculator:
@@ -361,11 +377,16 @@ class RewardCalculator:
     async def score(self, rollouts: list[RawRolloutData]) -> list[ProcessedTrajectory]:
         "Score `rollouts`: verifiers first, then every reward function, async ones concurrently."
         rollouts, comps, n = list(rollouts), self._components, len(rollouts)
-        vnames = list(self._verifiers)
-        flat = await asyncio.gather(*(_verify(self._verifiers[v], i, r) for v in vnames for i, r in enumerate(rollouts)))
-        passed = {v: flat[j * n:(j + 1) * n] for j, v in enumerate(vnames)}
+        vcalls = _Calls()
+        for v, spec in self._verifiers.items():
+            for i, r in enumerate(rollouts): vcalls.add(spec.fn, (r,), spec.kwargs(r.row), (f"verifier {v!r}", i, r))
+        flat = [_as_bool(x, w) for x, w in zip(await vcalls.results(), vcalls.whats)]
+        passed = {v: flat[j * n:(j + 1) * n] for j, v in enumerate(self._verifiers)}
         gates = [[all(passed[v][i] for v in c.cfg.verifiers) for i in range(n)] for c in comps]
-        values = await asyncio.gather(*(_values(c, rollouts, g) for c, g in zip(comps, gates)))
+        calls = _Calls()
+        readers = [_schedule(c, rollouts, g, calls) for c, g in zip(comps, gates)]
+        vals = await calls.results()
+        values = [read(vals) for read in readers]
         weights, out = self.weights, []
         for i, r in enumerate(rollouts):
             rewards, steps = {}, {}

@@ -85,19 +85,18 @@ def token_advantages(
     A = normalize_rewards(R, num_generations, scale_rewards, eps)[:, 0]
     s = [_turn_rewards(i, t) for i, t in enumerate(trajectories)]
     K = max((len(x) for x in s), default=0)
-    S = torch.full((B, K), math.nan)
-    for i, x in enumerate(s): S[i, :len(x)] = torch.tensor(x, dtype=torch.float32)
+    S = torch.tensor([x + [math.nan] * (K - len(x)) for x in s], dtype=torch.float32).reshape(B, K)
     S = normalize_rewards(S, num_generations, scale_rewards, eps)
-    tokens = []
+    tokens, A_, S_ = [], A.tolist(), S.tolist()
     for i, t in enumerate(trajectories):
         n = len(t.completion_ids)
-        a = torch.full((n,), A[i].item())
+        a = [A_[i]] * n
         for k, turn in enumerate(t.raw.turns if s[i] else []):
             start, end = turn.span
             if not 0 <= start <= end <= n:
                 raise ValueError(f"rollout {i}, turn {k}: span {turn.span} lies outside its {n} completion tokens")
-            a[start:end] += step_coef * S[i, k]
-        tokens.append(torch.where(torch.tensor(t.env_mask, dtype=torch.bool), a, torch.zeros(())))
+            a[start:end] = [x + step_coef * S_[i][k] for x in a[start:end]]
+        tokens.append(torch.tensor([x if m else 0.0 for x, m in zip(a, t.env_mask)], dtype=torch.float32))
     return Advantages(A, S, tokens)
 
 def pad_advantages(
