@@ -54,7 +54,9 @@ class TrainingDashboard:
                               W.HBox([self.step_selector, self.rollout_selector, self.best_button, self.worst_button, self.follow]),
                               self.rollout_html])
         self.render_seconds, self.renders, self.seconds = 0.0, 0, 0.0  # cost accounting
-        self._pending, self._refreshed, self._next_render, self._quiet, self._hooked = 0, False, 0.0, False, False
+        self.render_cost: dict[str, float] = {}  # seconds the last update + render of each figure took
+        self._pending, self._refreshed, self._last_render, self._quiet, self._hooked = 0, False, -math.inf, False, False
+        self._dirty: set[str] = set()  # figures whose lines are behind the log
         self.step_selector.observe(self._on_pick_step, "value")
         self.rollout_selector.observe(lambda c: self._quiet or self._show_rollout(), "value")
         self.follow.observe(lambda c: c["new"] and self._sync_browser(), "value")
@@ -99,23 +101,28 @@ class TrainingDashboard:
             others = other_keys(keys)
             self.metric_selector.value = cur if cur in keys else "loss" if "loss" in keys else (others or keys)[0]
             self._quiet = False
-        for f in self._figs.values(): f.update(self.log)
+        self._dirty |= set(self._figs)
         self._sync_browser()
         self._header()
 
     def _render(self, force: bool = False):
-        "Render stale figures: all of them when `force`, else the longest-waiting one if the budget allows."
-        stale = sorted((n for n, f in self._figs.items() if f.stale), key=self.drawn_at.get)
+        "Update and render figures behind the log: all when `force`, else the longest-waiting one if the budget allows."
+        stale = sorted(self._dirty, key=self.drawn_at.get)
         if not force:
-            if not stale or perf_counter() < self._next_render: return
+            if not stale: return
+            # wait until this figure's last cost (or the dearest seen) is within budget of the time since the last render
+            est = self.render_cost.get(stale[0], max(self.render_cost.values(), default=0.0))
+            if perf_counter() < self._last_render + est / self.max_overhead: return
             stale = stale[:1]
         for n in stale:
             t = perf_counter()
+            self._figs[n].update(self.log)
             self.images[n].value = self._figs[n].png()
-            self.drawn_at[n] = now = perf_counter()
+            self._dirty.discard(n)
+            self.drawn_at[n] = self._last_render = now = perf_counter()
+            self.render_cost[n] = now - t
             self.render_seconds += now - t
             self.renders += 1
-            if self.max_overhead: self._next_render = now + (now - t) / self.max_overhead
         if stale: self._header()
 
     def refresh(self):
@@ -130,7 +137,7 @@ class TrainingDashboard:
             if k in self.log: parts.append(f"{name} {100 * L(k):.0f}%")
         if "mean_turns" in self.log: parts.append(f"turns {L('mean_turns'):.2f}")
         if "step_seconds" in self.log: parts.append(f"{L('step_seconds'):.2f} s/step")
-        stale = [n for n, f in self._figs.items() if f.stale]
+        stale = [n for n in self._figs if n in self._dirty]
         if stale: parts.append(f'<span style="color:#6e7781">figures redraw every few seconds (waiting: {", ".join(stale)})</span>')
         self.header.value = " · ".join(parts)
 
@@ -139,19 +146,21 @@ class TrainingDashboard:
         steps = list(self.rollouts)
         if not steps: return
         cur = self.step_selector.value
-        self._quiet = True
-        if [v for _, v in self.step_selector.options] != steps: self.step_selector.options = [(f"step {s}", s) for s in steps]
         target = steps[-1] if self.follow.value or cur not in self.rollouts else cur
-        self.step_selector.value = target
+        self._quiet = True
+        with self.step_selector.hold_sync():  # one message to the front end, not one per trait
+            if [v for _, v in self.step_selector.options] != steps: self.step_selector.options = [(f"step {s}", s) for s in steps]
+            self.step_selector.value = target
         self._quiet = False
         if target != cur or self.follow.value: self._show_step(target)
 
     def _show_step(self, step: int, pos: int | None = None):
         rs = self.rollouts.get(step, [])
         self._quiet = True
-        self.rollout_selector.options = [(f"#{r.get('index', i)} · reward {_num(r.get('total_reward'))} · {r.get('termination', '?')}", i)
-                                         for i, r in enumerate(rs)]
-        if rs: self.rollout_selector.value = best_worst(rs)[0] if pos is None else pos
+        with self.rollout_selector.hold_sync():
+            self.rollout_selector.options = [(f"#{r.get('index', i)} · reward {_num(r.get('total_reward'))} · "
+                                              f"{r.get('termination', '?')}", i) for i, r in enumerate(rs)]
+            if rs: self.rollout_selector.value = best_worst(rs)[0] if pos is None else pos
         self._quiet = False
         self._show_rollout()
 
@@ -186,6 +195,7 @@ class TrainingDashboard:
         self.metric_figure.reset()
         self.metric_figure.update(self.log)
         self.images["metric"].value = self.metric_figure.png()
+        self._dirty.discard("metric")
 
     # --- showing -------------------------------------------------------------------------------------------
     def display(self):
@@ -205,7 +215,7 @@ class TrainingDashboard:
         ref = weakref.ref(self)
         def at_cell_end(*args):
             d = ref()
-            if d is not None and (d._pending or any(f.stale for f in d._figs.values())): d.refresh()
+            if d is not None and (d._pending or d._dirty): d.refresh()
         ip.events.register("post_run_cell", at_cell_end)
         self._hooked = True
 
