@@ -11,6 +11,8 @@ import json
 import math
 import random
 from dataclasses import dataclass
+from enum import Enum
+from numbers import Real
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -111,12 +113,14 @@ ROLLOUT_CSS = """
 .rt-muted{color:#6e7781;font-size:11px}
 """
 
-def _e(x: Any) -> str: return html.escape("" if x is None else str(x))
+def _e(x: Any) -> str: return html.escape("" if x is None else str(x.value if isinstance(x, Enum) else x))
+
+def _real(x: Any) -> bool: return isinstance(x, Real) and not isinstance(x, bool)
 
 def _f(x: Any, fmt: str = "{:.2f}") -> str:
     "A number formatted, anything else escaped, None as a dash."
     if x is None: return "–"
-    if isinstance(x, (int, float)) and not isinstance(x, bool): return fmt.format(x)
+    if _real(x): return fmt.format(x)
     return _e(x)
 
 def _call_html(tc: dict | None) -> str:
@@ -162,7 +166,7 @@ def rollout_html(
 ) -> str:
     "An HTML fragment showing one rollout: header, reward components, conversation by role, tokens by mask."
     tot = r.get("total_reward")
-    cls = "rt-good" if isinstance(tot, (int, float)) and tot > 0 else "rt-bad"
+    cls = "rt-good" if _real(tot) and tot > 0 else "rt-bad"
     ident = " · ".join(f"{k} {_e(r[k])}" for k in ("step", "index", "group") if r.get(k) is not None)
     head = [f'<span class="rt-title">{_e(title) + " · " if title else ""}{ident.replace("index", "rollout")}</span>',
             f'<span>total reward <span class="{cls}">{_f(tot)}</span></span>',
@@ -173,7 +177,7 @@ def rollout_html(
     rw, wt = r.get("rewards") or {}, r.get("weights") or {}
     if rw:
         rows = "".join(f'<tr><td>{_e(k)}</td><td>{_f(v)}</td><td>{_f(wt.get(k))}</td>'
-                       f'<td>{_f(v * wt[k] if isinstance(v, (int, float)) and isinstance(wt.get(k), (int, float)) else None)}</td></tr>'
+                       f'<td>{_f(v * wt[k] if _real(v) and _real(wt.get(k)) else None)}</td></tr>'
                        for k, v in rw.items())
         out.append(f'<table class="rt-table"><tr><th>component</th><th>reward</th><th>weight</th><th>weighted</th></tr>{rows}</table>')
     if r.get("verifier_outcomes"):
@@ -203,7 +207,7 @@ class MetricLog:
     def add(self, step: int, metrics: dict[str, Any]):
         "Append the numeric values of one step's metrics."
         for k, v in metrics.items():
-            if k == "step" or isinstance(v, bool) or not isinstance(v, (int, float)): continue
+            if k == "step" or not _real(v): continue
             d = self._d.get(k)
             if d is None: d = self._d[k] = [np.empty(16), np.empty(16), 0]
             if d[2] == len(d[0]): d[0], d[1] = np.resize(d[0], 2 * d[2]), np.resize(d[1], 2 * d[2])
@@ -335,7 +339,7 @@ def iter_jsonl(path: str | Path) -> Iterator[dict]:
 def best_worst(rollouts: list[dict]) -> tuple[int, int]:
     "Positions of the highest and lowest `total_reward` (first one on ties; rollouts without one are never picked unless all are)."
     tot = [r.get("total_reward") for r in rollouts]
-    ok = [i for i, t in enumerate(tot) if isinstance(t, (int, float)) and not math.isnan(t)]
+    ok = [i for i, t in enumerate(tot) if _real(t) and not math.isnan(t)]
     if not ok: return 0, 0
     return max(ok, key=lambda i: tot[i]), min(ok, key=lambda i: tot[i])
 

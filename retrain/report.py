@@ -9,6 +9,7 @@ import base64
 import datetime
 import html
 import json
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ def step_extremes(path: str | Path) -> dict[Any, dict[str, Any]]:
         s = out.setdefault(r.get("step"), {"best": r, "worst": r, "n": 0, "total": 0.0, "scored": 0})
         s["n"] += 1
         t = r.get("total_reward")
-        if isinstance(t, (int, float)) and t == t:
+        if isinstance(t, Real) and not isinstance(t, bool) and t == t:
             s["total"], s["scored"] = s["total"] + t, s["scored"] + 1
             b, w = best_worst([s["best"], r]), best_worst([s["worst"], r])
             s["best"], s["worst"] = [s["best"], r][b[0]], [s["worst"], r][w[1]]
