@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import math
 import weakref
+from numbers import Real
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -22,7 +23,7 @@ from .report import write_report  # noqa: F401  (re-exported: the run and the CL
 __all__ = ['TrainingDashboard']
 
 # %% ../nbs/09_widgets.ipynb #e2811668
-def _num(x: Any) -> str: return f"{x:.2f}" if isinstance(x, (int, float)) and not isinstance(x, bool) else "–"
+def _num(x: Any) -> str: return f"{x:.2f}" if isinstance(x, Real) and not isinstance(x, bool) else "–"
 
 class TrainingDashboard:
     "Live reward curves, health figures and a rollout browser, fed by the trainer after every step."
