@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import logging
 import time
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any
 
 import torch
 from smolagents import Tool
-from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.cache_utils import DynamicLayer
 
 from .chat import ChatRenderer, RolloutCheck, check_rollout
 from .config_models import SamplingConfig, SmolAgentEnvConfig
@@ -25,7 +26,7 @@ from .types import ActionKind, Message, RawRolloutData, Row, Termination, TokenI
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'sample_tokens', 'ScriptedPolicy', 'SmolAgentEnv']
+__all__ = ['log', 'sample_tokens', 'cache_kwarg', 'output_cache', 'gather_cache_', 'ModelStep', 'ScriptedPolicy', 'SmolAgentEnv']
 
 # %% ../nbs/04_env.ipynb #09464d00
 def sample_tokens(
@@ -56,14 +57,52 @@ def sample_tokens(
     return tok, lp.gather(1, tok[:, None])[:, 0]
 
 # %% ../nbs/04_env.ipynb #d48b3c96
+def cache_kwarg(model) -> str:
+    "The keyword `model.forward` takes its KV cache under ('cache' or 'past_key_values')."
+    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    m = getattr(m, "module", m)
+    try: params = inspect.signature(m.forward).parameters
+    except (TypeError, ValueError): return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+def output_cache(out) -> Any:
+    "The KV cache in a model output (`cache` or `past_key_values`)."
+    c = getattr(out, "cache", None)
+    return c if c is not None else getattr(out, "past_key_values", None)
+
+def gather_cache_(cache, rows: torch.Tensor | None, cols: torch.Tensor | None) -> bool:
+    "Keep batch `rows` and, per row, the positions `cols` (B', L') of a KV cache, in place; False if unsupported."
+    if hasattr(cache, "gather_"): return cache.gather_(rows, cols)
+    layers = getattr(cache, "layers", None)
+    if layers is None or any(type(l) is not DynamicLayer for l in layers):
+        if cols is not None or rows is None or not hasattr(cache, "batch_select_indices"): return False
+        cache.batch_select_indices(rows); return True
+    for l in layers:
+        if not l.is_initialized or l.keys.numel() == 0: continue
+        k, v = l.keys, l.values
+        if rows is not None: k, v = k[rows], v[rows]
+        if cols is not None:
+            idx = cols[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[3])
+            k, v = k.gather(2, idx), v.gather(2, idx)
+        l.keys, l.values = k, v
+    return True
+
+# %% ../nbs/04_env.ipynb #6607bd2e
+@dataclass
+class ModelStep:
+    "A model's output for one forward: next-token logits and the cache to pass back."
+    logits: torch.Tensor  # (B, 1, V)
+    cache: Any
+
 class _ScriptCache:
     "Which script row each batch row is, plus the base model's cache."
     def __init__(self, n: int):
         self.rows, self.turn, self.pos, self.inner = list(range(n)), [-1] * n, [0] * n, None
 
-    def batch_select_indices(self, indices: torch.Tensor):
-        self.rows = [self.rows[i] for i in indices.tolist()]
-        if self.inner is not None: self.inner.batch_select_indices(indices)
+    def gather_(self, rows: torch.Tensor | None, cols: torch.Tensor | None) -> bool:
+        if self.inner is not None and not gather_cache_(self.inner, rows, cols): return False
+        if rows is not None: self.rows = [self.rows[i] for i in rows.tolist()]
+        return True
 
 class ScriptedPolicy(torch.nn.Module):
     "A stand-in policy that replies with scripted turns (a test double for exact rollout checks)."
@@ -76,12 +115,12 @@ class ScriptedPolicy(torch.nn.Module):
         self._anchor = torch.nn.Parameter(torch.zeros(1))  # gives the module a device
         self.fed: list[list[int]] = []  # per forward: the script rows that were fed real tokens
 
-    def forward(self, input_ids, attention_mask, past_key_values=None, **kwargs):
+    def forward(self, input_ids, attention_mask, cache=None, **kwargs) -> ModelStep:
         b, w = input_ids.shape
-        cache = past_key_values if past_key_values is not None else _ScriptCache(b)
+        cache = cache if cache is not None else _ScriptCache(b)
         if self.base is not None:
-            out = self.base(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache.inner, **kwargs)
-            cache.inner, logits = out.past_key_values, out.logits[:, -1:].clone().float()
+            out = self.base(input_ids=input_ids, attention_mask=attention_mask, **{cache_kwarg(self.base): cache.inner}, **kwargs)
+            cache.inner, logits = output_cache(out), out.logits[:, -1:].clone().float()
         else: logits = torch.zeros(b, 1, self.vocab_size)
         n_real = attention_mask[:, -w:].sum(1).tolist()
         self.fed.append([cache.rows[i] for i in range(b) if n_real[i]])
@@ -94,9 +133,9 @@ class ScriptedPolicy(torch.nn.Module):
             logits[i, 0] = -1e4
             logits[i, 0, toks[cache.pos[row]] if cache.pos[row] < len(toks) else self.eos] = 0.0
             cache.pos[row] += 1
-        return CausalLMOutputWithPast(logits=logits, past_key_values=cache)
+        return ModelStep(logits, cache)
 
-# %% ../nbs/04_env.ipynb #9054c54c
+# %% ../nbs/04_env.ipynb #22003106
 @dataclass
 class _Episode:
     data: RawRolloutData
@@ -120,7 +159,7 @@ def _messages(row: Row, prompt_field: str, system_prompt: str | None) -> list[Me
         msgs.insert(0, {"role": "system", "content": system_prompt})
     return msgs
 
-# %% ../nbs/04_env.ipynb #8070f017
+# %% ../nbs/04_env.ipynb #1d7f6d33
 class SmolAgentEnv:
     "A multi-turn environment over smolagents tools with batched, token-exact rollouts."
     def __init__(
@@ -166,7 +205,7 @@ class SmolAgentEnv:
         "`check_rollout` with this environment's tokenizer and tool schemas."
         return check_rollout(rollout, self.tokenizer, self.schemas, strict=strict)
 
-# %% ../nbs/04_env.ipynb #fa5e3844
+# %% ../nbs/04_env.ipynb #f9471cd9
 def _finish(self: SmolAgentEnv, e: _Episode, why: Termination, answer: str | None = None):
     e.done, e.feed, e.data.termination = True, [], why
     if answer is not None: e.data.final_answer = answer
@@ -244,7 +283,7 @@ def _observe(self: SmolAgentEnv, e: _Episode, out: ToolOutcome):
     e.feed = [turn.token_ids[-1]] + env_ids
     _start_turn(self, e)
 
-# %% ../nbs/04_env.ipynb #ef30b5eb
+# %% ../nbs/04_env.ipynb #d422ce6b
 def _model_device(model) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
@@ -257,14 +296,37 @@ def _stop_ids(self: SmolAgentEnv, model) -> set[int]:
 
 class _Batch:
     "The live rows' KV cache, attention mask and next positions."
-    def __init__(self, device):
-        self.device, self.cache, self.attn, self.pos, self.seen = device, None, None, None, None
+    def __init__(self, model):
+        self.device, self.kw = _model_device(model), cache_kwarg(model)
+        self.cache, self.attn, self.pos, self.seen, self.can_compact = None, None, None, None, True
 
     def select(self, keep: list[int]):
-        idx = torch.tensor(keep, device=self.device)
-        if self.cache is not None: self.cache.batch_select_indices(idx)
-        if self.attn is not None: self.attn, self.pos = self.attn[idx], self.pos[idx]
-        if self.seen is not None: self.seen = self.seen[idx]
+        "Drop finished rows, compacting the cache at the same time when it holds much padding."
+        rows = torch.tensor(keep, device=self.device)
+        if self.attn is None: return
+        self.attn, self.pos = self.attn[rows], self.pos[rows]
+        if self.seen is not None: self.seen = self.seen[rows]
+        cols = self._compaction()
+        if not gather_cache_(self.cache, rows, cols):
+            raise RuntimeError(f"cannot drop finished rows from a {type(self.cache).__name__}")
+        if cols is not None: self._compacted(cols)
+
+    def maybe_compact(self):
+        cols = self._compaction()
+        if cols is None: return
+        if gather_cache_(self.cache, None, cols): self._compacted(cols)
+        else: self.can_compact = False
+
+    def _compaction(self) -> torch.Tensor | None:
+        "Per-row column order that right-aligns real positions, when padding exceeds ~20%."
+        if not self.can_compact or self.attn is None: return None
+        width, longest = self.attn.shape[1], int(self.pos.max())
+        if width <= 1.2 * longest + 8: return None
+        order = torch.sort(self.attn, dim=1, stable=True).indices  # holes first, then real positions in order
+        return order[:, width - longest:]
+
+    def _compacted(self, cols: torch.Tensor):
+        self.attn = self.attn.gather(1, cols)
 
     @torch.inference_mode()
     def step(self, model, feeds: list[TokenIds], pad_id: int, sampling: SamplingConfig, greedy: bool):
@@ -276,12 +338,12 @@ class _Batch:
         pos_ids = (self.pos[:, None] + m.cumsum(1) - 1).clamp(min=0)
         self.pos = self.pos + m.sum(1)
         self.attn = m if self.attn is None else torch.cat([self.attn, m], 1)
-        out = model(input_ids=ids, attention_mask=self.attn, position_ids=pos_ids, past_key_values=self.cache,
-                    use_cache=True, logits_to_keep=1)
-        if out.past_key_values is None:
+        out = model(input_ids=ids, attention_mask=self.attn, position_ids=pos_ids, use_cache=True, logits_to_keep=1,
+                    **{self.kw: self.cache})
+        self.cache = output_cache(out)
+        if self.cache is None:
             raise RuntimeError("the model returned no KV cache: rollouts need use_cache=True "
                                "(turn gradient checkpointing off while generating)")
-        self.cache = out.past_key_values
         logits = out.logits[:, -1]
         if sampling.repetition_penalty != 1.0 and not greedy:
             if self.seen is None: self.seen = torch.zeros(len(feeds), logits.shape[-1], device=self.device)
@@ -289,9 +351,9 @@ class _Batch:
         tok, lp = sample_tokens(logits, sampling, greedy, self.seen)  # `tok` is counted in `seen` when it is fed
         return tok.tolist(), lp.tolist()
 
-# %% ../nbs/04_env.ipynb #f9471cd9
+# %% ../nbs/04_env.ipynb #9bbdb334
 async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool):
-    stop_ids, batch = _stop_ids(self, model), _Batch(_model_device(model))
+    stop_ids, batch = _stop_ids(self, model), _Batch(model)
     live = list(eps)
     while live:
         if not any(e.feed for e in live):
@@ -307,6 +369,7 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool):
             if live: batch.select(keep)
         if not live: break
         if not any(e.feed for e in live): continue
+        batch.maybe_compact()
         fed = [bool(e.feed) for e in live]
         t0 = time.perf_counter()
         toks, lps = batch.step(model, [e.feed for e in live], self.pad_id, self.sampling, greedy)
@@ -316,9 +379,10 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool):
             e.turn_ids.append(t); e.turn_lps.append(lp); e.turn_seconds += share
             e.feed = [t]
             if t in stop_ids or len(e.turn_ids) >= e.turn_limit: _end_turn(self, e, stop_ids)
-        await asyncio.sleep(0)  # let finished tool calls report
+        for _ in range(3 if any(e.task is not None for e in live) else 1):
+            await asyncio.sleep(0)  # let finished tool calls report (a result takes a few loop iterations)
 
-# %% ../nbs/04_env.ipynb #65e0e3c6
+# %% ../nbs/04_env.ipynb #a245df8f
 async def _rollout(self: SmolAgentEnv, rows: list[Row], model, *, prompt_field: str = "prompt",
                    greedy: bool = False) -> list[RawRolloutData]:
     "Run one episode per row, all in one batch; the rollouts in row order."

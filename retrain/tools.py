@@ -5,6 +5,7 @@
 # %% ../nbs/03_tools.ipynb #f4c58504
 from __future__ import annotations
 
+import _thread
 import ast
 import asyncio
 import importlib
@@ -15,7 +16,6 @@ import operator
 import pickle
 import re
 import sys
-import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -43,6 +43,7 @@ MAX_MAGNITUDE = 1e100  # |value| of any intermediate result
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
 _UNOPS = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_LEADING_ZEROS = re.compile(r"(?<![\w.])0+(?=\d)")
 
 def _check_size(x):
     if isinstance(x, complex): raise ValueError("the result is not a real number")
@@ -77,7 +78,8 @@ def calculate(expression: str) -> str:
     if len(expression) > MAX_EXPRESSION_LENGTH:
         raise ValueError(f"expression too long ({len(expression)} characters; the limit is {MAX_EXPRESSION_LENGTH})")
     if not expression.strip(): raise ValueError("empty expression")
-    try: tree = ast.parse(expression.strip(), mode="eval")
+    expression = _LEADING_ZEROS.sub("", expression.strip())  # '801*03' means 801*3 (Python would refuse '03')
+    try: tree = ast.parse(expression, mode="eval")
     except SyntaxError: raise ValueError(f"invalid syntax in expression {expression!r}") from None
     return format_number(_eval_node(tree))
 
@@ -157,13 +159,13 @@ class ToolOutcome:
     state: dict[str, Any] | None = None  # a code action's variables after it ran (picklable ones)
 
 def _start_thread(fn: Callable[[], Any]) -> Future:
-    "Run `fn` in a fresh daemon thread; a `Future` of its result."
+    "Run `fn` in a fresh daemon thread; a `Future` of its result (starting it does not wait for the thread)."
     fut: Future = Future()
     def run():
         if not fut.set_running_or_notify_cancel(): return
         try: fut.set_result(fn())
         except BaseException as e: fut.set_exception(e)
-    threading.Thread(target=run, daemon=True, name="retrain-tool").start()
+    _thread.start_new_thread(run, ())  # unlike threading.Thread.start, returns without waiting to be scheduled
     return fut
 
 def _check_args(tool: Tool, arguments: Any) -> ToolOutcome | None:
