@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'TINY_SPECIAL_TOKENS', 'TINY_TOOL_TAGS', 'TINY_CHAT_TEMPLATE', 'DEFAULT_CORPUS', 'EMBEDDED_MODELS',
-           'build_tiny_tokenizer', 'build_tiny_model', 'register_embedded_model', 'cache_dir', 'resolve_model_path',
-           'load_tokenizer', 'load_model', 'apply_lora']
+           'build_tiny_tokenizer', 'build_tiny_model', 'register_embedded_model', 'cache_dir', 'save_atomically',
+           'build_tiny_random', 'resolve_model_path', 'load_tokenizer', 'load_model', 'apply_lora']
 
 # %% ../nbs/02_models.ipynb #b30fc195
 TINY_SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>"]
@@ -116,6 +116,31 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RETRAIN_CACHE") or Path.home() / ".cache" / "retrain")
 
 # %% ../nbs/02_models.ipynb #8e3c0b08
+def save_atomically(target: Path, write: Callable[[Path], None]) -> Path:
+    "Run `write(tmp_dir)` and move the result to `target` in one rename (a killed build leaves no half-written cache)."
+    import shutil, tempfile
+    target = Path(target)
+    if target.is_dir(): return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        write(tmp)
+        try: tmp.rename(target)
+        except OSError:
+            if not target.is_dir(): raise  # someone else finished first otherwise
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+def build_tiny_random() -> Path:
+    "Directory of the cached untrained tiny model (built on first use)."
+    def write(d: Path):
+        model, tok = build_tiny_model(seed=0)
+        model.save_pretrained(d); tok.save_pretrained(d)
+    return save_atomically(cache_dir() / "tiny-random-v1", write)
+
+register_embedded_model("retrain/tiny-random", build_tiny_random)
+
+# %% ../nbs/02_models.ipynb #c52740e8
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "auto": "auto"}
 
 def resolve_model_path(name_or_path: str) -> str:
