@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import copy
 import inspect
 import logging
 import time
@@ -26,7 +27,8 @@ from .types import ActionKind, Message, RawRolloutData, Row, Termination, TokenI
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'sample_tokens', 'cache_kwarg', 'output_cache', 'gather_cache_', 'ModelStep', 'ScriptedPolicy', 'SmolAgentEnv']
+__all__ = ['log', 'sample_tokens', 'cache_kwarg', 'output_cache', 'gather_cache_', 'split_cache', 'merge_cache_', 'ModelStep',
+           'ScriptedPolicy', 'SmolAgentEnv']
 
 # %% ../nbs/04_env.ipynb #09464d00
 def sample_tokens(
@@ -87,6 +89,34 @@ def gather_cache_(cache, rows: torch.Tensor | None, cols: torch.Tensor | None) -
         l.keys, l.values = k, v
     return True
 
+def _dynamic_layers(cache) -> list | None:
+    layers = getattr(cache, "layers", None)
+    return layers if layers is not None and all(type(l) is DynamicLayer for l in layers) else None
+
+def split_cache(cache, rows: torch.Tensor):
+    "A new cache holding only batch `rows` of `cache` (None if the cache type is unsupported)."
+    if hasattr(cache, "split"): return cache.split(rows)
+    layers = _dynamic_layers(cache)
+    if layers is None: return None
+    sub = copy.copy(cache)
+    sub.layers = [copy.copy(l) for l in layers]
+    for l in sub.layers:
+        if l.is_initialized: l.keys, l.values = l.keys[rows], l.values[rows]
+    return sub
+
+def merge_cache_(cache, sub, rows: torch.Tensor, width: int):
+    "Append `width` positions to every row of `cache`: `sub`'s new positions for `rows`, zeros (padding) elsewhere."
+    if hasattr(cache, "merge_"): return cache.merge_(sub, rows, width)
+    for l, sl in zip(cache.layers, sub.layers):
+        if not l.is_initialized: continue
+        for name in ("keys", "values"):
+            t, st = getattr(l, name), getattr(sl, name)
+            b, h, n, d = t.shape
+            out = t.new_zeros(b, h, n + width, d)
+            out[:, :, :n] = t
+            out[rows, :, n:] = st[:, :, n:]
+            setattr(l, name, out)
+
 # %% ../nbs/04_env.ipynb #6607bd2e
 @dataclass
 class ModelStep:
@@ -95,14 +125,27 @@ class ModelStep:
     cache: Any
 
 class _ScriptCache:
-    "Which script row each batch row is, plus the base model's cache."
-    def __init__(self, n: int):
-        self.rows, self.turn, self.pos, self.inner = list(range(n)), [-1] * n, [0] * n, None
+    "Which script row each batch row is, what each was fed, and the base model's cache."
+    def __init__(self, n: int, rows: list[int] | None = None, hist=None, n_prompt=None):
+        self.rows = list(range(n)) if rows is None else rows
+        self.hist = [[] for _ in range(n)] if hist is None else hist  # per script row: every real token fed
+        self.n_prompt = {} if n_prompt is None else n_prompt  # per script row: generation prompts in its prompt
+        self.inner = None
 
     def gather_(self, rows: torch.Tensor | None, cols: torch.Tensor | None) -> bool:
         if self.inner is not None and not gather_cache_(self.inner, rows, cols): return False
         if rows is not None: self.rows = [self.rows[i] for i in rows.tolist()]
         return True
+
+    def split(self, rows: torch.Tensor):
+        sub = _ScriptCache(0, [self.rows[i] for i in rows.tolist()], self.hist, self.n_prompt)
+        if self.inner is not None:
+            sub.inner = split_cache(self.inner, rows)
+            if sub.inner is None: return None
+        return sub
+
+    def merge_(self, sub, rows: torch.Tensor, width: int):
+        if self.inner is not None: merge_cache_(self.inner, sub.inner, rows, width)
 
 class ScriptedPolicy(torch.nn.Module):
     "A stand-in policy that replies with scripted turns (a test double for exact rollout checks)."
@@ -111,6 +154,8 @@ class ScriptedPolicy(torch.nn.Module):
         self.vocab_size, self.eos = len(tokenizer), tokenizer.eos_token_id
         self.scripts = [[None if t is None else tokenizer(t, add_special_tokens=False)["input_ids"] for t in s]
                         for s in scripts]
+        gp = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=False)
+        self.gen = tokenizer(gp, add_special_tokens=False)["input_ids"][-1]  # the generation prompt's last token
         self.base = base_model
         self._anchor = torch.nn.Parameter(torch.zeros(1))  # gives the module a device
         self.fed: list[list[int]] = []  # per forward: the script rows that were fed real tokens
@@ -122,17 +167,21 @@ class ScriptedPolicy(torch.nn.Module):
             out = self.base(input_ids=input_ids, attention_mask=attention_mask, **{cache_kwarg(self.base): cache.inner}, **kwargs)
             cache.inner, logits = output_cache(out), out.logits[:, -1:].clone().float()
         else: logits = torch.zeros(b, 1, self.vocab_size)
-        n_real = attention_mask[:, -w:].sum(1).tolist()
-        self.fed.append([cache.rows[i] for i in range(b) if n_real[i]])
+        ids, mask = input_ids.tolist(), attention_mask[:, -w:].tolist()
+        self.fed.append([cache.rows[i] for i in range(b) if any(mask[i])])
         for i, row in enumerate(cache.rows):
-            if not n_real[i]: continue
-            if n_real[i] > 1: cache.turn[row], cache.pos[row] = cache.turn[row] + 1, 0
-            turns, k = self.scripts[row], cache.turn[row]
+            real = [t for t, m in zip(ids[i], mask[i]) if m]
+            if not real: continue
+            h = cache.hist[row]
+            h += real
+            if row not in cache.n_prompt: cache.n_prompt[row] = h.count(self.gen)
+            k = h.count(self.gen) - cache.n_prompt[row]  # the turn being sampled
+            pos = h[::-1].index(self.gen) if self.gen in h else len(h)  # its tokens fed so far
+            turns = self.scripts[row]
             if k < len(turns) and turns[k] is None and self.base is not None: continue
             toks = turns[k] if k < len(turns) and turns[k] is not None else []
             logits[i, 0] = -1e4
-            logits[i, 0, toks[cache.pos[row]] if cache.pos[row] < len(toks) else self.eos] = 0.0
-            cache.pos[row] += 1
+            logits[i, 0, toks[pos] if pos < len(toks) else self.eos] = 0.0
         return ModelStep(logits, cache)
 
 # %% ../nbs/04_env.ipynb #22003106
@@ -294,11 +343,13 @@ def _stop_ids(self: SmolAgentEnv, model) -> set[int]:
     ids |= set(gen_eos) if isinstance(gen_eos, (list, tuple)) else ({gen_eos} if gen_eos is not None else set())
     return ids - {None}
 
+_FORWARD_COST = 64  # a forward's fixed cost, in token positions, when deciding to feed long chunks apart
+
 class _Batch:
     "The live rows' KV cache, attention mask and next positions."
     def __init__(self, model):
         self.device, self.kw = _model_device(model), cache_kwarg(model)
-        self.cache, self.attn, self.pos, self.seen, self.can_compact = None, None, None, None, True
+        self.cache, self.attn, self.pos, self.seen, self.can_compact, self.can_split = None, None, None, None, True, True
 
     def select(self, keep: list[int]):
         "Drop finished rows, compacting the cache at the same time when it holds much padding."
@@ -328,9 +379,48 @@ class _Batch:
     def _compacted(self, cols: torch.Tensor):
         self.attn = self.attn.gather(1, cols)
 
+    def _split_width(self, feeds: list[TokenIds]) -> int | None:
+        "The step's width when long chunks are better fed apart first (None: one forward does it)."
+        if self.cache is None or not self.can_split: return None
+        lens = [len(f) for f in feeds]
+        b, w = len(lens), max(lens)
+        best, best_w = b * w, None
+        for wm in sorted({max(n, 1) for n in lens}):
+            if wm >= w: break
+            long = [n for n in lens if n > wm]
+            cost = b * wm + _FORWARD_COST + len(long) * (max(long) - wm)
+            if cost < best: best, best_w = cost, wm
+        return best_w
+
+    def _feed_apart(self, model, feeds: list[TokenIds], wm: int, pad_id: int):
+        "Feed the heads of chunks longer than `wm` to those rows alone; `feeds` keeps their last `wm` tokens."
+        rows = [i for i, f in enumerate(feeds) if len(f) > wm]
+        heads = [feeds[i][:-wm] for i in rows]
+        sub = split_cache(self.cache, torch.tensor(rows, device=self.device))
+        if sub is None:
+            self.can_split = False
+            return
+        for i in rows: feeds[i] = feeds[i][-wm:]
+        ridx, w = torch.tensor(rows, device=self.device), max(map(len, heads))
+        ids = torch.tensor([[pad_id] * (w - len(f)) + f for f in heads], device=self.device)
+        m = torch.tensor([[0] * (w - len(f)) + [1] * len(f) for f in heads], device=self.device)
+        pos_ids = (self.pos[ridx, None] + m.cumsum(1) - 1).clamp(min=0)
+        out = model(input_ids=ids, attention_mask=torch.cat([self.attn[ridx], m], 1), position_ids=pos_ids,
+                    use_cache=True, logits_to_keep=1, **{self.kw: sub})
+        merge_cache_(self.cache, output_cache(out), ridx, w)
+        full = torch.zeros(len(feeds), w, dtype=self.attn.dtype, device=self.device)
+        full[ridx] = m
+        self.attn = torch.cat([self.attn, full], 1)
+        self.pos[ridx] += m.sum(1)
+        if self.seen is not None: self.seen[ridx] = self.seen[ridx].scatter_add(1, ids, m.to(self.seen.dtype))
+
     @torch.inference_mode()
     def step(self, model, feeds: list[TokenIds], pad_id: int, sampling: SamplingConfig, greedy: bool):
         "One forward over all rows (right-aligned chunks) and one sampled token per row."
+        wm = self._split_width(feeds)
+        if wm is not None:
+            feeds = list(feeds)
+            self._feed_apart(model, feeds, wm, pad_id)
         w = max(map(len, feeds))
         ids = torch.tensor([[pad_id] * (w - len(f)) + f for f in feeds], device=self.device)
         m = torch.tensor([[0] * (w - len(f)) + [1] * len(f) for f in feeds], device=self.device)
