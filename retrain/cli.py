@@ -52,10 +52,12 @@ def summary_table(results: dict) -> str:
 
 def cmd_run(args) -> int:
     import asyncio
-    from retrain.run import run
+    from retrain.models import ModelLoadError
+    from retrain.prompts import PromptSourceError
+    from retrain.run import SetupError, run
     cfg = TrainingConfig.from_yaml(args.config, overrides=args.overrides)
     try: results = asyncio.run(run(cfg, resume=args.resume, dashboard=False))
-    except FileExistsError as e:
+    except (FileExistsError, ModelLoadError, PromptSourceError, SetupError, LookupError) as e:  # the message says what to change
         print(f"retrain: {e}", file=sys.stderr)
         return 2
     table = summary_table(results)
@@ -77,6 +79,8 @@ COMMANDS = {"validate": cmd_validate, "run": cmd_run, "report": cmd_report}
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `retrain` command."
+    import warnings
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl)\.")
     args = build_parser().parse_args(argv)
     try: return COMMANDS[args.command](args)
     except ConfigError as e:

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'TINY_SPECIAL_TOKENS', 'TINY_TOOL_TAGS', 'TINY_CHAT_TEMPLATE', 'DEFAULT_CORPUS', 'EMBEDDED_MODELS',
            'build_tiny_tokenizer', 'build_tiny_model', 'register_embedded_model', 'cache_dir', 'save_atomically',
-           'build_tiny_random', 'resolve_model_path', 'load_tokenizer', 'load_model', 'apply_lora']
+           'build_tiny_random', 'resolve_model_path', 'ModelLoadError', 'load_tokenizer', 'load_model', 'apply_lora']
 
 # %% ../nbs/02_models.ipynb #b30fc195
 TINY_SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>"]
@@ -148,10 +148,22 @@ def resolve_model_path(name_or_path: str) -> str:
     if name_or_path in EMBEDDED_MODELS: return str(EMBEDDED_MODELS[name_or_path]())
     return name_or_path
 
+class ModelLoadError(OSError):
+    "A model or tokenizer that cannot be loaded; the message says what to check."
+
+def _loading(cfg: ModelConfig, what: str, load):
+    try: return load()
+    except OSError as e:
+        hint = (" (offline: no model hub is reachable; use a local directory or an embedded model: "
+                f"{sorted(EMBEDDED_MODELS)})") if not Path(cfg.name_or_path).exists() else ""
+        raise ModelLoadError(f"model.name_or_path='{cfg.name_or_path}': cannot load the {what}{hint}: "
+                             f"{str(e).splitlines()[0]}") from None
+
 def load_tokenizer(cfg: ModelConfig):
     "The tokenizer for `cfg`, with a pad token and left padding."
     path = resolve_model_path(cfg.name_or_path)
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
+    tok = _loading(cfg, "tokenizer", lambda: AutoTokenizer.from_pretrained(
+        path, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision))
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     if tok.chat_template is None:
@@ -162,8 +174,8 @@ def load_tokenizer(cfg: ModelConfig):
 def load_model(cfg: ModelConfig):
     "The model for `cfg` (with LoRA adapters when `cfg.peft_config` is set)."
     path = resolve_model_path(cfg.name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[cfg.torch_dtype],
-                                                 trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
+    model = _loading(cfg, "model", lambda: AutoModelForCausalLM.from_pretrained(
+        path, dtype=_DTYPES[cfg.torch_dtype], trust_remote_code=cfg.trust_remote_code, revision=cfg.revision))
     if cfg.peft_config is not None: model = apply_lora(model, cfg.peft_config)
     return model
 

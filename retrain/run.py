@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import transformers
 
 from .config_models import TrainingConfig
 from .env import SmolAgentEnv
@@ -30,7 +31,7 @@ from .types import Row
 log = logging.getLogger("retrain")
 
 # %% auto #0
-__all__ = ['log', 'latest_checkpoint', 'rollback_logs', 'RunLogger', 'ProgressBar', 'evaluate', 'run']
+__all__ = ['log', 'latest_checkpoint', 'rollback_logs', 'RunLogger', 'ProgressBar', 'evaluate', 'SetupError', 'run']
 
 # %% ../nbs/10_run.ipynb #5e093f28
 def latest_checkpoint(ckpt_dir: str | Path) -> Path | None:
@@ -105,6 +106,10 @@ def evaluate(env: SmolAgentEnv, rewards: RewardCalculator, model, rows: list[Row
             "tool_call_rate": float(np.mean([t.raw.num_tool_calls > 0 for t in trajs])), "n": len(trajs)}
 
 # %% ../nbs/10_run.ipynb #fb1c9713
+class SetupError(ValueError):
+    "Pieces that are each valid but do not fit together; the message says what to change."
+
+# %% ../nbs/10_run.ipynb #51ba3878
 def _seed_everything(seed: int):
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
@@ -115,6 +120,10 @@ def _in_notebook() -> bool:
         return get_ipython() is not None and "IPKernelApp" in get_ipython().config
     except ImportError: return False
 
+def _holds_run(run_dir: Path) -> bool:
+    "Whether a run already trained (or started training) here."
+    return (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").is_dir() or (run_dir / "results.json").exists()
+
 def _peak_rss_mb() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 def _lora(cfg: TrainingConfig):
@@ -122,7 +131,7 @@ def _lora(cfg: TrainingConfig):
     from peft import LoraConfig
     return LoraConfig(**{"task_type": "CAUSAL_LM", "target_modules": "all-linear", **cfg.model.peft_config})
 
-# %% ../nbs/10_run.ipynb #51ba3878
+# %% ../nbs/10_run.ipynb #30ab84a3
 async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or a validated `TrainingConfig`
               *, resume: bool = False,  # continue from the latest complete checkpoint in the run directory
               dashboard: bool | None = None,  # show the live dashboard (default: inside a notebook kernel)
@@ -130,20 +139,16 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
               ) -> dict[str, Any]:
     "Train an agent as `config` says; returns the run directory, final metrics and evaluation results."
     t_start = time.perf_counter()
+    transformers.utils.logging.disable_progress_bar()
     cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
     logging.getLogger("retrain").setLevel(cfg.logging_level)
     if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
     _seed_everything(cfg.seed)
     run_dir = Path(cfg.output_dir) / cfg.experiment_name
     ckpt_dir = run_dir / "checkpoints"
-    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+    if _holds_run(run_dir) and not resume:
         raise FileExistsError(f"run directory {run_dir} already holds a run: resume it (resume=True, `retrain run --resume`), "
                               "or choose another experiment_name / output_dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = latest_checkpoint(ckpt_dir) if resume else None
-    prior = json.loads((run_dir / "results.json").read_text()) if resume and (run_dir / "results.json").exists() else {}
-    rollback_logs(run_dir, int(ckpt.name.split("-")[-1]) if ckpt else 0)
-    cfg.to_yaml(run_dir / "config.yaml")
 
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model.model_copy(update={"peft_config": None}))
@@ -153,9 +158,20 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
     env = SmolAgentEnv.from_config(env_cfg, tokenizer)
     rewards = RewardCalculator.from_config(cfg.reward_setup)
     rows = load_rows(cfg.prompt_source, seed=cfg.seed)
+    per_step = args.generation_batch_size // args.num_generations
+    if len(rows) < per_step:
+        raise SetupError(f"prompt_source has {len(rows)} rows but each step samples {per_step} prompts "
+                         f"(generation batch {args.generation_batch_size} / num_generations {args.num_generations}): "
+                         "add prompts or lower algorithm.hyperparameters.per_device_train_batch_size")
     ev = cfg.evaluation
     eval_rows = load_rows(ev.prompt_source, seed=cfg.seed) if ev else []
     eval_kw = dict(success_reward=ev.success_reward, threshold=ev.success_threshold, batch_size=ev.batch_size) if ev else {}
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = latest_checkpoint(ckpt_dir) if resume else None
+    prior = json.loads((run_dir / "results.json").read_text()) if resume and (run_dir / "results.json").exists() else {}
+    rollback_logs(run_dir, int(ckpt.name.split("-")[-1]) if ckpt else 0)
+    cfg.to_yaml(run_dir / "config.yaml")
 
     results: dict[str, Any] = {"run_dir": str(run_dir), "experiment_name": cfg.experiment_name, "seed": cfg.seed}
     if ev and ev.before:

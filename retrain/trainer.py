@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ from .trajectory import token_advantages
 from .types import ActionKind, ProcessedTrajectory, RawRolloutData, Row, Termination
 
 log = logging.getLogger(__name__)
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # `rollout_func` is how retrain plugs in, by design
 
 # %% auto #0
 __all__ = ['log', 'CHECKPOINT_DONE', 'grpo_config', 'rollout_metrics', 'rollout_record', 'StepSink', 'GRPOTrainer']
@@ -42,7 +44,7 @@ def grpo_config(cfg: TrainingConfig, output_dir: str) -> GRPOConfig:
                           f"environment.sampling.temperature ({temp}); set only environment.sampling.temperature")
     cuda = torch.cuda.is_available()
     defaults = dict(
-        bf16=cuda and torch.cuda.is_bf16_supported(), fp16=False, use_cpu=not cuda, gradient_checkpointing=False,
+        bf16=cuda and torch.cuda.is_bf16_supported(), fp16=False, use_cpu=not cuda, activation_checkpointing=False,
         logging_steps=1, save_strategy="steps", save_steps=50, disable_tqdm=True, report_to=cfg.algorithm.report_to,
         per_device_train_batch_size=8, num_generations=8, max_completion_length=256, dataloader_num_workers=0)
     kwargs = {**defaults, **hp, "output_dir": output_dir, "seed": cfg.seed, "data_seed": cfg.seed,
