@@ -54,7 +54,7 @@ def cmd_run(args) -> int:
     import asyncio
     from retrain.models import ModelLoadError
     from retrain.prompts import PromptSourceError
-    from retrain.run import SetupError, run
+    from retrain.runner import SetupError, run
     cfg = TrainingConfig.from_yaml(args.config, overrides=args.overrides)
     try: results = asyncio.run(run(cfg, resume=args.resume, dashboard=False))
     except (FileExistsError, ModelLoadError, PromptSourceError, SetupError, LookupError) as e:  # the message says what to change

@@ -60,6 +60,13 @@ def rollback_logs(run_dir: str | Path, step: int) -> None:
         os.replace(tmp, p)
 
 # %% ../nbs/10_run.ipynb #47cc827b
+def _json_safe(x):
+    "`x` with NaN and infinities as None (strict JSON)."
+    if isinstance(x, float): return x if np.isfinite(x) else None
+    if isinstance(x, dict): return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return [_json_safe(v) for v in x]
+    return x
+
 class RunLogger:
     "Appends every step's metrics and rollouts to the run directory, synced to disk."
     def __init__(self, run_dir: str | Path):
@@ -69,7 +76,8 @@ class RunLogger:
     def _append(self, name: str, records: list[dict]):
         if not records: return
         with open(self.run_dir / name, "a") as f:
-            f.write("".join(json.dumps(r, default=str) + "\n" for r in records)); f.flush(); os.fsync(f.fileno())
+            f.write("".join(json.dumps(_json_safe(r), default=str, allow_nan=False) + "\n" for r in records))
+            f.flush(); os.fsync(f.fileno())
 
     def on_step(self, step: int, metrics: dict[str, float], rollouts: list[dict]) -> None:
         self._append("rollouts.jsonl", rollouts)
