@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import copy
-import inspect
 import logging
 import time
 from dataclasses import dataclass, field
@@ -16,10 +14,11 @@ from typing import Any
 
 import torch
 from smolagents import Tool
-from transformers.cache_utils import DynamicLayer
 
 from .chat import ChatRenderer, RolloutCheck, check_rollout
 from .config_models import SamplingConfig, SmolAgentEnvConfig
+from .sampling import (ScriptedPolicy, cache_kwarg, gather_cache_, merge_cache_, output_cache,  # noqa: F401
+                              sample_tokens, split_cache)
 from .tools import (ParsedAction, ToolOutcome, call_tool_async, make_parser, resolve_tool, run_code_action_async,
                            tool_schemas, with_final_answer)
 from .types import ActionKind, Message, RawRolloutData, Row, Termination, TokenIds, Turn
@@ -27,164 +26,9 @@ from .types import ActionKind, Message, RawRolloutData, Row, Termination, TokenI
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'sample_tokens', 'cache_kwarg', 'output_cache', 'gather_cache_', 'split_cache', 'merge_cache_', 'ModelStep',
-           'ScriptedPolicy', 'SmolAgentEnv']
+__all__ = ['log', 'SmolAgentEnv']
 
 # %% ../nbs/04_env.ipynb #09464d00
-def sample_tokens(
-    logits: torch.Tensor,  # (B, V) next-token logits
-    sampling: SamplingConfig,
-    greedy: bool = False,
-    seen: torch.Tensor | None = None,  # (B, V) counts of tokens already in each row, for the repetition penalty
-) -> tuple[torch.Tensor, torch.Tensor]:
-    "Sampled token ids (B,) and their log-probs (B,)."
-    logits = logits.float()
-    if greedy or sampling.temperature == 0:
-        tok = logits.argmax(-1)
-        return tok, torch.log_softmax(logits, -1).gather(1, tok[:, None])[:, 0]
-    if sampling.repetition_penalty != 1.0 and seen is not None:
-        p = sampling.repetition_penalty
-        logits = torch.where(seen > 0, torch.where(logits > 0, logits / p, logits * p), logits)
-    if sampling.temperature != 1.0: logits = logits / sampling.temperature
-    if sampling.top_k is not None and sampling.top_k < logits.shape[-1]:
-        kth = logits.topk(sampling.top_k, -1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if sampling.top_p < 1.0:
-        srt, idx = logits.sort(-1, descending=True)
-        probs = srt.softmax(-1)
-        drop = probs.cumsum(-1) - probs > sampling.top_p  # keep the smallest prefix with mass >= top_p
-        logits = logits.scatter(1, idx, srt.masked_fill(drop, float("-inf")))
-    lp = torch.log_softmax(logits, -1)
-    tok = torch.multinomial(lp.exp(), 1)[:, 0]
-    return tok, lp.gather(1, tok[:, None])[:, 0]
-
-# %% ../nbs/04_env.ipynb #d48b3c96
-def cache_kwarg(model) -> str:
-    "The keyword `model.forward` takes its KV cache under ('cache' or 'past_key_values')."
-    m = model.get_base_model() if hasattr(model, "get_base_model") else model
-    m = getattr(m, "module", m)
-    try: params = inspect.signature(m.forward).parameters
-    except (TypeError, ValueError): return "past_key_values"
-    return "cache" if "cache" in params else "past_key_values"
-
-def output_cache(out) -> Any:
-    "The KV cache in a model output (`cache` or `past_key_values`)."
-    c = getattr(out, "cache", None)
-    return c if c is not None else getattr(out, "past_key_values", None)
-
-def gather_cache_(cache, rows: torch.Tensor | None, cols: torch.Tensor | None) -> bool:
-    "Keep batch `rows` and, per row, the positions `cols` (B', L') of a KV cache, in place; False if unsupported."
-    if hasattr(cache, "gather_"): return cache.gather_(rows, cols)
-    layers = getattr(cache, "layers", None)
-    if layers is None or any(type(l) is not DynamicLayer for l in layers):
-        if cols is not None or rows is None or not hasattr(cache, "batch_select_indices"): return False
-        cache.batch_select_indices(rows); return True
-    for l in layers:
-        if not l.is_initialized or l.keys.numel() == 0: continue
-        k, v = l.keys, l.values
-        if rows is not None: k, v = k[rows], v[rows]
-        if cols is not None:
-            idx = cols[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[3])
-            k, v = k.gather(2, idx), v.gather(2, idx)
-        l.keys, l.values = k, v
-    return True
-
-def _dynamic_layers(cache) -> list | None:
-    layers = getattr(cache, "layers", None)
-    return layers if layers is not None and all(type(l) is DynamicLayer for l in layers) else None
-
-def split_cache(cache, rows: torch.Tensor):
-    "A new cache holding only batch `rows` of `cache` (None if the cache type is unsupported)."
-    if hasattr(cache, "split"): return cache.split(rows)
-    layers = _dynamic_layers(cache)
-    if layers is None: return None
-    sub = copy.copy(cache)
-    sub.layers = [copy.copy(l) for l in layers]
-    for l in sub.layers:
-        if l.is_initialized: l.keys, l.values = l.keys[rows], l.values[rows]
-    return sub
-
-def merge_cache_(cache, sub, rows: torch.Tensor, width: int):
-    "Append `width` positions to every row of `cache`: `sub`'s new positions for `rows`, zeros (padding) elsewhere."
-    if hasattr(cache, "merge_"): return cache.merge_(sub, rows, width)
-    for l, sl in zip(cache.layers, sub.layers):
-        if not l.is_initialized: continue
-        for name in ("keys", "values"):
-            t, st = getattr(l, name), getattr(sl, name)
-            b, h, n, d = t.shape
-            out = t.new_zeros(b, h, n + width, d)
-            out[:, :, :n] = t
-            out[rows, :, n:] = st[:, :, n:]
-            setattr(l, name, out)
-
-# %% ../nbs/04_env.ipynb #6607bd2e
-@dataclass
-class ModelStep:
-    "A model's output for one forward: next-token logits and the cache to pass back."
-    logits: torch.Tensor  # (B, 1, V)
-    cache: Any
-
-class _ScriptCache:
-    "Which script row each batch row is, what each was fed, and the base model's cache."
-    def __init__(self, n: int, rows: list[int] | None = None, hist=None, n_prompt=None):
-        self.rows = list(range(n)) if rows is None else rows
-        self.hist = [[] for _ in range(n)] if hist is None else hist  # per script row: every real token fed
-        self.n_prompt = {} if n_prompt is None else n_prompt  # per script row: generation prompts in its prompt
-        self.inner = None
-
-    def gather_(self, rows: torch.Tensor | None, cols: torch.Tensor | None) -> bool:
-        if self.inner is not None and not gather_cache_(self.inner, rows, cols): return False
-        if rows is not None: self.rows = [self.rows[i] for i in rows.tolist()]
-        return True
-
-    def split(self, rows: torch.Tensor):
-        sub = _ScriptCache(0, [self.rows[i] for i in rows.tolist()], self.hist, self.n_prompt)
-        if self.inner is not None:
-            sub.inner = split_cache(self.inner, rows)
-            if sub.inner is None: return None
-        return sub
-
-    def merge_(self, sub, rows: torch.Tensor, width: int):
-        if self.inner is not None: merge_cache_(self.inner, sub.inner, rows, width)
-
-class ScriptedPolicy(torch.nn.Module):
-    "A stand-in policy that replies with scripted turns (a test double for exact rollout checks)."
-    def __init__(self, tokenizer, scripts: list[list[str | None]], base_model: torch.nn.Module | None = None):
-        super().__init__()
-        self.vocab_size, self.eos = len(tokenizer), tokenizer.eos_token_id
-        self.scripts = [[None if t is None else tokenizer(t, add_special_tokens=False)["input_ids"] for t in s]
-                        for s in scripts]
-        gp = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=False)
-        self.gen = tokenizer(gp, add_special_tokens=False)["input_ids"][-1]  # the generation prompt's last token
-        self.base = base_model
-        self._anchor = torch.nn.Parameter(torch.zeros(1))  # gives the module a device
-        self.fed: list[list[int]] = []  # per forward: the script rows that were fed real tokens
-
-    def forward(self, input_ids, attention_mask, cache=None, **kwargs) -> ModelStep:
-        b, w = input_ids.shape
-        cache = cache if cache is not None else _ScriptCache(b)
-        if self.base is not None:
-            out = self.base(input_ids=input_ids, attention_mask=attention_mask, **{cache_kwarg(self.base): cache.inner}, **kwargs)
-            cache.inner, logits = output_cache(out), out.logits[:, -1:].clone().float()
-        else: logits = torch.zeros(b, 1, self.vocab_size)
-        ids, mask = input_ids.tolist(), attention_mask[:, -w:].tolist()
-        self.fed.append([cache.rows[i] for i in range(b) if any(mask[i])])
-        for i, row in enumerate(cache.rows):
-            real = [t for t, m in zip(ids[i], mask[i]) if m]
-            if not real: continue
-            h = cache.hist[row]
-            h += real
-            if row not in cache.n_prompt: cache.n_prompt[row] = h.count(self.gen)
-            k = h.count(self.gen) - cache.n_prompt[row]  # the turn being sampled
-            pos = h[::-1].index(self.gen) if self.gen in h else len(h)  # its tokens fed so far
-            turns = self.scripts[row]
-            if k < len(turns) and turns[k] is None and self.base is not None: continue
-            toks = turns[k] if k < len(turns) and turns[k] is not None else []
-            logits[i, 0] = -1e4
-            logits[i, 0, toks[pos] if pos < len(toks) else self.eos] = 0.0
-        return ModelStep(logits, cache)
-
-# %% ../nbs/04_env.ipynb #22003106
 @dataclass
 class _Episode:
     data: RawRolloutData
@@ -208,7 +52,7 @@ def _messages(row: Row, prompt_field: str, system_prompt: str | None) -> list[Me
         msgs.insert(0, {"role": "system", "content": system_prompt})
     return msgs
 
-# %% ../nbs/04_env.ipynb #1d7f6d33
+# %% ../nbs/04_env.ipynb #e5f173b9
 class SmolAgentEnv:
     "A multi-turn environment over smolagents tools with batched, token-exact rollouts."
     def __init__(
@@ -254,7 +98,7 @@ class SmolAgentEnv:
         "`check_rollout` with this environment's tokenizer and tool schemas."
         return check_rollout(rollout, self.tokenizer, self.schemas, strict=strict)
 
-# %% ../nbs/04_env.ipynb #f9471cd9
+# %% ../nbs/04_env.ipynb #ead47be2
 def _finish(self: SmolAgentEnv, e: _Episode, why: Termination, answer: str | None = None):
     e.done, e.feed, e.data.termination = True, [], why
     if answer is not None: e.data.final_answer = answer
@@ -332,7 +176,7 @@ def _observe(self: SmolAgentEnv, e: _Episode, out: ToolOutcome):
     e.feed = [turn.token_ids[-1]] + env_ids
     _start_turn(self, e)
 
-# %% ../nbs/04_env.ipynb #d422ce6b
+# %% ../nbs/04_env.ipynb #6607bd2e
 def _model_device(model) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
@@ -441,7 +285,7 @@ class _Batch:
         tok, lp = sample_tokens(logits, sampling, greedy, self.seen)  # `tok` is counted in `seen` when it is fed
         return tok.tolist(), lp.tolist()
 
-# %% ../nbs/04_env.ipynb #9bbdb334
+# %% ../nbs/04_env.ipynb #8070f017
 async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool):
     stop_ids, batch = _stop_ids(self, model), _Batch(model)
     live = list(eps)
@@ -472,7 +316,7 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool):
         for _ in range(3 if any(e.task is not None for e in live) else 1):
             await asyncio.sleep(0)  # let finished tool calls report (a result takes a few loop iterations)
 
-# %% ../nbs/04_env.ipynb #a245df8f
+# %% ../nbs/04_env.ipynb #22003106
 async def _rollout(self: SmolAgentEnv, rows: list[Row], model, *, prompt_field: str = "prompt",
                    greedy: bool = False) -> list[RawRolloutData]:
     "Run one episode per row, all in one batch; the rollouts in row order."

@@ -18,7 +18,7 @@ import re
 import sys
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from smolagents import FinalAnswerTool, Tool
