@@ -157,7 +157,8 @@ def warm_start(
     seed: int = 0,  # questions, batches and the unaided mix are a function of the seed
     batch_size: int = 32,
     lr: float = 3e-3,  # AdamW peak learning rate of phase 1
-    copy_threshold: float = 0.99,  # phase 1 ends when the forced-copy accuracy reaches this (phase 2 costs ~0.03)
+    copy_threshold: float = 0.99,  # phase 1 ends when the forced-copy accuracy reaches this (phase 2 costs ~0.03)...
+    min_copy: float = 0.97,  # ... or reaches this once the learning rate has decayed
     check_every: int = 25,  # steps between copy checks (on 100 fixed probe questions)
     decay_from: float = 0.2,  # the cosine decay starts once the copy accuracy reaches this
     decay_steps: int = 250,  # length of phase 1's cosine decay (to 3% of `lr`)
@@ -184,7 +185,7 @@ def warm_start(
     stats, decay_start, s, acc = {"copy_curve": []}, None, 0, 0.0
     while True:
         if s >= max_steps:
-            raise RuntimeError(f"warm start: forced-copy accuracy {acc:.2f} < {copy_threshold} after {s} steps "
+            raise RuntimeError(f"warm start: forced-copy accuracy {acc:.2f} < {min_copy} after {s} steps "
                                f"(seed {seed}); raise max_steps or try another seed")
         frac = 0.0 if decay_start is None else min(1.0, (s - decay_start) / decay_steps)
         loss = step([_demo_text(formats, rng.choice(pool)) for _ in range(batch_size)],
@@ -194,7 +195,7 @@ def warm_start(
             model.eval(); acc = forced_copy_accuracy(model, tokenizer, probe); model.train()
             stats["copy_curve"].append((s, acc))
             if log: log(f"phase 1 step {s}: loss {loss:.4f}, forced-copy accuracy {acc:.2f}")
-            if acc >= copy_threshold: break
+            if acc >= copy_threshold or (decay_start is not None and s >= decay_start + decay_steps and acc >= min_copy): break
             if decay_start is None and acc >= decay_from: decay_start = s
     stats.update(phase1_steps=s, copy_after_phase1=acc)
     for s in range(mix_steps):
