@@ -27,6 +27,7 @@ from .prompts import load_rows
 from .rewards import RewardCalculator
 from .trainer import CHECKPOINT_DONE, GRPOTrainer, grpo_config
 from .types import Row
+from . import tiny_agent  # noqa: F401  (registers the embedded 'retrain/tiny-calculator-agent')
 
 log = logging.getLogger("retrain")
 

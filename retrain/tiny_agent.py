@@ -15,14 +15,17 @@ import tempfile
 from pathlib import Path
 
 import torch
+from smolagents import FinalAnswerTool
+from smolagents.models import get_tool_json_schema
 from transformers import PreTrainedTokenizerFast
 
 from .models import build_tiny_model, build_tiny_tokenizer, cache_dir, register_embedded_model
 
 # %% auto #0
-__all__ = ['HELDOUT_FRACTION', 'CALCULATOR_SCHEMA', 'AGENT_VERSION', 'calculator_rows', 'write_calculator_data',
-           'calculator_messages', 'render_calculator', 'calculator_tokenizer', 'forced_copy_accuracy', 'warm_start',
-           'evaluate_calculator_agent', 'build_calculator_agent']
+__all__ = ['HELDOUT_FRACTION', 'CALCULATOR_SCHEMA', 'FINAL_ANSWER_SCHEMA', 'AGENT_TOOLS', 'UNAIDED_REPLY', 'AGENT_VERSION',
+           'calculator_rows', 'write_calculator_data', 'calculator_messages', 'render_calculator',
+           'calculator_tokenizer', 'forced_copy_accuracy', 'warm_start', 'evaluate_calculator_agent',
+           'build_calculator_agent']
 
 # %% ../nbs/02a_tiny_agent.ipynb #f4fb8d93
 HELDOUT_FRACTION = 0.1  # share of all (a, b) pairs reserved for the held-out split
@@ -43,7 +46,7 @@ def calculator_rows(
     rng, seen, rows = random.Random(f"calculator/{split}/{seed}"), set(), []
     while len(rows) < n:
         a, b = rng.randint(100, 999), rng.randint(10, 99)
-        if (a, b) in seen or _split_of(a, b) != split: continue
+        if a * b < 10_000 or (a, b) in seen or _split_of(a, b) != split: continue  # five-digit results only
         seen.add((a, b))
         rows.append({"prompt": f"What is {a}*{b}?", "answer": str(a * b)})
     return rows
@@ -72,6 +75,9 @@ CALCULATOR_SCHEMA = {"type": "function", "function": {
     "parameters": {"type": "object", "required": ["expression"], "properties": {
         "expression": {"type": "string", "description": "The expression to evaluate, e.g. '123*45'."}}}}}
 
+FINAL_ANSWER_SCHEMA = get_tool_json_schema(FinalAnswerTool())
+AGENT_TOOLS = [CALCULATOR_SCHEMA, FINAL_ANSWER_SCHEMA]  # what `SmolAgentEnv(tok, ["calculator"])` renders
+
 def calculator_messages(
     row: dict,  # a task row
     use_tool: bool = True,  # call the calculator first, or answer unaided
@@ -87,7 +93,7 @@ def calculator_messages(
 
 def render_calculator(tokenizer: PreTrainedTokenizerFast, messages: list[dict], add_generation_prompt: bool = False) -> str:
     "Render `messages` with the calculator tool listed, as the environment does."
-    return tokenizer.apply_chat_template(messages, tools=[CALCULATOR_SCHEMA], tokenize=False,
+    return tokenizer.apply_chat_template(messages, tools=AGENT_TOOLS, tokenize=False,
                                          add_generation_prompt=add_generation_prompt)
 
 # %% ../nbs/02a_tiny_agent.ipynb #30db592d
@@ -147,9 +153,9 @@ def forced_copy_accuracy(model, tokenizer: PreTrainedTokenizerFast, rows: list[d
     return ok / len(rows)
 
 # %% ../nbs/02a_tiny_agent.ipynb #afd1ea8a
-def _guess(row: dict) -> str:
-    a, b = _operands(row)
-    return f"{a}{b}"  # 5 digits: never a*b, since a*b < 100*a + b for b < 100
+UNAIDED_REPLY = "I don't know."  # what the warm-started agent says when it does not use the tool
+
+def _guess(row: dict) -> str: return UNAIDED_REPLY
 
 def warm_start(
     model,  # a tiny causal LM (trained in place)
@@ -259,7 +265,7 @@ def evaluate_calculator_agent(
     return {"success": success / len(rows), "tool_rate": tool / len(rows), "n": len(rows)}
 
 # %% ../nbs/02a_tiny_agent.ipynb #953e809a
-AGENT_VERSION = "v1"  # bump when the task, the format or the warm start changes (invalidates caches)
+AGENT_VERSION = "v4"  # bump when the task, the format or the warm start changes (invalidates caches)
 
 def build_calculator_agent(
     path: str | Path | None = None,  # where to save; defaults to the cache directory
@@ -292,5 +298,3 @@ def build_calculator_agent(
     return path
 
 register_embedded_model("retrain/tiny-calculator-agent", build_calculator_agent)
-for _seed in (1, 2):
-    register_embedded_model(f"retrain/tiny-calculator-agent-seed{_seed}", lambda s=_seed: build_calculator_agent(seed=s))
