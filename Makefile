@@ -42,8 +42,9 @@ nbtest: install
 pytest: install
 	$(BIN)/python -m pytest -q tests
 
+# A new run directory each time (runs/quickstart-<time>); the agent's warm start is cached in ~/.cache/retrain.
 quickstart: install
-	$(BIN)/retrain run configs/quickstart.yaml --report-table
+	$(BIN)/retrain run configs/quickstart.yaml --set experiment_name=quickstart-$$(date +%Y%m%d-%H%M%S)
 
 bench: install
 	$(BIN)/python benchmarks/rollout_throughput.py

@@ -24,6 +24,8 @@ from .config_models import TrainingConfig
 from .env import SmolAgentEnv
 from .models import load_model, load_tokenizer
 from .prompts import load_rows
+from .render import MetricLog
+from .report import report_figures, write_report
 from .rewards import RewardCalculator
 from .trainer import CHECKPOINT_DONE, GRPOTrainer, grpo_config
 from .types import Row
@@ -129,6 +131,11 @@ def _in_notebook() -> bool:
         return get_ipython() is not None and "IPKernelApp" in get_ipython().config
     except ImportError: return False
 
+def _metric_log(history: list[dict]) -> MetricLog:
+    log = MetricLog()
+    for m in history: log.add(m["step"], m)
+    return log
+
 def _holds_run(run_dir: Path) -> bool:
     "Whether a run already trained (or started training) here."
     return (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").is_dir() or (run_dir / "results.json").exists()
@@ -220,6 +227,7 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
                    wall_seconds=round(time.perf_counter() - t_start + prior.get("wall_seconds", 0.0), 2),
                    peak_rss_mb=round(_peak_rss_mb(), 1), mask_check_failures=trainer.mask_check_failures)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    from retrain.widgets import write_report
     results["report"] = str(write_report(run_dir))
+    figures = dict(report_figures(_metric_log(logger.history)))
+    if "Reward" in figures: (run_dir / "reward_curve.png").write_bytes(figures["Reward"])
     return results

@@ -169,7 +169,9 @@ def _rollout(self: GRPOTrainer, prompts: list, trainer=None) -> dict[str, list]:
         chk = self.env.check(rollouts[0])
         if not chk.ok:
             self.mask_check_failures += 1
-            log.warning("mask check failed on a rollout: %s", "; ".join(chk.problems))
+            (log.warning if self.mask_check_failures == 1 else log.debug)(
+                "mask check failed on a rollout (counted in mask_check/failures; later failures are logged at DEBUG): %s",
+                "; ".join(chk.problems))
         self._metrics[mode]["mask_check/failures"].append(float(not chk.ok))
     if self.sinks and mode == "train":
         step, n = self.state.global_step + 1, self.num_generations
