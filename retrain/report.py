@@ -102,6 +102,7 @@ def _summary(config: dict | None, config_text: str | None, results: dict | None,
 def report_html(
     run_dir: str | Path,  # a run directory holding metrics.jsonl and/or rollouts.jsonl
     max_steps: int = 20,  # most steps whose best and worst rollouts are shown (evenly spaced, last included)
+    figures: list[tuple[str, bytes]] | None = None,  # (title, PNG) pairs already rendered; None renders them here
 ) -> str:
     "The run's report as one self-contained HTML page."
     run_dir = Path(run_dir)
@@ -122,7 +123,7 @@ def report_html(
             f'{datetime.datetime.now().isoformat(timespec="seconds")} by retrain {html.escape(retrain.__version__)}</p>',
             "<section><h2>Summary</h2>", _summary(config, config_text, results if isinstance(results, dict) else None, log, len(ext)),
             "</section>"]
-    for title, png in report_figures(log):
+    for title, png in (figures if figures is not None else report_figures(log)):
         body.append(f'<section><h2>{title}</h2><img alt="{title} curves" src="{_png_uri(png)}"></section>')
     if ext:
         steps = spaced_steps([s for s in ext if s is not None] or list(ext), max_steps)
@@ -143,10 +144,11 @@ def report_html(
 def write_report(
     run_dir: str | Path,  # a run directory holding metrics.jsonl and/or rollouts.jsonl
     max_steps: int = 20,  # most steps whose best and worst rollouts are shown
+    figures: list[tuple[str, bytes]] | None = None,  # (title, PNG) pairs already rendered; None renders them here
 ) -> Path:
     "Write `run_dir/report.html` (one self-contained file) and return its path."
     out = Path(run_dir) / "report.html"
-    out.write_text(report_html(run_dir, max_steps), encoding="utf-8")
+    out.write_text(report_html(run_dir, max_steps, figures), encoding="utf-8")
     return out
 
 # %% ../nbs/08b_report.ipynb #56fce1cc

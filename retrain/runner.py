@@ -227,7 +227,7 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
                    wall_seconds=round(time.perf_counter() - t_start + prior.get("wall_seconds", 0.0), 2),
                    peak_rss_mb=round(_peak_rss_mb(), 1), mask_check_failures=trainer.mask_check_failures)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    results["report"] = str(write_report(run_dir))
-    figures = dict(report_figures(_metric_log(logger.history)))
-    if "Reward" in figures: (run_dir / "reward_curve.png").write_bytes(figures["Reward"])
+    figures = report_figures(_metric_log(logger.history))  # rendered once, for the report and the PNG
+    results["report"] = str(write_report(run_dir, figures=figures))
+    if "Reward" in dict(figures): (run_dir / "reward_curve.png").write_bytes(dict(figures)["Reward"])
     return results

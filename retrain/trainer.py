@@ -21,7 +21,7 @@ from .config_models import ConfigError, TrainingConfig
 from .env import SmolAgentEnv
 from .rewards import RewardCalculator
 from .trajectory import token_advantages
-from .types import ActionKind, ProcessedTrajectory, RawRolloutData, Row, Termination
+from .types import ActionKind, ProcessedTrajectory, RawRolloutData, Row, Termination, _jsonable
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # `rollout_func` is how retrain plugs in, by design
@@ -79,13 +79,18 @@ def rollout_record(traj: ProcessedTrajectory, tokenizer, *, step: int, index: in
             turn = max([k for k, s in enumerate(starts) if s <= start], default=0)
             segments.append({"text": tokenizer.decode(raw.completion_ids[start:i]), "trained": bool(raw.env_mask[start]), "turn": turn})
             start = i
-    d = traj.to_dict()
-    rec = {"step": step, "index": index, "group": group, "total_reward": traj.total_reward,
-           **{k: d[k] for k in ("rewards", "weights", "turn_rewards", "step_rewards", "verifier_outcomes")},
-           "termination": d["raw"]["termination"], "final_answer": raw.final_answer, "row": d["raw"]["row"],
-           "prompt_text": tokenizer.decode(raw.prompt_ids), "messages": d["raw"]["messages"], "segments": segments,
-           "turns": [{k: v for k, v in t.items() if k not in ("token_ids", "logprobs", "observation_ids")} for t in d["raw"]["turns"]]}
-    return rec
+    turns = [{"index": t.index, "text": t.text, "action": t.action.value, "completion_start": t.completion_start,
+              "tool_call": None if t.tool_call is None else {"name": t.tool_call.name, "arguments": _jsonable(t.tool_call.arguments)},
+              "tool_result": t.tool_result, "final_answer": t.final_answer, "parse_error": t.parse_error,
+              "tool_error": t.tool_error, "invalid_arguments": t.invalid_arguments, "timed_out": t.timed_out,
+              "error_message": t.error_message, "generation_seconds": t.generation_seconds, "tool_seconds": t.tool_seconds}
+             for t in raw.turns]  # built field by field: `asdict` would deep-copy every token id and log-prob
+    return {"step": step, "index": index, "group": group, "total_reward": traj.total_reward,
+            "rewards": dict(traj.rewards), "weights": dict(traj.weights), "turn_rewards": list(traj.turn_rewards),
+            "step_rewards": {k: list(v) for k, v in traj.step_rewards.items()}, "verifier_outcomes": dict(traj.verifier_outcomes),
+            "termination": raw.termination.value if raw.termination else None, "final_answer": raw.final_answer,
+            "row": _jsonable(raw.row), "prompt_text": tokenizer.decode(raw.prompt_ids), "messages": _jsonable(raw.messages),
+            "segments": segments, "turns": turns}
 
 # %% ../nbs/08_trainer.ipynb #ba813c1b
 class StepSink(Protocol):
