@@ -1,11 +1,11 @@
 """retrain's GRPO step time against plain `trl.GRPOTrainer`, same single-turn task, model and batch.
 
-Both trainers train the same tiny Llama (random weights, so every completion runs to the length limit and
-both do the same work) on the same prompts with the same reward (a function of the completion length), with
-identical GRPOConfig. Rounds alternate between the two (A B A B ...), each a fresh trainer from the same
+Both trainers train the same tiny Llama (random weights, so nearly every completion runs to the length limit
+and both do the same work) on the same prompt token ids (the environment's rendering, handed to TRL as text)
+with the same reward (a function of the completion length), with identical GRPOConfig. Rounds alternate between the two (A B A B ...), each a fresh trainer from the same
 seed; the first step of each round is warm-up and not counted. Prints median step times and the ratio.
 
-    python benchmarks/trainer_overhead.py [--threads 1] [--rounds 3] [--steps 6]
+    python benchmarks/trainer_overhead.py [--threads 1] [--rounds 6] [--steps 8]
 Last line: RESULT overhead=<retrain step time / trl step time>
 """
 import argparse
@@ -71,7 +71,10 @@ def one_round(kind, steps, batch, gens):
             t = GRPOTrainer(model, env, RewardCalculator(rollout={"brevity": {}}), ROWS, args, callbacks=[timer],
                             mask_check_every=0)
         else:
-            ds = Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}]} for r in ROWS])
+            # the very prompt the environment renders (its tool list included), as text: identical prompt ids
+            env = SmolAgentEnv(tok, [], max_turns=1, max_tokens_per_turn=MAX_NEW, max_total_tokens=MAX_NEW)
+            ds = Dataset.from_list([{"prompt": tok.decode(env.renderer.prompt_ids([{"role": "user", "content": r["prompt"]}]))}
+                                    for r in ROWS])
             t = TRLGRPOTrainer(model, reward_funcs=[trl_brevity], args=args, train_dataset=ds, processing_class=tok,
                                callbacks=[timer])
             t.remove_callback(PrinterCallback)
@@ -82,8 +85,8 @@ def one_round(kind, steps, batch, gens):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--generations", type=int, default=8)
     a = ap.parse_args()
