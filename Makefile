@@ -34,7 +34,7 @@ check-export: install
 	diff -r -x __pycache__ retrain $$tmp/retrain || { echo "nbs/ and retrain/ disagree: run nbdev-export"; exit 1; }
 
 lint: install
-	$(BIN)/ruff check --select F821,F822,F823,F401,E9 --ignore F401 retrain tests benchmarks
+	$(BIN)/ruff check --select F821,F822,F823,F401,E9 retrain tests benchmarks
 
 nbtest: install
 	$(BIN)/nbdev-test --n-workers 2 --timing

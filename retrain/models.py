@@ -116,18 +116,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RETRAIN_CACHE") or Path.home() / ".cache" / "retrain")
 
 # %% ../nbs/02_models.ipynb #8e3c0b08
-def save_atomically(target: Path, write: Callable[[Path], None]) -> Path:
+def save_atomically(target: Path, write: Callable[[Path], None], marker: str | None = None) -> Path:
     "Run `write(tmp_dir)` and move the result to `target` in one rename (a killed build leaves no half-written cache)."
     import shutil, tempfile
     target = Path(target)
-    if target.is_dir(): return target
+    done = (lambda: (target / marker).is_file()) if marker else target.is_dir
+    if done(): return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
     try:
         write(tmp)
         try: tmp.rename(target)
         except OSError:
-            if not target.is_dir(): raise  # someone else finished first otherwise
+            if not done(): raise  # someone else finished first otherwise
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return target
 
@@ -140,7 +141,7 @@ def build_tiny_random() -> Path:
 
 register_embedded_model("retrain/tiny-random", build_tiny_random)
 
-# %% ../nbs/02_models.ipynb #c52740e8
+# %% ../nbs/02_models.ipynb #450e9d01
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "auto": "auto"}
 
 def resolve_model_path(name_or_path: str) -> str:

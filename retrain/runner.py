@@ -11,7 +11,6 @@ import logging
 import os
 import random
 import resource
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from .config_models import TrainingConfig
 from .env import SmolAgentEnv
 from .models import load_model, load_tokenizer
 from .prompts import load_rows
-from .render import MetricLog
+from .render import MetricLog, iter_jsonl
 from .report import report_figures, write_report
 from .rewards import RewardCalculator
 from .trainer import CHECKPOINT_DONE, GRPOTrainer, grpo_config
@@ -44,13 +43,8 @@ def latest_checkpoint(ckpt_dir: str | Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 def _read_jsonl(path: Path) -> list[dict]:
-    "Complete JSON lines of `path` (a torn last line is dropped)."
-    if not path.is_file(): return []
-    out = []
-    for line in path.read_text().splitlines():
-        try: out.append(json.loads(line))
-        except json.JSONDecodeError: continue
-    return out
+    "Complete JSON lines of `path`, or [] (a torn last line is dropped)."
+    return list(iter_jsonl(path)) if path.is_file() else []
 
 def rollback_logs(run_dir: str | Path, step: int) -> None:
     "Cut `metrics.jsonl` and `rollouts.jsonl` back to lines with `step <= step` (atomically)."

@@ -8,10 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -19,7 +16,7 @@ from smolagents import FinalAnswerTool
 from smolagents.models import get_tool_json_schema
 from transformers import PreTrainedTokenizerFast
 
-from .models import build_tiny_model, build_tiny_tokenizer, cache_dir, register_embedded_model
+from .models import build_tiny_model, build_tiny_tokenizer, cache_dir, register_embedded_model, save_atomically
 
 # %% auto #0
 __all__ = ['HELDOUT_FRACTION', 'CALCULATOR_SCHEMA', 'FINAL_ANSWER_SCHEMA', 'AGENT_TOOLS', 'UNAIDED_REPLY', 'AGENT_VERSION',
@@ -275,26 +272,19 @@ def build_calculator_agent(
 ) -> Path:
     "Build, warm-start and save the tiny calculator agent (cached); returns its directory."
     path = Path(path) if path is not None else cache_dir() / f"tiny-calculator-agent-{AGENT_VERSION}-seed{seed}"
-    if (path / "warm_start.json").exists(): return path
-    previous = torch.get_num_threads()
-    if num_threads: torch.set_num_threads(num_threads)
-    try:
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            tokenizer = calculator_tokenizer(seed)
-            model, _ = build_tiny_model(tokenizer, seed=seed)
-            stats = warm_start(model, tokenizer, seed=seed, log=log)
-    finally:
-        torch.set_num_threads(previous)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    model.save_pretrained(tmp); tokenizer.save_pretrained(tmp)
-    (tmp / "warm_start.json").write_text(json.dumps(stats, indent=1))  # written last: marks a complete build
-    try:
-        os.rename(tmp, path)
-    except OSError:
-        shutil.rmtree(tmp)
-        if not (path / "warm_start.json").exists(): raise  # not a concurrent build that finished first
-    return path
+    def write(tmp: Path):
+        previous = torch.get_num_threads()
+        if num_threads: torch.set_num_threads(num_threads)
+        try:
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                tokenizer = calculator_tokenizer(seed)
+                model, _ = build_tiny_model(tokenizer, seed=seed)
+                stats = warm_start(model, tokenizer, seed=seed, log=log)
+        finally:
+            torch.set_num_threads(previous)
+        model.save_pretrained(tmp); tokenizer.save_pretrained(tmp)
+        (tmp / "warm_start.json").write_text(json.dumps(stats, indent=1))  # written last: marks a complete build
+    return save_atomically(path, write, marker="warm_start.json")
 
 register_embedded_model("retrain/tiny-calculator-agent", build_calculator_agent)
