@@ -37,11 +37,16 @@ class ChatRenderer:
         "The prompt: `messages` rendered with the generation prompt."
         return self.encode(self.text(messages, add_generation_prompt=True))
 
+    def texts(self, conversations: list[list[Message]], add_generation_prompt: bool = False) -> list[str]:
+        "`text` of many conversations in one template call."
+        if not conversations: return []
+        return self.tokenizer.apply_chat_template(conversations, tools=self.tools, tokenize=False,
+                                                  add_generation_prompt=add_generation_prompt)
+
     def prompts_ids(self, conversations: list[list[Message]]) -> list[TokenIds]:
         "`prompt_ids` of many conversations: one template call and one batched encode (half the time for 32)."
         if not conversations: return []
-        texts = self.tokenizer.apply_chat_template(conversations, tools=self.tools, tokenize=False, add_generation_prompt=True)
-        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return self.tokenizer(self.texts(conversations, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
 
     def _closing_text(self) -> str:
         t = self.text([{"role": "user", "content": "x"}, {"role": "assistant", "content": _SENTINEL}])
@@ -58,10 +63,24 @@ class ChatRenderer:
 
     def env_ids_after_turn(self, sampled_ids: TokenIds, messages: list[Message], observation: Message) -> TokenIds:
         "The environment tokens after a turn: the rest of the assistant closing, then the observation."
+        return self.env_ids_after_turns([(sampled_ids, messages, observation)])[0]
+
+    def env_ids_after_turns(self, turns: list[tuple[TokenIds, list[Message], Message]]) -> list[TokenIds]:
+        "`env_ids_after_turn` for many (sampled ids, messages, observation): two template calls and one encode."
+        if not turns: return []
+        before = self.texts([m for _, m, _ in turns])
+        after = self.texts([[*m, o] for _, m, o in turns], add_generation_prompt=True)
+        obs = [b[len(a):] if b.startswith(a) else self.observation_text(m, o)
+               for (_, m, o), a, b in zip(turns, before, after)]
+        return [self._closing_rest(s) + ids
+                for (s, _, _), ids in zip(turns, self.tokenizer(obs, add_special_tokens=False)["input_ids"])]
+
+    def _closing_rest(self, sampled_ids: TokenIds) -> TokenIds:
+        "What the environment adds to close the assistant turn the model ended with `sampled_ids`."
         close = self.closing_ids
         if sampled_ids and close and sampled_ids[-1] == close[0] == self.eos_token_id: close = close[1:]
         elif sampled_ids and sampled_ids[-1] == self.eos_token_id and close[:1] != [self.eos_token_id]: close = []
-        return list(close) + self.encode(self.observation_text(messages, observation))
+        return list(close)
 
 # %% ../nbs/03a_chat.ipynb #78eee0b8
 @dataclass

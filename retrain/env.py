@@ -18,8 +18,8 @@ from .chat import ChatRenderer, RolloutCheck, check_rollout
 from .config_models import SamplingConfig, SmolAgentEnvConfig
 from .batch import DecodeBatch
 from .sampling import ScriptedPolicy  # noqa: F401
-from .tools import (ParsedAction, ToolOutcome, call_tool_async, make_parser, resolve_tool, run_code_action_async,
-                           tool_schemas, with_final_answer)
+from .tools import (ParsedAction, ToolOutcome, ToolRun, make_parser, resolve_tool, start_code_action,
+                           start_tool_call, tool_schemas, wait_runs, with_final_answer)
 from .types import ActionKind, Message, RawRolloutData, Row, Termination, TokenIds, Turn
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class _Episode:
     turn_ids: TokenIds = field(default_factory=list)
     turn_lps: list[float] = field(default_factory=list)
     turn_seconds: float = 0.0
-    task: asyncio.Task | None = None  # the running tool call
+    run: ToolRun | None = None  # the running tool call (or the outcome of a malformed action)
     code_state: dict[str, Any] = field(default_factory=dict)  # a code agent's variables between actions
     done: bool = False
 
@@ -137,14 +137,11 @@ def _end_turn(self: SmolAgentEnv, e: _Episode, stop_ids: set[int]):
     if act.kind == ActionKind.text: return _finish(self, e, Termination.eos_without_answer)
     if act.kind == ActionKind.parse_error:
         turn.parse_error, turn.error_message = True, act.error
-        return _observe(self, e, ToolOutcome(f"Error: {act.error}"))
-    e.task = asyncio.ensure_future(_act(self, e, act))
-
-async def _act(self: SmolAgentEnv, e: _Episode, act: ParsedAction) -> ToolOutcome:
-    if act.code is not None:
-        return await run_code_action_async(act.code, self.tools, timeout=self.tool_timeout,
-                                           authorized_imports=self.authorized_imports, state=e.code_state)
-    return await call_tool_async(self.tool_map[act.tool_call.name], act.tool_call.arguments, self.tool_timeout)
+        e.run = ToolRun("parse", None, outcome=ToolOutcome(f"Error: {act.error}"))
+    elif act.code is not None:
+        e.run = start_code_action(act.code, self.tools, timeout=self.tool_timeout,
+                                  authorized_imports=self.authorized_imports, state=e.code_state)
+    else: e.run = start_tool_call(self.tool_map[act.tool_call.name], act.tool_call.arguments, self.tool_timeout)
 
 def _cut(self: SmolAgentEnv, text: str) -> str:
     "Tool output cut to `max_observation_tokens`."
@@ -153,7 +150,8 @@ def _cut(self: SmolAgentEnv, text: str) -> str:
     if len(ids) <= self.max_observation_tokens: return text
     return self.tokenizer.decode(ids[:self.max_observation_tokens]) + " …(truncated)"
 
-def _observe(self: SmolAgentEnv, e: _Episode, out: ToolOutcome):
+def _record(self: SmolAgentEnv, e: _Episode, out: ToolOutcome) -> Message | None:
+    "Record a tool outcome on the last turn; the observation message to append, or None if the episode ended."
     turn = e.data.turns[-1]
     turn.tool_error, turn.invalid_arguments, turn.timed_out = out.tool_error, out.invalid_arguments, out.timed_out
     if out.error_message is not None: turn.error_message = out.error_message
@@ -167,13 +165,23 @@ def _observe(self: SmolAgentEnv, e: _Episode, out: ToolOutcome):
            if self.format == "native" else {"role": "user", "content": f"Observation:\n{turn.tool_result}"})
     e.data.messages.append(obs)
     if len(e.data.turns) >= self.max_turns: return _finish(self, e, Termination.max_turns)
-    env_ids = self.renderer.env_ids_after_turn(turn.token_ids, e.data.messages[:-1], obs)
-    left = _budget_left(self, e)
-    if left is not None and len(env_ids) >= left: return _finish(self, e, Termination.max_tokens)
-    e.data.append(env_ids, False)
-    turn.observation_ids = env_ids
-    e.feed = [turn.token_ids[-1]] + env_ids
-    _start_turn(self, e)
+    return obs
+
+def _observe(self: SmolAgentEnv, ready: list[tuple[_Episode, ToolOutcome]]):
+    "Append the observations of the episodes whose tool calls ended (rendered together) and start their next turn."
+    eps, turns = [], []
+    for e, out in ready:
+        if (obs := _record(self, e, out)) is not None:
+            eps.append(e); turns.append((e.data.turns[-1].token_ids, e.data.messages[:-1], obs))
+    for e, env_ids in zip(eps, self.renderer.env_ids_after_turns(turns)):
+        left = _budget_left(self, e)
+        if left is not None and len(env_ids) >= left:
+            _finish(self, e, Termination.max_tokens); continue
+        turn = e.data.turns[-1]
+        e.data.append(env_ids, False)
+        turn.observation_ids = env_ids
+        e.feed = [turn.token_ids[-1]] + env_ids
+        _start_turn(self, e)
 
 # %% ../nbs/04_env.ipynb #6607bd2e
 def _stop_ids(self: SmolAgentEnv, model) -> set[int]:
@@ -187,19 +195,17 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool):
     stop_ids, batch = _stop_ids(self, model), DecodeBatch(model)
     live = list(eps)
     while live:
-        if not any(e.feed for e in live):
-            pending = {e.task for e in live if e.task is not None}
-            if pending: await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        for e in live:
-            if e.task is not None and e.task.done():
-                task, e.task = e.task, None
-                _observe(self, e, task.result())
+        ready = [(e, out) for e in live if e.run is not None and (out := e.run.poll()) is not None]
+        for e, _ in ready: e.run = None
+        if ready: _observe(self, ready)
         keep = [i for i, e in enumerate(live) if not e.done]
         if len(keep) < len(live):
             live = [live[i] for i in keep]
             if live: batch.select(keep)
         if not live: break
-        if not any(e.feed for e in live): continue
+        if not any(e.feed for e in live):  # every episode waits for a tool
+            await wait_runs([e.run for e in live], all_of=False)
+            continue
         batch.maybe_compact()
         fed = [bool(e.feed) for e in live]
         t0 = time.perf_counter()
@@ -212,12 +218,10 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool):
             e.feed = [t]
             if t in stop_ids or len(e.turn_ids) >= e.turn_limit:
                 _end_turn(self, e, stop_ids)
-                if e.task is not None: started.append(e.task)
-        for _ in range(3 if any(e.task is not None for e in live) else 1):
-            await asyncio.sleep(0)  # let finished tool calls report (a result takes a few loop iterations)
-        pending = [t for t in started if not t.done()]
-        if pending and 2 * sum(not e.feed for e in live) > len(live):
-            await asyncio.wait(pending, timeout=took)  # most rows would sit out the next step: give new calls a step's time
+                if e.run is not None: started.append(e.run)
+        await asyncio.sleep(0)  # other coroutines on this event loop get a turn every step
+        if started and 2 * sum(not e.feed for e in live) > len(live):
+            await wait_runs(started, timeout=took)  # most rows would sit out the next step: give new calls a step's time
 
 # %% ../nbs/04_env.ipynb #22003106
 async def _rollout(self: SmolAgentEnv, rows: list[Row], model, *, prompt_field: str = "prompt",
@@ -238,8 +242,6 @@ async def _rollout(self: SmolAgentEnv, rows: list[Row], model, *, prompt_field: 
     try: await _run(self, eps, model, greedy)
     finally:
         model.train(was_training)
-        for e in eps:
-            if e.task is not None: e.task.cancel()
     return [e.data for e in eps]
 
 def _rollout_sync(self: SmolAgentEnv, rows: list[Row], model, **kwargs) -> list[RawRolloutData]:
