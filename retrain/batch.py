@@ -42,6 +42,7 @@ class DecodeBatch:
         self.dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
         self.kw = cache_kwarg(model)
         self.mask_kind = prepared_mask_kind(model) if mask_kind is True else mask_kind
+        self.share_prefill = getattr(model, "prefix_sharing", True)
         self.cache, self.attn, self.pos, self.seen = None, None, None, None
         self.can_compact, self.can_split, self.uneven = True, True, False
 
@@ -130,6 +131,37 @@ class DecodeBatch:
         self.uneven = True
         if self.seen is not None: self.seen[ridx] = self.seen[ridx].scatter_add(1, ids, m.to(self.seen.dtype))
 
+    def _shared_prefill(self, model, feeds: list[TokenIds], pad_id: int) -> torch.Tensor | None:
+        "Prefill `feeds` (the prompts) sharing work: last-position logits (B, V), or None if sharing does not pay."
+        uniq: dict[tuple, int] = {}
+        which = [uniq.setdefault(tuple(f), len(uniq)) for f in feeds]
+        prompts = [list(u) for u in uniq]
+        first, shortest = prompts[0], min(map(len, prompts))
+        p = next((i for i in range(shortest - 1) if any(q[i] != first[i] for q in prompts)), shortest - 1)
+        width = max(map(len, prompts))
+        if 2 * _FORWARD_COST + p + len(prompts) * (width - p) >= len(feeds) * width: return None
+        cache = None
+        if p:  # the common prefix, one row
+            pre = torch.tensor([first[:p]], device=self.device)
+            out = model(input_ids=pre, attention_mask=self._model_mask(torch.ones_like(pre), p),
+                        position_ids=torch.arange(p, device=self.device)[None], use_cache=True, logits_to_keep=1,
+                        **{self.kw: None})
+            cache = output_cache(out)
+            if cache is None or not gather_cache_(cache, torch.zeros(len(prompts), dtype=torch.long, device=self.device), None):
+                self.share_prefill = False
+                return None
+        ids, m = self._chunks([q[p:] for q in prompts], pad_id)  # each distinct prompt's remainder, once
+        attn = torch.cat([torch.ones(len(prompts), p, dtype=m.dtype, device=self.device), m], 1)
+        out = model(input_ids=ids, attention_mask=self._model_mask(attn, ids.shape[1]),
+                    position_ids=(p + m.cumsum(1) - 1).clamp(min=0), use_cache=True, logits_to_keep=1, **{self.kw: cache})
+        self.cache = output_cache(out)
+        if self.cache is None: raise RuntimeError("the model returned no KV cache: rollouts need use_cache=True")
+        rows = torch.tensor(which, device=self.device)
+        if len(prompts) < len(feeds): gather_cache_(self.cache, rows, None)  # copy each prompt's rows out to its rollouts
+        self.attn, self.pos = attn[rows], p + m.sum(1)[rows]
+        self.uneven = True
+        return out.logits[:, -1][rows]
+
     @torch.inference_mode()
     def step(self, model, feeds: list[TokenIds], pad_id: int, sampling: SamplingConfig,
              greedy: bool = False) -> tuple[list[int], list[float]]:
@@ -140,6 +172,18 @@ class DecodeBatch:
             feeds = list(feeds)
             self._feed_apart(model, feeds, wm, pad_id)
             lens = [len(f) for f in feeds]
+        logits = self._shared_prefill(model, feeds, pad_id) if self.cache is None and self.share_prefill else None
+        if logits is not None: grow_cache_(self.cache); ids = m = None
+        else: logits, ids, m = self._forward(model, feeds, lens, pad_id)
+        if sampling.repetition_penalty != 1.0 and not greedy:
+            if ids is None: ids, m = self._chunks(feeds, pad_id)
+            if self.seen is None: self.seen = torch.zeros(len(feeds), logits.shape[-1], device=self.device)
+            self.seen.scatter_add_(1, ids, m.to(self.seen.dtype))
+        tok, lp = sample_tokens(logits, sampling, greedy, self.seen)  # `tok` is counted in `seen` when it is fed
+        return tok.tolist(), lp.tolist()
+
+    def _forward(self, model, feeds: list[TokenIds], lens: list[int], pad_id: int):
+        "One forward over every row's chunk: last-position logits, the ids and their mask."
         if self.pos is None: self.pos = torch.zeros(len(feeds), dtype=torch.long, device=self.device)
         if min(lens) == max(lens) == 1:  # the common decoding step: one token per row
             ids = torch.tensor(feeds, device=self.device)
@@ -158,9 +202,4 @@ class DecodeBatch:
             raise RuntimeError("the model returned no KV cache: rollouts need use_cache=True "
                                "(turn gradient checkpointing off while generating)")
         if first: grow_cache_(self.cache)
-        logits = out.logits[:, -1]
-        if sampling.repetition_penalty != 1.0 and not greedy:
-            if self.seen is None: self.seen = torch.zeros(len(feeds), logits.shape[-1], device=self.device)
-            self.seen.scatter_add_(1, ids, m.to(self.seen.dtype))
-        tok, lp = sample_tokens(logits, sampling, greedy, self.seen)  # `tok` is counted in `seen` when it is fed
-        return tok.tolist(), lp.tolist()
+        return out.logits[:, -1], ids, m

@@ -161,9 +161,12 @@ def split_cache(cache, rows: torch.Tensor):
     layers = _plain_layers(cache)
     if layers is None: return None
     sub = copy.copy(cache)
-    sub.layers = [copy.copy(l) for l in layers]
-    for l in sub.layers:
-        if l.is_initialized and l.keys.numel(): l.keys, l.values = l.keys.index_select(0, rows), l.values.index_select(0, rows)
+    sub.layers = []
+    for l in layers:
+        sl = DynamicLayer.__new__(DynamicLayer)  # a plain layer: the sub-cache serves one forward, room would be wasted
+        sl.__dict__.update({k: v for k, v in l.__dict__.items() if k not in ("_kbuf", "_vbuf")})
+        if sl.is_initialized and sl.keys.numel(): sl.keys, sl.values = l.keys.index_select(0, rows), l.values.index_select(0, rows)
+        sub.layers.append(sl)
     return sub
 
 def merge_cache_(cache, sub, rows: torch.Tensor, width: int):
@@ -217,6 +220,7 @@ class _ScriptCache:
 
 class ScriptedPolicy(torch.nn.Module):
     "A stand-in policy that replies with scripted turns (a test double for exact rollout checks)."
+    prefix_sharing = False  # it knows its rows by their place in the first forward: prompts are fed whole
     def __init__(self, tokenizer, scripts: list[list[str | None]], base_model: torch.nn.Module | None = None):
         super().__init__()
         self.vocab_size, self.eos = len(tokenizer), tokenizer.eos_token_id
