@@ -16,6 +16,7 @@ from datasets import Dataset
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 from trl import GRPOConfig
 from trl import GRPOTrainer as _TRLGRPOTrainer
+from trl.trainer.utils import RepeatSampler
 
 from .config_models import ConfigError, TrainingConfig
 from .env import SmolAgentEnv
@@ -199,3 +200,15 @@ def _save_checkpoint(self: GRPOTrainer, model, trial):
         with open(os.path.join(ckpt, CHECKPOINT_DONE), "w") as f: f.write(str(self.state.global_step)); f.flush(); os.fsync(f.fileno())
 
 GRPOTrainer._save_checkpoint = _save_checkpoint
+
+class _EpochRepeatSampler(RepeatSampler):
+    "TRL's `RepeatSampler`, shuffled by (seed, epoch) alone: a run resumed at an epoch boundary sees the same order."
+    def set_epoch(self, epoch: int):  # called by the data loader before each epoch
+        if self.shuffle and self.seed is not None: self.generator.manual_seed(self.seed + epoch)
+
+def _get_train_sampler(self: GRPOTrainer, dataset=None):
+    sampler = _TRLGRPOTrainer._get_train_sampler(self, dataset)
+    if type(sampler) is RepeatSampler: sampler.__class__ = _EpochRepeatSampler  # TRL builds it; only its shuffle changes
+    return sampler
+
+GRPOTrainer._get_train_sampler = _get_train_sampler
