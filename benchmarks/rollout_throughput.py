@@ -14,7 +14,7 @@ interleaved, the model-generated tokens per second of
 Medians are reported; the last line is machine-readable:
 `RESULT vs_generate_b8=<r> vs_generate_b32=<r> vs_trl_b8=<r> vs_trl_b32=<r>`.
 
-usage: python benchmarks/rollout_throughput.py [--threads 1] [--reps 15] [--sft-steps 600] [--no-cache]
+usage: python benchmarks/rollout_throughput.py [--threads 1] [--reps 25] [--sft-steps 600] [--no-cache]
 """
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def trl_trainer(model, tok, max_completion_length: int, out_dir: str):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1: the machine is shared)")
-    ap.add_argument("--reps", type=int, default=15, help="repetitions per method and batch size")
+    ap.add_argument("--reps", type=int, default=25, help="repetitions per method and batch size")
     ap.add_argument("--sft-steps", type=int, default=600, help="warm-start steps (batch 16); the result is cached")
     ap.add_argument("--no-cache", action="store_true", help="redo the warm start even if a cached one exists")
     ap.add_argument("--seed", type=int, default=0)
