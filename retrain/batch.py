@@ -31,8 +31,8 @@ def prepared_mask_kind(model) -> str | None:
     if types is None and getattr(tc, "sliding_window", None) and getattr(tc, "use_sliding_window", True): return None
     return impl
 
-# %% ../nbs/03c_batch.ipynb #a49218fb
-_FORWARD_COST = 64  # a forward's fixed cost, in token positions, when deciding to feed long chunks apart
+# %% ../nbs/03c_batch.ipynb #40a7a45b
+_FORWARD_COST = 64  # a forward's fixed cost in token positions, to decide whether to feed chunks apart or share prefill
 
 class DecodeBatch:
     "The live rows' KV cache, attention mask and next positions; `step` feeds every row and samples a token."
