@@ -204,7 +204,9 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool):
             if live: batch.select(keep)
         if not live: break
         if not any(e.feed for e in live):  # every episode waits for a tool
-            await wait_runs([e.run for e in live], all_of=False)
+            runs = [e.run for e in live if e.run is not None]
+            if not runs: raise RuntimeError("rollout loop: live episodes with neither tokens to feed nor a tool call")
+            await wait_runs(runs, all_of=False)
             continue
         batch.maybe_compact()
         fed = [bool(e.feed) for e in live]
