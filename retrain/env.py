@@ -18,8 +18,9 @@ from .chat import ChatRenderer, RolloutCheck, check_rollout
 from .config_models import SamplingConfig, SmolAgentEnvConfig
 from .batch import DecodeBatch
 from .sampling import ScriptedPolicy  # noqa: F401
-from .tools import (ParsedAction, ToolOutcome, ToolRun, make_parser, resolve_tool, start_code_action,
-                           start_tool_call, tool_schemas, wait_runs, with_final_answer)
+from .code_actions import start_code_action
+from .tools import (ParsedAction, ToolOutcome, ToolRun, make_parser, resolve_tool, start_tool_call, tool_schemas,
+                           wait_runs, with_final_answer)
 from .types import ActionKind, Message, RawRolloutData, Row, Termination, TokenIds, Turn
 
 log = logging.getLogger(__name__)
