@@ -175,11 +175,13 @@ class _Workers:
     def _work(self):
         while True:
             fut, fn = self._jobs.get()
+            result = error = None
             if fut.set_running_or_notify_cancel():
-                try: fut.set_result(fn())
-                except BaseException as e: fut.set_exception(e)
-            del fut, fn
-            with self._lock: self._idle += 1
+                try: result = fn()
+                except BaseException as e: error = e
+            with self._lock: self._idle += 1  # free before the caller hears back, so its next call comes here
+            if fut.running(): fut.set_exception(error) if error is not None else fut.set_result(result)
+            del fut, fn, result, error
 
 _WORKERS = _Workers()
 os.register_at_fork(after_in_child=_WORKERS.__init__)  # a forked child (a code action's process) has no workers
