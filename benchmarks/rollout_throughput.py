@@ -11,9 +11,9 @@ interleaved, the model-generated tokens per second of
 - TRL 1.16's tool loop: `GRPOTrainer(..., tools=[...])._generate(prompts)` (generate, parse, call the tool,
   re-render, generate again on prompt + completion + tool result).
 
-The environment's batch decodes as many steps as its longest episode needs (a malformed call, its error
-message and a second reply can take twice the typical length), while the `generate` baseline stops every row
-at exactly the median number of tokens; the script prints both step counts.
+The environment's batch decodes until its longest episode ends (a malformed call, its error message and a
+second reply can take twice the typical length; with few rows left it drafts tokens to go faster), while the
+`generate` baseline stops every row at exactly the median number of tokens; the script prints both lengths.
 
 Medians are reported; the last line is machine-readable:
 `RESULT vs_generate_b8=<r> vs_generate_b32=<r> vs_trl_b8=<r> vs_trl_b32=<r>`.
@@ -179,7 +179,7 @@ def main():
             gen_att = (gen_ids != tok.pad_token_id).long()
             times = {"env": [], "generate": [], "trl": []}
             toks = {"env": [], "generate": [], "trl": []}
-            longest = []  # env: model tokens of the longest episode, i.e. the decoding steps the batch needed
+            longest = []  # env: model tokens of the longest episode (the batch decodes until it ends)
             per_row = None
 
             def run_env():
@@ -220,8 +220,8 @@ def main():
             results[B] = rate
             print(f"B={B}: best of {a.reps} tokens/s env {best['env']:.0f}, generate {best['generate']:.0f}, trl {best['trl']:.0f} "
                   f"(ratios of bests: vs generate {best['env'] / best['generate']:.2f}, vs trl {best['env'] / best['trl']:.2f})")
-            print(f"B={B}: decoding steps env {statistics.median(longest):.0f} median, {max(longest)} max (its longest "
-                  f"episode; sampled replies vary), generate {per_row} (every row exactly {per_row} tokens)")
+            print(f"B={B}: longest episode env {statistics.median(longest):.0f} tokens median, {max(longest)} max "
+                  f"(sampled replies vary), generate: every row exactly {per_row} tokens")
             print(f"B={B}: model tokens/s (median of {a.reps}) env {rate['env']:.0f}, generate {rate['generate']:.0f}, "
                   f"trl {rate['trl']:.0f}; tokens per run env {statistics.median(toks['env']):.0f}, "
                   f"generate {B * per_row}, trl {statistics.median(toks['trl']):.0f}; "

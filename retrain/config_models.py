@@ -132,6 +132,7 @@ class SmolAgentEnvConfig(_Section):
     authorized_imports: list[str] = Field(default_factory=list, description="Modules a code action may import")
     max_observation_tokens: int = Field(256, ge=1, description="Tool output longer than this is truncated")
     plain_text_is_final: bool = Field(True, description="A reply with no action is the final answer")
+    draft_tokens: int = Field(3, ge=0, description="When few episodes are left, tokens drafted per step from each one's own history and checked in one forward (exact); 0: off")
 
 EnvironmentConfig = SmolAgentEnvConfig  # a tagged union once there is a second environment type
 

@@ -69,6 +69,7 @@ class SmolAgentEnv:
         authorized_imports: list[str] | tuple = (),  # modules code actions may import
         max_observation_tokens: int = 256,  # tool output is cut to this many tokens
         plain_text_is_final: bool = True,  # native format: a reply without a tool call is the final answer
+        draft_tokens: int = 3,  # drafted tokens per step when few episodes are left (see `DecodeBatch.speculate`); 0: off
     ):
         if max_turns < 1 or max_tokens_per_turn < 1: raise ValueError("max_turns and max_tokens_per_turn must be >= 1")
         self.tokenizer = tokenizer
@@ -83,6 +84,7 @@ class SmolAgentEnv:
         self.sampling = sampling or SamplingConfig()
         self.tool_timeout, self.authorized_imports = tool_timeout, list(authorized_imports)
         self.max_observation_tokens, self.plain_text_is_final = max_observation_tokens, plain_text_is_final
+        self.draft_tokens = draft_tokens
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     @classmethod
@@ -92,7 +94,8 @@ class SmolAgentEnv:
                    max_turns=cfg.max_turns, max_tokens_per_turn=cfg.max_tokens_per_turn,
                    max_total_tokens=cfg.max_total_tokens, system_prompt=cfg.system_prompt, sampling=cfg.sampling,
                    tool_timeout=cfg.tool_timeout, authorized_imports=cfg.authorized_imports,
-                   max_observation_tokens=cfg.max_observation_tokens, plain_text_is_final=cfg.plain_text_is_final)
+                   max_observation_tokens=cfg.max_observation_tokens, plain_text_is_final=cfg.plain_text_is_final,
+                   draft_tokens=cfg.draft_tokens)
 
     def check(self, rollout: RawRolloutData, strict: bool = False) -> RolloutCheck:
         "`check_rollout` with this environment's tokenizer and tool schemas."
@@ -212,19 +215,44 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool):
         batch.maybe_compact()
         fed = [bool(e.feed) for e in live]
         t0 = time.perf_counter()
-        toks, lps = batch.step(model, [e.feed for e in live], self.pad_id, self.sampling, greedy)
+        drafts = _drafts(self, live, batch)
+        if drafts is not None:
+            toks, lps = batch.speculate(model, [e.feed for e in live], drafts, self.pad_id, self.sampling, greedy)
+        else:
+            toks, lps = batch.step(model, [e.feed for e in live], self.pad_id, self.sampling, greedy)
+            toks, lps = [[t] for t in toks], [[lp] for lp in lps]
         took = time.perf_counter() - t0
         share, started = took / sum(fed), []
-        for e, f, t, lp in zip(live, fed, toks, lps):
+        for r, (e, f) in enumerate(zip(live, fed)):
             if not f: continue
-            e.turn_ids.append(t); e.turn_lps.append(lp); e.turn_seconds += share
-            e.feed = [t]
-            if t in stop_ids or len(e.turn_ids) >= e.turn_limit:
-                _end_turn(self, e, stop_ids)
-                if e.run is not None: started.append(e.run)
+            for j, (t, lp) in enumerate(zip(toks[r], lps[r])):
+                e.turn_ids.append(t); e.turn_lps.append(lp); e.turn_seconds += share / len(toks[r])
+                e.feed = [t]
+                if t in stop_ids or len(e.turn_ids) >= e.turn_limit:
+                    batch.rewind(r, len(toks[r]) - 1 - j)  # kept drafts after the turn's end are not part of it
+                    _end_turn(self, e, stop_ids)
+                    if e.run is not None: started.append(e.run)
+                    break
         await asyncio.sleep(0)  # other coroutines on this event loop get a turn every step
         if started and 2 * sum(not e.feed for e in live) > len(live):
             await wait_runs(started, timeout=took)  # most rows would sit out the next step: give new calls a step's time
+
+_DRAFT_BELOW = 4  # rows: with this few left a step costs about the same for one token as for a few
+
+def _drafts(self: SmolAgentEnv, live: list[_Episode], batch: DecodeBatch) -> list[TokenIds] | None:
+    "Per live episode, tokens that followed the latest earlier occurrence of its last two (None: a plain step)."
+    if (self.draft_tokens <= 0 or len(live) > _DRAFT_BELOW or batch.exact_feeds or batch.cache is None
+            or self.sampling.repetition_penalty != 1.0 or any(len(e.feed) != 1 for e in live)): return None
+    drafts = []
+    for e in live:
+        k = min(self.draft_tokens, e.turn_limit - len(e.turn_ids) - 1)
+        hist = (e.data.prompt_ids + e.data.completion_ids + e.turn_ids)[-2048:]
+        a, b, found = hist[-2], hist[-1], []
+        for j in range(len(hist) - 3, -1, -1) if k > 0 and len(hist) > 2 else ():
+            if hist[j] == a and hist[j + 1] == b:
+                found = hist[j + 2:j + 2 + k]; break
+        drafts.append(found)
+    return drafts if any(drafts) else None
 
 # %% ../nbs/04_env.ipynb #22003106
 async def _rollout(self: SmolAgentEnv, rows: list[Row], model, *, prompt_field: str = "prompt",

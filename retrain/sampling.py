@@ -16,8 +16,8 @@ from transformers.cache_utils import DynamicLayer
 from .config_models import SamplingConfig
 
 # %% auto #0
-__all__ = ['draw_tokens', 'sample_tokens', 'cache_kwarg', 'output_cache', 'GrowingLayer', 'grow_cache_', 'gather_cache_',
-           'split_cache', 'merge_cache_', 'ModelStep', 'ScriptedPolicy']
+__all__ = ['draw_tokens', 'sampling_logprobs', 'sample_tokens', 'cache_kwarg', 'output_cache', 'GrowingLayer', 'grow_cache_',
+           'gather_cache_', 'split_cache', 'merge_cache_', 'ModelStep', 'ScriptedPolicy']
 
 # %% ../nbs/03b_sampling.ipynb #5057080d
 def draw_tokens(
@@ -34,6 +34,29 @@ def draw_tokens(
         tok = torch.where(hit_end, last, tok)
     return tok
 
+def sampling_logprobs(
+    logits: torch.Tensor,  # (..., V) next-token logits
+    sampling: SamplingConfig,
+    greedy: bool = False,
+    seen: torch.Tensor | None = None,  # (B, V) counts of tokens already in each row, for the repetition penalty
+) -> torch.Tensor:
+    "Log-probs (..., V) of the distribution sampled from: greedy, the raw model's; else after penalty, temperature, top-k, top-p."
+    logits = logits.float()
+    if greedy or sampling.temperature == 0: return torch.log_softmax(logits, -1)
+    if sampling.repetition_penalty != 1.0 and seen is not None:
+        p = sampling.repetition_penalty
+        logits = torch.where(seen > 0, torch.where(logits > 0, logits / p, logits * p), logits)
+    if sampling.temperature != 1.0: logits = logits / sampling.temperature
+    if sampling.top_k is not None and sampling.top_k < logits.shape[-1]:
+        kth = logits.topk(sampling.top_k, -1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if sampling.top_p < 1.0:
+        srt, idx = logits.sort(-1, descending=True)
+        probs = srt.softmax(-1)
+        drop = probs.cumsum(-1) - probs > sampling.top_p  # keep the smallest prefix with mass >= top_p
+        logits = logits.scatter(-1, idx, srt.masked_fill(drop, float("-inf")))
+    return torch.log_softmax(logits, -1)
+
 def sample_tokens(
     logits: torch.Tensor,  # (B, V) next-token logits
     sampling: SamplingConfig,
@@ -41,24 +64,8 @@ def sample_tokens(
     seen: torch.Tensor | None = None,  # (B, V) counts of tokens already in each row, for the repetition penalty
 ) -> tuple[torch.Tensor, torch.Tensor]:
     "Sampled token ids (B,) and their log-probs (B,)."
-    logits = logits.float()
-    if greedy or sampling.temperature == 0:
-        tok = logits.argmax(-1)
-        return tok, torch.log_softmax(logits, -1).gather(1, tok[:, None])[:, 0]
-    if sampling.repetition_penalty != 1.0 and seen is not None:
-        p = sampling.repetition_penalty
-        logits = torch.where(seen > 0, torch.where(logits > 0, logits / p, logits * p), logits)
-    if sampling.temperature != 1.0: logits = logits / sampling.temperature
-    if sampling.top_k is not None and sampling.top_k < logits.shape[-1]:
-        kth = logits.topk(sampling.top_k, -1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if sampling.top_p < 1.0:
-        srt, idx = logits.sort(-1, descending=True)
-        probs = srt.softmax(-1)
-        drop = probs.cumsum(-1) - probs > sampling.top_p  # keep the smallest prefix with mass >= top_p
-        logits = logits.scatter(1, idx, srt.masked_fill(drop, float("-inf")))
-    lp = torch.log_softmax(logits, -1)
-    tok = draw_tokens(lp.exp())
+    lp = sampling_logprobs(logits, sampling, greedy, seen)
+    tok = lp.argmax(-1) if greedy or sampling.temperature == 0 else draw_tokens(lp.exp())
     return tok, lp.gather(1, tok[:, None])[:, 0]
 
 # %% ../nbs/03b_sampling.ipynb #5fbe35ab
@@ -220,7 +227,7 @@ class _ScriptCache:
 
 class ScriptedPolicy(torch.nn.Module):
     "A stand-in policy that replies with scripted turns (a test double for exact rollout checks)."
-    prefix_sharing = False  # it knows its rows by their place in the first forward: prompts are fed whole
+    exact_feeds = True  # it reads each row's tokens in order, one forward a step: no shared prefill, no drafts
     def __init__(self, tokenizer, scripts: list[list[str | None]], base_model: torch.nn.Module | None = None):
         super().__init__()
         self.vocab_size, self.eos = len(tokenizer), tokenizer.eos_token_id
