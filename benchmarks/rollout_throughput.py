@@ -149,6 +149,8 @@ def main():
     model, _ = build_tiny_model(tok, seed=a.seed)
     max_completion = 96  # both loops: two replies (a call, an answer) of at most 48 tokens, the tool result between
     env = SmolAgentEnv(tok, [CalculatorTool()], max_turns=2, max_tokens_per_turn=48, max_total_tokens=max_completion)
+    env_plain = SmolAgentEnv(tok, [CalculatorTool()], max_turns=2, max_tokens_per_turn=48, max_total_tokens=max_completion,
+                             draft_tokens=0)  # for information: the same without drafts for the tail
     cached = cache_dir() / "benchmarks" / f"tiny-calculator-sft{a.sft_steps}-seed{a.seed}.pt"
     if cached.exists() and not a.no_cache:
         model.load_state_dict(torch.load(cached))
@@ -177,13 +179,21 @@ def main():
             n = max(map(len, enc))
             gen_ids = torch.tensor([[tok.pad_token_id] * (n - len(e)) + e for e in enc])
             gen_att = (gen_ids != tok.pad_token_id).long()
-            times = {"env": [], "generate": [], "trl": []}
-            toks = {"env": [], "generate": [], "trl": []}
+            times = {"env": [], "env_no_drafts": [], "generate": [], "trl": []}
+            toks = {"env": [], "env_no_drafts": [], "generate": [], "trl": []}
             longest = []  # env: model tokens of the longest episode (the batch decodes until it ends)
             per_row = None
 
+            rep_seed = [0]  # both environment variants sample with the same seed in a repetition: a paired comparison
+
             def run_env():
+                torch.manual_seed(rep_seed[0])
                 out = env.rollout_sync(rows, model)
+                return sum(r.n_model_tokens for r in out), out
+
+            def run_env_plain():
+                torch.manual_seed(rep_seed[0])
+                out = env_plain.rollout_sync(rows, model)
                 return sum(r.n_model_tokens for r in out), out
 
             def run_generate():
@@ -203,7 +213,9 @@ def main():
 
             run_env(); run_trl()  # warm-up
             for rep in range(a.reps):
-                for name, fn in (("env", run_env), ("generate", run_generate), ("trl", run_trl)):
+                rep_seed[0] = 1000 * B + rep
+                for name, fn in (("env", run_env), ("env_no_drafts", run_env_plain), ("generate", run_generate),
+                                 ("trl", run_trl)):
                     if name == "generate" and per_row is None:
                         per_row = max(1, round(statistics.median(toks["env"]) / B))
                         fn()  # warm-up
@@ -227,6 +239,9 @@ def main():
                   f"generate {B * per_row}, trl {statistics.median(toks['trl']):.0f}; "
                   f"median seconds env {statistics.median(times['env']):.3f}, generate "
                   f"{statistics.median(times['generate']):.3f}, trl {statistics.median(times['trl']):.3f}")
+            paired = statistics.median(a / b for a, b in zip(times["env_no_drafts"], times["env"]))
+            print(f"B={B}: the environment without drafts for the tail: {rate['env_no_drafts']:.0f} tokens/s; "
+                  f"with drafts, same seeds, a rollout is x{paired:.2f} faster (median of {a.reps} pairs)")
     print(f"torch threads {torch.get_num_threads()}, total {time.perf_counter() - t_start:.0f} s")
     r = {f"vs_{m}_b{B}": results[B]["env"] / results[B][m] for m in ("generate", "trl") for B in (8, 32)}
     print("RESULT " + " ".join(f"{k}={r[k]:.2f}" for k in ("vs_generate_b8", "vs_generate_b32", "vs_trl_b8", "vs_trl_b32")))
