@@ -246,10 +246,9 @@ def _drafts(self: SmolAgentEnv, live: list[_Episode], batch: DecodeBatch) -> lis
     drafts = []
     for e in live:
         k = min(self.draft_tokens, e.turn_limit - len(e.turn_ids) - 1)
-        hist = (e.data.prompt_ids + e.data.completion_ids + e.turn_ids)[-2048:]
-        a, b, found = hist[-2], hist[-1], []
-        for j in range(len(hist) - 3, -1, -1) if k > 0 and len(hist) > 2 else ():
-            if hist[j] == a and hist[j + 1] == b:
+        hist, found = (e.data.prompt_ids + e.data.completion_ids + e.turn_ids)[-2048:], []
+        for j in range(len(hist) - 3, -1, -1) if k > 0 else ():
+            if hist[j] == hist[-2] and hist[j + 1] == hist[-1]:
                 found = hist[j + 2:j + 2 + k]; break
         drafts.append(found)
     return drafts if any(drafts) else None
