@@ -139,31 +139,17 @@ class DecodeBatch:
         uniq: dict[tuple, int] = {}
         which = [uniq.setdefault(tuple(f), len(uniq)) for f in feeds]
         prompts = [list(u) for u in uniq]
-        first = prompts[0]
         p = min(len(os.path.commonprefix(prompts)), min(map(len, prompts)) - 1)  # every prompt keeps a token of its own
         width = max(map(len, prompts))
         if 2 * _FORWARD_COST + p + len(prompts) * (width - p) >= len(feeds) * width: return None
-        cache = None
-        if p:  # the common prefix, one row
-            pre = torch.tensor([first[:p]], device=self.device)
-            out = model(input_ids=pre, attention_mask=self._model_mask(torch.ones_like(pre), p),
-                        position_ids=torch.arange(p, device=self.device)[None], use_cache=True, logits_to_keep=1,
-                        **{self.kw: None})
-            cache = output_cache(out)
-            if cache is None or not gather_cache_(cache, torch.zeros(len(prompts), dtype=torch.long, device=self.device), None):
-                self.share_prefill = False
-                return None
-        ids, m = self._chunks([q[p:] for q in prompts], pad_id)  # each distinct prompt's remainder, once
-        attn = torch.cat([torch.ones(len(prompts), p, dtype=m.dtype, device=self.device), m], 1)
-        out = model(input_ids=ids, attention_mask=self._model_mask(attn, ids.shape[1]),
-                    position_ids=(p + m.cumsum(1) - 1).clamp(min=0), use_cache=True, logits_to_keep=1, **{self.kw: cache})
-        self.cache = output_cache(out)
-        if self.cache is None: raise RuntimeError("the model returned no KV cache: rollouts need use_cache=True")
-        rows = torch.tensor(which, device=self.device)
-        if len(prompts) < len(feeds): gather_cache_(self.cache, rows, None)  # copy each prompt's rows out to its rollouts
-        self.attn, self.pos = attn[rows], p + m.sum(1)[rows]
+        if p:  # the common prefix, one row, copied out to one row per distinct prompt
+            pre = torch.tensor([prompts[0][:p]], device=self.device)
+            self._feed(model, pre, torch.ones_like(pre))
+            self.select([0] * len(prompts))
+        logits = self._feed(model, *self._chunks([q[p:] for q in prompts], pad_id))[:, -1]  # each remainder, once
+        if len(prompts) < len(feeds): self.select(which)  # each prompt's rows copied out to its rollouts
         self.uneven = True
-        return out.logits[:, -1][rows]
+        return logits[torch.tensor(which, device=self.device)]
 
     @torch.inference_mode()
     def step(self, model, feeds: list[TokenIds], pad_id: int, sampling: SamplingConfig,
@@ -176,7 +162,7 @@ class DecodeBatch:
             self._feed_apart(model, feeds, wm, pad_id)
             lens = [len(f) for f in feeds]
         logits = self._shared_prefill(model, feeds, pad_id) if self.cache is None and self.share_prefill else None
-        if logits is not None: grow_cache_(self.cache); ids = m = None
+        if logits is not None: ids = m = None
         else: logits, ids, m = self._forward(model, feeds, lens, pad_id)
         if sampling.repetition_penalty != 1.0 and not greedy:
             if ids is None: ids, m = self._chunks(feeds, pad_id)
@@ -193,14 +179,8 @@ class DecodeBatch:
             raise ValueError("drafts need a started batch, a model without `exact_feeds`, and no repetition penalty")
         ids, m = self._chunks([f + d for f, d in zip(feeds, drafts)], pad_id)
         w = ids.shape[1]
-        pos_ids = (self.pos[:, None] + m.cumsum(1) - 1).clamp(min=0)
-        self.pos = self.pos + m.sum(1)
-        self.attn = torch.cat([self.attn, m], 1)
         self.uneven = self.uneven or len({len(d) for d in drafts}) > 1
-        out = model(input_ids=ids, attention_mask=self._model_mask(self.attn, w), position_ids=pos_ids,
-                    use_cache=True, logits_to_keep=w, **{self.kw: self.cache})
-        self.cache = output_cache(out)
-        lp = sampling_logprobs(out.logits, sampling, greedy)  # (B, w, V)
+        lp = sampling_logprobs(self._feed(model, ids, m, keep=w), sampling, greedy)  # (B, w, V)
         greedy = greedy or sampling.temperature == 0
         u = torch.rand(len(feeds), max(1, max(map(len, drafts)))).tolist()
         toks, lps = [], []
@@ -232,22 +212,26 @@ class DecodeBatch:
 
     def _forward(self, model, feeds: list[TokenIds], lens: list[int], pad_id: int):
         "One forward over every row's chunk: last-position logits, the ids and their mask."
-        if self.pos is None: self.pos = torch.zeros(len(feeds), dtype=torch.long, device=self.device)
         if min(lens) == max(lens) == 1:  # the common decoding step: one token per row
             ids = torch.tensor(feeds, device=self.device)
             m = torch.ones_like(ids)
-            pos_ids = self.pos[:, None]
         else:
             ids, m = self._chunks(feeds, pad_id)
-            pos_ids = (self.pos[:, None] + m.cumsum(1) - 1).clamp(min=0)
             self.uneven = self.uneven or min(lens) != max(lens)
+        return self._feed(model, ids, m)[:, -1], ids, m
+
+    def _feed(self, model, ids: torch.Tensor, m: torch.Tensor, keep: int = 1) -> torch.Tensor:
+        "Append right-aligned chunks `ids` (real where `m`) to every row; the logits of the last `keep` columns."
+        if self.pos is None: self.pos = torch.zeros(len(ids), dtype=torch.long, device=self.device)
+        pos_ids = self.pos[:, None] if ids.shape[1] == 1 else (self.pos[:, None] + m.cumsum(1) - 1).clamp(min=0)
         self.pos = self.pos + m.sum(1)
         self.attn = m if self.attn is None else torch.cat([self.attn, m], 1)
+        first = self.cache is None
         out = model(input_ids=ids, attention_mask=self._model_mask(self.attn, ids.shape[1]), position_ids=pos_ids,
-                    use_cache=True, logits_to_keep=1, **{self.kw: self.cache})
-        first, self.cache = self.cache is None, output_cache(out)
+                    use_cache=True, logits_to_keep=keep, **{self.kw: self.cache})
+        self.cache = output_cache(out)
         if self.cache is None:
             raise RuntimeError("the model returned no KV cache: rollouts need use_cache=True "
                                "(turn gradient checkpointing off while generating)")
         if first: grow_cache_(self.cache)
-        return out.logits[:, -1], ids, m
+        return out.logits

@@ -26,8 +26,7 @@ class ChatRenderer:
 
     def text(self, messages: list[Message], add_generation_prompt: bool = False) -> str:
         "The template's rendering of `messages`."
-        return self.tokenizer.apply_chat_template(messages, tools=self.tools, tokenize=False,
-                                                  add_generation_prompt=add_generation_prompt)
+        return self.texts([messages], add_generation_prompt)[0]
 
     def encode(self, text: str) -> TokenIds:
         "Token ids of `text` (no special tokens added)."
