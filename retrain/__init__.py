@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 # The public names, imported on first use so that `import retrain` (and `retrain --version`) stays fast.
 _LAZY = {
     "run": "retrain.runner",
+    "evaluate": "retrain.evaluation",
     "TrainingConfig": "retrain.config_models",
     "SmolAgentEnv": "retrain.env",
     "RewardCalculator": "retrain.rewards",
