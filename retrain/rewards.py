@@ -22,7 +22,7 @@ from fastcore.basics import patch
 import numpy as np
 
 from .config_models import RewardFunctionConfig, RewardSetupConfig
-from .types import ActionKind, ProcessedTrajectory, RawRolloutData, Turn
+from .types import ActionKind, InfrastructureError, ProcessedTrajectory, RawRolloutData, Turn
 
 # %% auto #0
 __all__ = ['Level', 'RewardSpec', 'register_reward', 'register_verifier', 'reward', 'verifier', 'get_reward', 'get_verifier',
@@ -31,16 +31,16 @@ __all__ = ['Level', 'RewardSpec', 'register_reward', 'register_verifier', 'rewar
            'answer_is_number', 'no_tool_errors', 'RewardError', 'trl_prompt_completion', 'RewardCalculator']
 
 # %% ../nbs/05_rewards.ipynb #e543b27b
-Level = Literal["rollout", "step", "batch"]
+Level = Literal["rollout", "step", "batch", "group"]
 _TRL_NAMES = {"prompts", "completions", "completion_ids"}
-_N_POSITIONAL = {"rollout": 1, "step": 2, "batch": 0}
+_N_POSITIONAL = {"rollout": 1, "step": 2, "batch": 0, "group": 1}
 
 @dataclass(frozen=True)
 class RewardSpec:
     "A registered reward function or verifier, and how it is called."
     name: str  # registered name, or the 'package.module:function' reference
     fn: Callable  # the function itself
-    level: str  # 'rollout', 'step' or 'batch' (verifiers are always 'rollout')
+    level: str  # 'rollout', 'step', 'batch' or 'group' (verifiers are always 'rollout')
 
     @cached_property
     def _arg_names(self) -> tuple[set[str] | None, set[str]]:
@@ -76,7 +76,7 @@ def _register(table: dict, kind: str, fn: Callable, name: str | None, level: str
     if not name or name == "<lambda>": raise ValueError(f"this {kind} has no usable name: register_{kind}(fn, name='...')")
     if ":" in name: raise ValueError(f"{kind} name {name!r}: ':' is reserved for 'package.module:function' references")
     level = level or _infer_level(fn)
-    if level not in _N_POSITIONAL: raise ValueError(f"{kind} {name!r}: level must be 'rollout', 'step' or 'batch', got {level!r}")
+    if level not in _N_POSITIONAL: raise ValueError(f"{kind} {name!r}: level must be 'rollout', 'step', 'batch' or 'group', got {level!r}")
     table[name] = RewardSpec(name, fn, level)
     return fn
 
@@ -117,7 +117,10 @@ def _import_ref(ref: str, kind: str) -> Callable:
     if not callable(obj): raise TypeError(f"{kind} {ref!r} is a {type(obj).__name__}, not a function")
     return obj
 
+_BUILTIN_MODULES = {"math_verify": "retrain.math_rewards", "llm_judge": "retrain.judge", "llm_judge_group": "retrain.judge"}
+
 def _lookup(table: dict, kind: str, name: str) -> RewardSpec:
+    if name not in table and kind == "reward" and name in _BUILTIN_MODULES: importlib.import_module(_BUILTIN_MODULES[name])
     if name in table: return table[name]
     if ":" in name:
         fn = _import_ref(name, kind)
@@ -137,7 +140,7 @@ def get_verifier(name: str) -> RewardSpec:
     "The verifier registered as `name`, or the function a `package.module:function` reference names."
     return _lookup(_VERIFIERS, "verifier", name)
 
-def list_rewards() -> list[str]: return sorted(_REWARDS)
+def list_rewards() -> list[str]: return sorted(set(_REWARDS) | set(_BUILTIN_MODULES))
 def list_verifiers() -> list[str]: return sorted(_VERIFIERS)
 
 # %% ../nbs/05_rewards.ipynb #5359bdb2
@@ -237,9 +240,13 @@ def _describe(label: str, i: int | None = None, r: RawRolloutData | None = None,
     p = " ".join(p.split())
     return f"{label} on {'' if k is None else f'turn {k} of '}rollout {i} (prompt {(p[:60] + '…') if len(p) > 60 else p!r})"
 
+class _InfraFailed:
+    "What a call that raised `InfrastructureError` returned."
+_INFRA = _InfraFailed()
+
 def _as_float(v: Any, what: tuple) -> float:
-    "A reward value as a float (None -> NaN); anything unusable is a `RewardError`."
-    if v is None: return math.nan
+    "A reward value as a float (None, or an infrastructure failure -> NaN); anything unusable is a `RewardError`."
+    if v is None or v is _INFRA: return math.nan
     if isinstance(v, (str, bytes)) or not hasattr(v, "__float__"):
         raise RewardError(f"{_describe(*what)} returned {v!r} ({type(v).__name__}); a reward must be a number, or None for 'not applicable'")
     try: f = float(v)
@@ -249,25 +256,33 @@ def _as_float(v: Any, what: tuple) -> float:
 
 class _Calls:
     "Function calls made at once; the awaitables that async functions return are awaited together in `results`."
-    def __init__(self): self.values, self.whats, self.pending = [], [], []
+    def __init__(self): self.values, self.whats, self.pending, self.rows, self.failed = [], [], [], [], {}
 
-    def add(self, fn: Callable, args: tuple, kwargs: dict, what: tuple) -> int:
+    def _fail(self, rows: list[int], what: tuple, e: Exception) -> _InfraFailed:
+        for i in rows: self.failed.setdefault(i, f"{_describe(*what)}: {type(e).__name__}: {e}")
+        return _INFRA
+
+    def add(self, fn: Callable, args: tuple, kwargs: dict, what: tuple, rows: list[int] | None = None) -> int:
+        rows = rows if rows is not None else ([what[1]] if len(what) > 1 else [])  # the rollouts the call scores
         try: v = fn(*args, **kwargs)
+        except InfrastructureError as e: v = self._fail(rows, what, e)
         except Exception as e:
             for j in self.pending: getattr(self.values[j], "close", lambda: None)()  # no 'never awaited' warnings
             raise RewardError(f"{_describe(*what)} raised {type(e).__name__}: {e}") from e
         if inspect.isawaitable(v): self.pending.append(len(self.values))
-        self.values.append(v); self.whats.append(what)
+        self.values.append(v); self.whats.append(what); self.rows.append(rows)
         return len(self.values) - 1
 
     async def results(self) -> list:
         async def wait(j):
             try: return await self.values[j]
+            except InfrastructureError as e: return self._fail(self.rows[j], self.whats[j], e)
             except Exception as e: raise RewardError(f"{_describe(*self.whats[j])} raised {type(e).__name__}: {e}") from e
         for j, v in zip(self.pending, await asyncio.gather(*(wait(j) for j in self.pending))): self.values[j] = v
         return self.values
 
 def _as_bool(v: Any, what: tuple) -> bool:
+    if v is _INFRA: return False
     if not isinstance(v, (bool, np.bool_)): raise RewardError(f"{_describe(*what)} returned {v!r}; a verifier returns True or False")
     return bool(v)
 
@@ -299,6 +314,7 @@ class _Component:
 def _schedule(c: _Component, rollouts: list[RawRolloutData], gate: list[bool], calls: _Calls) -> Callable[[list], list]:
     "Add `c`'s calls to `calls`; returns how to read its values (one per rollout, a list per turn for step components)."
     if c.spec.level == "batch": return _schedule_batch(c, rollouts, gate, calls)
+    if c.spec.level == "group": return _schedule_group(c, rollouts, gate, calls)
     pen, label, slots = c.cfg.verifier_penalty, f"{'step reward' if c.step else 'reward'} {c.name!r}", []
     for i, r in enumerate(rollouts):
         kw = c.spec.kwargs(r.row, c.cfg.params)
@@ -320,14 +336,37 @@ def _schedule_batch(c: _Component, rollouts: list[RawRolloutData], gate: list[bo
         pcs = [trl_prompt_completion(r) for r in sub]
         trl_inputs = {"prompts": [p for p, _ in pcs], "completions": [q for _, q in pcs], "completion_ids": [r.completion_ids for r in sub]}
         kw = c.spec.kwargs({k: [r.row.get(k) for r in sub] for k in keys}, {**c.cfg.params, **trl_inputs})
-        j = calls.add(c.spec.fn, (), kw, (f"{label} on a batch of {len(sub)} rollouts",))
+        j = calls.add(c.spec.fn, (), kw, (f"{label} on a batch of {len(sub)} rollouts",), rows=idx)
     def read(vals: list) -> list[float]:
         out = [c.cfg.verifier_penalty] * len(rollouts)
         if not idx: return out
         res = vals[j]
+        if res is _INFRA: return [math.nan if i in idx else v for i, v in enumerate(out)]
         if isinstance(res, (str, bytes)) or not hasattr(res, "__len__") or len(res) != len(idx):
             raise RewardError(f"{_describe(*calls.whats[j])} returned {res!r}; expected a list of {len(idx)} values, one per completion")
         for m, i in enumerate(idx): out[i] = _as_float(res[m], (label, i, rollouts[i]))
+        return out
+    return read
+
+# %% ../nbs/05_rewards.ipynb #7c6a2b71
+def _schedule_group(c: _Component, rollouts: list[RawRolloutData], gate: list[bool], calls: _Calls) -> Callable[[list], list]:
+    "A group function: one call per prompt, on the rollouts that share it and pass the verifiers."
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rollouts):
+        if gate[i]: groups.setdefault(repr(trl_prompt_completion(r)[0]), []).append(i)
+    label, slots = f"group reward {c.name!r}", []
+    for idx in groups.values():
+        first = rollouts[idx[0]]
+        what = (f"{label} on the {len(idx)} rollouts from {idx[0]} (prompt {str(first.row.get('prompt', ''))[:60]!r})",)
+        slots.append((idx, calls.add(c.spec.fn, ([rollouts[i] for i in idx],), c.spec.kwargs(first.row, c.cfg.params), what, rows=idx)))
+    def read(vals: list) -> list[float]:
+        out = [c.cfg.verifier_penalty] * len(rollouts)
+        for idx, j in slots:
+            res = vals[j]
+            if res is _INFRA: res = [None] * len(idx)
+            if isinstance(res, (str, bytes)) or not hasattr(res, "__len__") or len(res) != len(idx):
+                raise RewardError(f"{_describe(*calls.whats[j])} returned {res!r}; expected a list of {len(idx)} values, one per rollout")
+            for m, i in enumerate(idx): out[i] = _as_float(res[m], (label, i, rollouts[i]))
         return out
     return read
 
@@ -386,17 +425,19 @@ async def score(self: RewardCalculator, rollouts: list[RawRolloutData]) -> list[
         for i, r in enumerate(rollouts): vcalls.add(spec.fn, (r,), spec.kwargs(r.row), (f"verifier {v!r}", i, r))
     flat = [_as_bool(x, w) for x, w in zip(await vcalls.results(), vcalls.whats)]
     passed = {v: flat[j * n:(j + 1) * n] for j, v in enumerate(self._verifiers)}
-    gates = [[all(passed[v][i] for v in c.cfg.verifiers) for i in range(n)] for c in comps]
+    for i, msg in vcalls.failed.items(): rollouts[i].infra_error = rollouts[i].infra_error or msg
+    gates = [[all(passed[v][i] for v in c.cfg.verifiers) and not rollouts[i].failed for i in range(n)] for c in comps]
     calls = _Calls()
     readers = [_schedule(c, rollouts, g, calls) for c, g in zip(comps, gates)]
     vals = await calls.results()
     values = [read(vals) for read in readers]
+    for i, msg in calls.failed.items(): rollouts[i].infra_error = rollouts[i].infra_error or msg
     weights, out = self.weights, []
     for i, r in enumerate(rollouts):
         rewards, steps = {}, {}
         for c, vals, gate in zip(comps, values, gates):
-            if c.step: steps[c.name] = vals[i]
-            rewards[c.name] = (_nanmean(vals[i]) if gate[i] else c.cfg.verifier_penalty) if c.step else vals[i]
+            if c.step: steps[c.name] = [math.nan] * len(r.turns) if r.failed else vals[i]
+            rewards[c.name] = math.nan if r.failed else (_nanmean(vals[i]) if gate[i] else c.cfg.verifier_penalty) if c.step else vals[i]
         turn_rewards = [_nansum(weights[k] * v[t] for k, v in steps.items()) for t in range(len(r.turns))] if steps else []
         out.append(ProcessedTrajectory(
             raw=r, total_reward=_nansum(weights[k] * v for k, v in rewards.items()), rewards=rewards, weights=dict(weights),

@@ -10,7 +10,8 @@ from enum import Enum
 from typing import Any
 
 # %% auto #0
-__all__ = ['Message', 'Row', 'TokenIds', 'ToolCall', 'ActionKind', 'Turn', 'Termination', 'RawRolloutData', 'ProcessedTrajectory']
+__all__ = ['Message', 'Row', 'TokenIds', 'ToolCall', 'ActionKind', 'Turn', 'Termination', 'RawRolloutData', 'InfrastructureError',
+           'ProcessedTrajectory']
 
 # %% ../nbs/00_types.ipynb #04ef9963
 Message = dict[str, Any]  # a chat message: {"role": ..., "content": ..., "tool_calls": [...]}
@@ -78,6 +79,7 @@ class Termination(str, Enum):
     max_turns = "max_turns"  # the turn limit was reached
     max_tokens = "max_tokens"  # the completion token budget ran out
     eos_without_answer = "eos_without_answer"  # the model stopped without an action or answer
+    infra_failure = "infra_failure"  # the environment's infrastructure failed (see `InfrastructureError`)
 
 # %% ../nbs/00_types.ipynb #22d5a63c
 @dataclass
@@ -92,6 +94,8 @@ class RawRolloutData:
     final_answer: str | None = None  # the agent's answer, if it gave one
     termination: Termination | None = None  # why the episode ended
     row: Row = field(default_factory=dict)  # the prompt row's fields (e.g. "answer")
+    annotations: dict[str, Any] = field(default_factory=dict)  # notes attached while scoring (e.g. a judge's reply), kept in the log
+    infra_error: str | None = None  # what failed, when infrastructure failed this rollout: it is kept out of the gradient
 
     def __post_init__(self):
         n = len(self.completion_ids)
@@ -99,6 +103,8 @@ class RawRolloutData:
             raise ValueError(f"completion_ids ({n}), env_mask ({len(self.env_mask)}) and logprobs "
                              f"({len(self.logprobs)}) must have the same length")
 
+    @property
+    def failed(self) -> bool: return self.infra_error is not None
     @property
     def n_model_tokens(self) -> int: return sum(self.env_mask)
     @property
@@ -127,6 +133,10 @@ def jsonable(x):
     if isinstance(x, (list, tuple)): return [jsonable(v) for v in x]
     return x
 
+# %% ../nbs/00_types.ipynb #171ebb22
+class InfrastructureError(RuntimeError):
+    "A failure of the environment's infrastructure, not of the model (a tool's backend down, a judge unreadable): the rollout is kept out of the gradient."
+
 # %% ../nbs/00_types.ipynb #21aa2dd7
 @dataclass
 class ProcessedTrajectory:
@@ -139,6 +149,8 @@ class ProcessedTrajectory:
     step_rewards: dict[str, list[float]] = field(default_factory=dict)  # step component -> value per turn
     verifier_outcomes: dict[str, bool] = field(default_factory=dict)  # "component/verifier" -> passed
 
+    @property
+    def failed(self) -> bool: return self.raw.failed  # infrastructure failed it: no reward, no gradient
     @property
     def prompt_ids(self) -> TokenIds: return self.raw.prompt_ids
     @property
