@@ -60,7 +60,8 @@ class Advantages:
 
 # %% ../nbs/06_advantages.ipynb #bb9f337b
 def _rollout_reward(t: ProcessedTrajectory) -> float:
-    "R_i: the weighted rollout-level components (NaN when none applies)."
+    "R_i: the weighted rollout-level components (NaN when none applies, or when infrastructure failed the rollout)."
+    if t.failed: return math.nan
     vals = [t.weights[k] * v for k, v in t.rewards.items() if k not in t.step_rewards and not math.isnan(v)]
     return math.fsum(vals) if vals else math.nan
 
@@ -68,7 +69,7 @@ def _turn_rewards(i: int, t: ProcessedTrajectory) -> list[float]:
     n = len(t.raw.turns)
     if len(t.turn_rewards) not in (0, n):
         raise ValueError(f"rollout {i} has {n} turns but {len(t.turn_rewards)} turn rewards; score it with RewardCalculator")
-    return list(t.turn_rewards)
+    return [math.nan] * len(t.turn_rewards) if t.failed else list(t.turn_rewards)
 
 # %% ../nbs/06_advantages.ipynb #4742d911
 def token_advantages(

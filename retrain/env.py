@@ -172,6 +172,10 @@ def _record(self: SmolAgentEnv, e: _Episode, out: ToolOutcome) -> Message | None
     if out.error_message is not None: turn.error_message = out.error_message
     turn.tool_seconds = out.seconds
     if out.state is not None: e.code_state = out.state
+    infra = out.infra_error or (f"tool call {out.error_message}" if out.timed_out and self.format != "code" else None)
+    if infra:  # the environment's fault, not the model's: the episode ends, marked failed (kept out of the gradient)
+        turn.tool_result, e.data.infra_error = out.observation, infra
+        return self._finish(e, Termination.infra_failure)
     if out.is_final:
         turn.action, turn.final_answer = ActionKind.final_answer, out.final_answer
         return self._finish(e, Termination.final_answer, out.final_answer)

@@ -25,6 +25,8 @@ from smolagents import FinalAnswerTool, Tool
 from smolagents.models import get_tool_json_schema
 from smolagents.tools import validate_tool_arguments
 
+from .types import InfrastructureError
+
 
 # %% auto #0
 __all__ = ['MAX_EXPRESSION_LENGTH', 'MAX_EXPONENT', 'MAX_MAGNITUDE', 'ToolLike', 'TOOLS', 'format_number', 'calculate',
@@ -153,6 +155,7 @@ class ToolOutcome:
     is_final: bool = False  # a code action called `final_answer`
     final_answer: str | None = None  # the answer, when `is_final`
     state: dict[str, Any] | None = None  # a code action's variables after it ran (picklable ones)
+    infra_error: str | None = None  # set when the failure is the environment's, not the model's (see `InfrastructureError`)
 
 
 # %% ../nbs/03_tools.ipynb #01108ba9
@@ -199,8 +202,9 @@ def _check_args(tool: Tool, arguments: Any) -> ToolOutcome | None:
 def _error(name: str, e: BaseException, t0: float) -> ToolOutcome:
     if isinstance(e, TimeoutError): return timeout_outcome(name, t0)
     msg = str(e) or type(e).__name__
+    infra = f"tool '{name}': {type(e).__name__}: {msg}" if isinstance(e, (InfrastructureError, ConnectionError)) else None
     return ToolOutcome(f"Error: {msg}", tool_error=True, error_message=f"{type(e).__name__}: {msg}",
-                       seconds=time.perf_counter() - t0)
+                       seconds=time.perf_counter() - t0, infra_error=infra)
 
 def timeout_outcome(name: str, t0: float) -> ToolOutcome:
     "The outcome of a call to `name`, started at `t0` (`time.perf_counter`), that ran out of time."

@@ -66,7 +66,8 @@ def rollout_metrics(rollouts: list[RawRolloutData]) -> dict[str, float]:
          "parse_error_rate": sum(t.parse_error for t in turns) / max(len(turns), 1),
          "mean_turns": len(turns) / n,
          "tokens/model": float(sum(r.n_model_tokens for r in rollouts)),
-         "tokens/env": float(sum(r.n_env_tokens for r in rollouts))}
+         "tokens/env": float(sum(r.n_env_tokens for r in rollouts)),
+         "rollouts/infra_failed": float(sum(r.failed for r in rollouts))}
     m.update({f"termination/{t.value}": ends.get(t.value, 0) / n for t in Termination})
     return m
 
@@ -92,7 +93,7 @@ def rollout_record(traj: ProcessedTrajectory, tokenizer, *, step: int, index: in
             "step_rewards": {k: list(v) for k, v in traj.step_rewards.items()}, "verifier_outcomes": dict(traj.verifier_outcomes),
             "termination": raw.termination.value if raw.termination else None, "final_answer": raw.final_answer,
             "row": jsonable(raw.row), "prompt_text": tokenizer.decode(raw.prompt_ids), "messages": jsonable(raw.messages),
-            "segments": segments, "turns": turns}
+            "segments": segments, "turns": turns, "annotations": jsonable(raw.annotations), "infra_error": raw.infra_error}
 
 # %% ../nbs/08_trainer.ipynb #ba813c1b
 class StepSink(Protocol):
@@ -157,6 +158,8 @@ def _prompt_text(row: Row) -> str:
 def _generate_and_score_completions(self: GRPOTrainer, inputs):
     self._inputs = inputs
     out = _TRLGRPOTrainer._generate_and_score_completions(self, inputs)
+    failed = [i for i, t in enumerate(self._trajs) if t.failed] if self.model.training else []
+    if failed: _exclude_failed(self, out, failed)
     if self.rewards.step_names and self.model.training:
         if self.accelerator.num_processes > 1:
             raise NotImplementedError("step rewards (per-token advantages) are supported on one process; "
@@ -164,6 +167,20 @@ def _generate_and_score_completions(self: GRPOTrainer, inputs):
         adv = token_advantages(self._trajs, self.num_generations, scale_rewards=self.args.scale_rewards, step_coef=self.step_coef)
         out["advantages"] = adv.padded(out["completion_ids"].shape[1]).to(out["advantages"].device)
     return out
+
+def _exclude_failed(self: GRPOTrainer, out: dict, failed: list[int]):
+    "Zero the loss mask of failed rollouts, recount TRL's token normaliser, and recompute advantages without them."
+    n = len(self._trajs)
+    if 2 * len(failed) > n:
+        _log.warning("%d of %d rollouts failed on infrastructure this step (kept out of the gradient): %s",
+                     len(failed), n, self._trajs[failed[0]].raw.infra_error)
+    out["completion_mask"][failed] = 0
+    if self.accelerator.num_processes > 1: return
+    mask = out["completion_mask"] * out["tool_mask"] if "tool_mask" in out else out["completion_mask"]
+    out["num_items_in_batch"] = mask.sum().to(out["num_items_in_batch"].dtype)
+    adv = token_advantages(self._trajs, self.num_generations, scale_rewards=self.args.scale_rewards, step_coef=self.step_coef)
+    out["advantages"] = adv.padded(out["completion_ids"].shape[1]).to(out["advantages"].device) if self.rewards.step_names \
+        else adv.rollout.to(out["advantages"].device)
 
 
 # %% ../nbs/08_trainer.ipynb #7311290f
