@@ -251,7 +251,7 @@ def eval_text(results: dict[str, Any]) -> str:
     figs = {m: _figures(results["models"][m]) for m in models}
     keep = ["success_rate", "mean_reward"] + [k for k in figs[models[0]] if k.startswith(("reward: ", "sampled "))] + \
            ["tool_call_rate", "tool_error_rate", "mean_turns", "tokens/model", "termination/final_answer"]
-    label = lambda k: "greedy success" if k == "success_rate" else k.replace("_", " ")
+    label = lambda k: "greedy success" if k == "success_rate" else k if k.startswith("reward: ") else k.replace("_", " ")
     w = max(12, *(len(m) for m in models))
     lines = [f"{'':28} " + " ".join(f"{m:>{w}}" for m in models)]
     lines += [f"{label(k):28} " + " ".join(f"{_cell(figs[m].get(k)):>{w}}" for m in models) for k in keep]

@@ -59,7 +59,7 @@ def test_math_verify_and_both_judge_modes_train_then_eval(tmp_path, judge):
 
     r = _retrain("eval", str(path), "--model", str(run_dir), "--samples", "2", "--out", str(tmp_path / "ev"), tmp_path=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "greedy success" in r.stdout and "sampled pass@2" in r.stdout and "reward: llm_judge" in r.stdout
+    assert "greedy success" in r.stdout and "sampled pass@2" in r.stdout and "reward: llm_judge" in r.stdout, r.stdout
     ev = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert list(ev["models"]) == ["judged: before", "judged: after"]
     assert ev["success_reward"] == "math_verify" and ev["models"]["judged: after"]["sampled"]["samples"] == 2
