@@ -24,23 +24,29 @@ TEMPERATURE = 1.0
 
 class RecordingTrainer(GRPOTrainer):
     "Keeps each step's rollouts and how far their sampling log-probs are from the current policy's, recomputed."
-    def __init__(self, *a, **kw):
+    def __init__(self, *a, initial=None, **kw):  # `initial`: a separate copy of the policy before training
         super().__init__(*a, **kw)
-        self.seen, self.max_lp_diff = [], []
+        self.initial = initial
+        self.seen, self.max_lp_diff, self.max_lp_diff_initial = [], [], []
 
-    def _rollout(self, prompts, trainer=None):
-        out = super()._rollout(prompts, trainer)
-        model, worst = self.accelerator.unwrap_model(self.model), 0.0
+    @staticmethod
+    def _worst(model, trajs) -> float:
+        worst = 0.0
         with torch.no_grad():
-            for t in self._trajs:
+            for t in trajs:
                 raw = t.raw
                 ids = torch.tensor([raw.prompt_ids + raw.completion_ids])
                 lp = torch.log_softmax(model(ids).logits[0, len(raw.prompt_ids) - 1:-1].float() / TEMPERATURE, -1)
                 got = lp.gather(1, torch.tensor(raw.completion_ids)[:, None])[:, 0]
                 m = torch.tensor(raw.env_mask, dtype=torch.bool)
                 worst = max(worst, float((got[m] - torch.tensor(raw.logprobs)[m]).abs().max()))
+        return worst
+
+    def _rollout(self, prompts, trainer=None):
+        out = super()._rollout(prompts, trainer)
         self.seen.append([t.raw for t in self._trajs])
-        self.max_lp_diff.append(worst)
+        self.max_lp_diff.append(self._worst(self.accelerator.unwrap_model(self.model), self._trajs))
+        self.max_lp_diff_initial.append(self._worst(self.initial, self._trajs))
         return out
 
 
@@ -50,7 +56,7 @@ def test_server_mode_two_steps(tmp_path):
     cfg = TrainingConfig.from_dict({
         "model": {"name_or_path": AGENT},
         "algorithm": {"hyperparameters": {"max_steps": 2, "per_device_train_batch_size": 32, "num_generations": 8,
-                                          "learning_rate": 3e-3, "max_completion_length": 64, "save_strategy": "no"}},
+                                          "learning_rate": 5e-4, "max_completion_length": 64, "save_strategy": "no"}},
         "environment": {"tools": ["calculator"], "max_turns": 2, "max_tokens_per_turn": 32, "max_total_tokens": 64,
                         "sampling": {"temperature": TEMPERATURE}, "generation": {"backend": "vllm_server"}},
         "prompt_source": {"type": "file", "path": str(Path(__file__).parents[1] / "configs/data/calculator_train.jsonl"), "limit": 32},
@@ -64,7 +70,7 @@ def test_server_mode_two_steps(tmp_path):
     with StandInServer(load_model(mcfg), tok, name=AGENT) as server:
         client = HTTPWeightsClient(server.base_url)
         trainer = RecordingTrainer(policy, env, RewardCalculator.from_config(cfg.reward_setup), load_rows(cfg.prompt_source),
-                                   args, processing_class=tok, vllm_client=client)
+                                   args, processing_class=tok, vllm_client=client, initial=load_model(mcfg))
         assert isinstance(trainer.generator, VLLMServerGenerator)
         trainer.train()
         counts, requests = dict(server.counts), list(server.requests)
@@ -73,6 +79,7 @@ def test_server_mode_two_steps(tmp_path):
     assert counts["/update_weights"] == 2 and counts["/reset_prefix_cache"] == 2, counts
     # sampling log-probs are those of the policy being trained, also after the first update
     assert max(trainer.max_lp_diff) < 1e-5, trainer.max_lp_diff
+    assert trainer.max_lp_diff_initial[1] > 1e-3  # the first update moved them: a server left unsynced would be off
     rollouts = [r for step in trainer.seen for r in step]
     assert all(env.check(r).ok for r in rollouts)  # token-exact: sampled ids + observation tokens
     two_turn = [r for r in rollouts if len(r.turns) == 2 and r.turns[0].action == ActionKind.tool_call]
