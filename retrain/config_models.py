@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 # %% auto #0
 __all__ = ['EnvironmentConfig', 'PromptSourceConfig', 'ConfigError', 'ModelConfig', 'AlgorithmConfig', 'SamplingConfig',
-           'SmolAgentEnvConfig', 'ListPromptSource', 'FilePromptSource', 'HFDatasetPromptSource',
+           'GenerationConfig', 'SmolAgentEnvConfig', 'ListPromptSource', 'FilePromptSource', 'HFDatasetPromptSource',
            'RewardFunctionConfig', 'RewardSetupConfig', 'EvaluationConfig', 'TrainingConfig', 'apply_overrides']
 
 # %% ../nbs/01_config.ipynb #1b56fd93
@@ -84,7 +84,9 @@ def _grpo_fields() -> dict[str, Any]:
     return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(GRPOConfig) if f.init}
 
 _RESERVED_HPARAMS = {"output_dir": "set the top-level 'output_dir'", "seed": "set the top-level 'seed'",
-                     "report_to": "set 'algorithm.report_to'"}
+                     "report_to": "set 'algorithm.report_to'",
+                     "use_vllm": "set 'environment.generation.backend' (hf, vllm_server or vllm_colocate)",
+                     "vllm_mode": "set 'environment.generation.backend' (vllm_server or vllm_colocate)"}
 
 def _check_hparams(hp: dict[str, Any]) -> dict[str, Any]:
     fields, out = _grpo_fields(), {}
@@ -117,6 +119,11 @@ class SamplingConfig(_Section):
     top_k: int | None = Field(None, ge=1, description="Keep only the k most likely tokens")
     repetition_penalty: float = Field(1.0, gt=0.0, description="As in `transformers.generate`")
 
+# %% ../nbs/01_config.ipynb #0e2457d6
+class GenerationConfig(_Section):
+    "Where rollouts are generated: the environment's own decode loop, or vLLM through TRL."
+    backend: Literal["hf", "vllm_server", "vllm_colocate"] = Field("hf", description="'hf': the training model in this process; 'vllm_server': a vLLM server (TRL's server mode); 'vllm_colocate': a vLLM engine beside each training process (TRL's colocate mode)")
+
 # %% ../nbs/01_config.ipynb #489fcf3f
 class SmolAgentEnvConfig(_Section):
     "A multi-turn environment over smolagents tools."
@@ -133,6 +140,7 @@ class SmolAgentEnvConfig(_Section):
     max_observation_tokens: int = Field(256, ge=1, description="Tool output longer than this is truncated")
     plain_text_is_final: bool = Field(True, description="A reply with no action is the final answer")
     draft_tokens: int = Field(3, ge=0, description="When few episodes are left, tokens drafted per step from each one's own history and checked in one forward (exact); 0: off")
+    generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Where turns are sampled")
 
 EnvironmentConfig = SmolAgentEnvConfig  # a tagged union once there is a second environment type
 

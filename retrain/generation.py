@@ -14,10 +14,11 @@ from .batch import DecodeBatch
 from .config_models import SamplingConfig
 from .distributed import gather_objects, is_main, scatter_objects, world_size
 from .types import TokenIds
+from trl.generation.vllm_generation import VLLMGeneration
 
 # %% auto #0
 __all__ = ['VLLM_MODES', 'vllm_sampling', 'TurnOutput', 'Generator', 'HFGenerator', 'VLLMServerGenerator',
-           'VLLMColocateGenerator', 'trl_vllm_settings', 'make_generator']
+           'VLLMColocateGenerator', 'trl_vllm_settings', 'make_generator', 'ClientVLLMGeneration']
 
 # %% ../nbs/03f_generation.ipynb #f164d850
 def vllm_sampling(sampling: SamplingConfig, greedy: bool = False) -> dict[str, Any]:
@@ -37,6 +38,7 @@ class TurnOutput:
 class Generator:
     "Samples turns: `complete` continues each prompt (token ids) until a stop token or its token limit."
     stepwise: bool = False  # True: the environment drives this backend step by step with its own decode loop
+    collective: bool = False  # True: `complete` serves every rank at once, so every rank calls it each round
     name: str = "generator"
 
     def complete(self, model, prompts: list[TokenIds], max_tokens: list[int], sampling: SamplingConfig, *,
@@ -80,7 +82,7 @@ class HFGenerator(Generator):
 # %% ../nbs/03f_generation.ipynb #2012383c
 class VLLMServerGenerator(Generator):
     "Turns sampled by a vLLM server through TRL's `VLLMClient`, which only the main process holds."
-    name = "vllm_server"
+    name, collective = "vllm_server", True
     def __init__(self, client=None):  # a `trl.generation.vllm_client.VLLMClient` on the main process; None elsewhere
         if is_main() and client is None: raise ValueError("the main process needs a vLLM client")
         self.client = client
@@ -148,3 +150,16 @@ def make_generator(backend: str, vllm_generation=None, pad_id: int = 0) -> Gener
     if backend == "vllm_server": return VLLMServerGenerator(getattr(vllm_generation, "vllm_client", None))
     if backend == "vllm_colocate": return VLLMColocateGenerator(vllm_generation.llm)
     raise ValueError(f"unknown generation backend '{backend}': use one of {sorted(VLLM_MODES)}")
+
+# %% ../nbs/03f_generation.ipynb #f95595af
+class ClientVLLMGeneration(VLLMGeneration):
+    "TRL's `VLLMGeneration` in server mode over a client given to it (TRL's weight sync and prefix-cache reset run as they are)."
+    def __init__(self, client, **kwargs):  # `client`: a `VLLMClient` on the main process (None elsewhere); kwargs: `VLLMGeneration`'s
+        self._given_client = client
+        super().__init__(mode="server", **kwargs)
+
+    def _init_vllm(self):
+        if self.accelerator.is_main_process:
+            if self._given_client is None: raise ValueError("the main process needs a vLLM client")
+            self.vllm_client = self._given_client
+        self.accelerator.wait_for_everyone()
