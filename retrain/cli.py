@@ -64,6 +64,8 @@ def cmd_run(args) -> int:
     except (FileExistsError, ModelLoadError, PromptSourceError, SetupError, LookupError) as e:  # the message says what to change
         print(f"retrain: {e}", file=sys.stderr)
         return 2
+    from retrain.distributed import is_main
+    if not is_main(): return 0  # with several processes the main one reports
     table = summary_table(results)
     (Path(results["run_dir"]) / "summary.txt").write_text(table + "\n")
     print(table)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ import torch
 import transformers
 
 from .config_models import TrainingConfig
+from .distributed import LockStep, all_gather_objects, barrier, ensure_group, is_main, shard, world_size
 from .env import SmolAgentEnv
 from .models import load_model, load_tokenizer, lora_config
 from .prompts import load_rows
@@ -93,22 +95,29 @@ class ProgressBar:
 
 # %% ../nbs/10_run.ipynb #58d22736
 def evaluate(env: SmolAgentEnv, rewards: RewardCalculator, model, rows: list[Row], *,
-             success_reward: str | None = None, threshold: float = 1.0, batch_size: int = 64) -> dict[str, Any]:
-    "Greedy success rate and mean reward over `rows`."
+             success_reward: str | None = None, threshold: float = 1.0, batch_size: int = 64,
+             generator=None,  # where turns are sampled (default: the environment's)
+             ) -> dict[str, Any]:
+    "Greedy success rate and mean reward over `rows` (with several ranks: each evaluates its share, results gathered)."
     name = success_reward or next((n for n in rewards.component_names if n not in rewards.step_names), None)
     if name is None: raise ValueError("evaluation needs a rollout-level reward (or evaluation.success_reward)")
     if name not in rewards.component_names: raise ValueError(f"evaluation.success_reward '{name}' is not a reward component {rewards.component_names}")
+    mine, lockstep = shard(rows), LockStep.when_sharded(model, env.pad_id)
+    batches = -(-len(shard(rows, 0)) // batch_size)  # the same count on every rank (rank 0's share is the largest)
     was_training = model.training
     model.eval()
     try:
         trajs = []
-        for i in range(0, len(rows), batch_size):
-            trajs += rewards.score_sync(env.rollout_sync(rows[i:i + batch_size], model, greedy=True))
+        for b in range(batches):
+            chunk = mine[b * batch_size:(b + 1) * batch_size]
+            trajs += rewards.score_sync(env.rollout_sync(chunk, model, greedy=True, generator=generator, lockstep=lockstep))
     finally:
         if was_training: model.train()
-    ok = [t.rewards.get(name) is not None and t.rewards[name] >= threshold for t in trajs]
-    return {"success_rate": sum(ok) / len(ok), "mean_reward": float(np.mean([t.total_reward for t in trajs])),
-            "tool_call_rate": float(np.mean([t.raw.num_tool_calls > 0 for t in trajs])), "n": len(trajs)}
+    parts = all_gather_objects([(t.rewards.get(name) is not None and t.rewards[name] >= threshold, t.total_reward,
+                                 t.raw.num_tool_calls > 0) for t in trajs])
+    every = [o for part in parts for o in part]
+    return {"success_rate": sum(o[0] for o in every) / len(every), "mean_reward": float(np.mean([o[1] for o in every])),
+            "tool_call_rate": float(np.mean([o[2] for o in every])), "n": len(every), "per_rank": [len(p) for p in parts]}
 
 # %% ../nbs/10_run.ipynb #fb1c9713
 class SetupError(ValueError):
@@ -198,6 +207,7 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
               *, resume: bool = False,  # continue from the latest complete checkpoint in the run directory
               dashboard: bool | None = None,  # show the live dashboard (default: inside a notebook kernel)
               progress: bool | None = None,  # show a terminal progress bar (default: outside notebooks)
+              vllm_client=None,  # vllm_server backend: a `VLLMClient`, or a function making one, instead of the one TRL starts
               ) -> dict[str, Any]:
     "Train an agent as `config` says; returns the run directory, final metrics and evaluation results."
     t_start = time.perf_counter()
@@ -208,42 +218,56 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
     _seed_everything(cfg.seed)
     run_dir = Path(cfg.output_dir) / cfg.experiment_name
     ckpt_dir = run_dir / "checkpoints"
+    ensure_group()  # launched on several processes (torchrun, accelerate): they agree from here on
     if _holds_run(run_dir) and not resume:
         raise FileExistsError(f"run directory {run_dir} already holds a run: resume it (resume=True, `retrain run --resume`), "
                               "or choose another experiment_name / output_dir")
+    backend = cfg.environment.generation.backend
+    if backend != "hf" and vllm_client is None and importlib.util.find_spec("vllm") is None:
+        raise SetupError(f"environment.generation.backend is {backend}, which needs vLLM, and vLLM is not installed: "
+                         "pip install 'retrain[vllm]' on a CUDA machine, or set environment.generation.backend: hf")
+    barrier()  # no rank writes the run directory before every rank has checked it
     p = _build(cfg, ckpt_dir)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    main = is_main()  # the main process alone writes the run directory
     ckpt = latest_checkpoint(ckpt_dir) if resume else None
     start = int(ckpt.name.split("-")[-1]) if ckpt else 0
     prior = json.loads((run_dir / "results.json").read_text()) if resume and (run_dir / "results.json").exists() else {}
-    rollback_logs(run_dir, start)
-    cfg.to_yaml(run_dir / "config.yaml")
-    results: dict[str, Any] = {"run_dir": str(run_dir), "experiment_name": cfg.experiment_name, "seed": cfg.seed}
-    ev = cfg.evaluation
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        rollback_logs(run_dir, start)
+        cfg.to_yaml(run_dir / "config.yaml")
+    barrier()
+    logger = RunLogger(run_dir)
+    sinks, bar = _watchers(run_dir, logger, p.args.max_steps, start, dashboard, progress) if main else ([], None)
+    peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
+    trainer = GRPOTrainer(p.model, p.env, p.rewards, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks,
+                          vllm_client=vllm_client)
+    results: dict[str, Any] = {"run_dir": str(run_dir), "experiment_name": cfg.experiment_name, "seed": cfg.seed, "world_size": world_size()}
+    ev, n_ev = cfg.evaluation, (len(p.eval_rows), world_size())
     if ev and ev.before:
         if "eval_before" in prior: results["eval_before"] = prior["eval_before"]
         else:
-            _log.info("evaluating before training on %d held-out rows", len(p.eval_rows))
-            results["eval_before"] = await asyncio.to_thread(evaluate, p.env, p.rewards, p.model, p.eval_rows, **p.eval_kw)
-        (run_dir / "results.json").write_text(json.dumps({**prior, **results}, indent=2))
-
-    logger = RunLogger(run_dir)
-    sinks, bar = _watchers(run_dir, logger, p.args.max_steps, start, dashboard, progress)
-    peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
-    trainer = GRPOTrainer(p.model, p.env, p.rewards, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks)
+            if main: _log.info("evaluating before training on %d held-out rows over %d process(es)", *n_ev)
+            with torch.random.fork_rng():  # training samples the same whether or not this ran
+                results["eval_before"] = await asyncio.to_thread(evaluate, p.env, p.rewards, p.model, p.eval_rows,
+                                                                 generator=trainer.generator, **p.eval_kw)
+        if main: (run_dir / "results.json").write_text(json.dumps({**prior, **results}, indent=2))
     try: await asyncio.to_thread(trainer.train, resume_from_checkpoint=str(ckpt) if ckpt else None)
     finally:
         if bar: bar.close()
-    trainer.save_model(str(run_dir / "final")); p.tokenizer.save_pretrained(run_dir / "final")
+    trainer.save_model(str(run_dir / "final"))
+    if main: p.tokenizer.save_pretrained(run_dir / "final")
 
     if ev and ev.after:
-        _log.info("evaluating after training on %d held-out rows", len(p.eval_rows))
+        if main: _log.info("evaluating after training on %d held-out rows over %d process(es)", *n_ev)
+        if trainer.use_vllm: trainer.vllm_generation.sync_weights()  # TRL syncs before each step; evaluation needs the last update
         policy = trainer.accelerator.unwrap_model(trainer.model)
-        results["eval_after"] = await asyncio.to_thread(evaluate, p.env, p.rewards, policy, p.eval_rows, **p.eval_kw)
+        results["eval_after"] = await asyncio.to_thread(evaluate, p.env, p.rewards, policy, p.eval_rows,
+                                                        generator=trainer.generator, **p.eval_kw)
     if "eval_before" in results: results["success_before"] = results["eval_before"]["success_rate"]
     if "eval_after" in results: results["success_after"] = results["eval_after"]["success_rate"]
     results.update(final_metrics=logger.history[-1] if logger.history else {}, global_step=trainer.state.global_step,
                    wall_seconds=round(time.perf_counter() - t_start + prior.get("wall_seconds", 0.0), 2),
                    peak_rss_mb=round(_peak_rss_mb(), 1), mask_check_failures=trainer.mask_check_failures)
-    return _write_results(run_dir, results, logger.history)
+    return _write_results(run_dir, results, logger.history) if main else results
