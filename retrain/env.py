@@ -19,7 +19,7 @@ from .chat import ChatRenderer, RolloutCheck, check_rollout
 from .config_models import SamplingConfig, SmolAgentEnvConfig
 from .batch import DecodeBatch
 from .distributed import LockStep, any_rank, world_size
-from .generation import Generator, HFGenerator, TurnOutput
+from .generation import Generator, HFGenerator
 from .code_actions import start_code_action
 from .parsers import ParsedAction, make_parser
 from .tools import ToolOutcome, ToolRun, resolve_tool, start_tool_call, tool_schemas, wait_runs, with_final_answer

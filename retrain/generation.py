@@ -8,8 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from .batch import DecodeBatch
 from .config_models import SamplingConfig
 from .distributed import gather_objects, is_main, scatter_objects, world_size
