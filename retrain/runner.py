@@ -22,7 +22,7 @@ import torch
 import transformers
 
 from .config_models import TrainingConfig
-from .distributed import LockStep, all_gather_objects, barrier, ensure_group, is_main, shard, world_size
+from .distributed import LockStep, all_gather_objects, barrier, ensure_group, is_main, main_first, shard, world_size
 from .env import SmolAgentEnv
 from .models import load_model, load_tokenizer, lora_config
 from .prompts import load_rows
@@ -227,7 +227,7 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
         raise SetupError(f"environment.generation.backend is {backend}, which needs vLLM, and vLLM is not installed: "
                          "pip install 'retrain[vllm]' on a CUDA machine, or set environment.generation.backend: hf")
     barrier()  # no rank writes the run directory before every rank has checked it
-    p = _build(cfg, ckpt_dir)
+    p = main_first(lambda: _build(cfg, ckpt_dir))  # an embedded model is built into the cache once
 
     main = is_main()  # the main process alone writes the run directory
     ckpt = latest_checkpoint(ckpt_dir) if resume else None

@@ -38,9 +38,18 @@ def test_torchrun_two_processes(tmp_path):
     assert len(list(tmp_path.glob("mp/results.json"))) == 1 and (run_dir / "report.html").exists()
 
 
+def _kill_tree(p):
+    "SIGKILL a launcher and every process it started (torchrun's workers outlive their launcher otherwise)."
+    import signal
+    import psutil
+    procs = [psutil.Process(p.pid)] + psutil.Process(p.pid).children(recursive=True)
+    for q in procs: q.send_signal(signal.SIGKILL)
+    p.wait()
+    psutil.wait_procs(procs, timeout=30)
+
+
 def test_two_processes_killed_then_resumed(tmp_path):
     "kill -9 of the whole two-process run after step 2 is logged, then `--resume`: steps 1..5 exactly once."
-    import signal
     import time
     import yaml
     total, per_device = 5, 4
@@ -58,13 +67,13 @@ def test_two_processes_killed_then_resumed(tmp_path):
            "PYTHONWARNINGS": "ignore", "TRL_EXPERIMENTAL_SILENCE": "1", "RETRAIN_CACHE": str(tmp_path / "cache")}
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "retrain", "run", str(path)]
     metrics = tmp_path / "runs" / "kill" / "metrics.jsonl"
-    p = subprocess.Popen(launch, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    p = subprocess.Popen(launch, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and p.poll() is None:
         if metrics.exists() and len(metrics.read_text().splitlines()) >= 2: break
         time.sleep(0.02)
     assert p.poll() is None, "the run finished before it could be killed"
-    os.killpg(p.pid, signal.SIGKILL); p.wait()
+    _kill_tree(p)
     r = subprocess.run(launch + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-4000:]
     assert [m["step"] for m in _lines(metrics)] == list(range(1, total + 1))
