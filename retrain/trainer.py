@@ -46,6 +46,13 @@ def grpo_config(cfg: TrainingConfig, output_dir: str) -> GRPOConfig:
     if "temperature" in hp and hp["temperature"] != temp:
         raise ConfigError(f"algorithm.hyperparameters.temperature ({hp['temperature']}) differs from "
                           f"environment.sampling.temperature ({temp}); set only environment.sampling.temperature")
+    if cfg.environment.generation.backend == "vllm_colocate":  # each rank's engine serves that rank's episodes, turn by turn
+        if hp.get("vllm_enable_sleep_mode"):
+            raise ConfigError("algorithm.hyperparameters.vllm_enable_sleep_mode: not supported with the vllm_colocate backend "
+                              "(multi-turn episodes call the engine once per turn); remove it")
+        if hp.get("vllm_tensor_parallel_size", 1) > 1:
+            raise ConfigError("algorithm.hyperparameters.vllm_tensor_parallel_size > 1: the vllm_colocate backend runs one engine "
+                              "per rank; use 1, or environment.generation.backend: vllm_server for a model that needs several GPUs")
     cuda = torch.cuda.is_available()
     defaults = dict(
         bf16=cuda and torch.cuda.is_bf16_supported(), fp16=False, use_cpu=not cuda, activation_checkpointing=False,
