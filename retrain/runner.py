@@ -143,6 +143,17 @@ def _holds_run(run_dir: Path) -> bool:
     "Whether a run already trained (or started training) here."
     return (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").is_dir() or (run_dir / "results.json").exists()
 
+def _check_start(cfg: TrainingConfig, run_dir: Path, resume: bool, given_client: bool) -> None:
+    "Refuse to start over a run, or on vLLM without vLLM; every rank checks before any rank writes or loads weights."
+    if _holds_run(run_dir) and not resume:
+        raise FileExistsError(f"run directory {run_dir} already holds a run: resume it (resume=True, `retrain run --resume`), "
+                              "or choose another experiment_name / output_dir")
+    backend = cfg.environment.generation.backend
+    if backend != "hf" and not given_client and importlib.util.find_spec("vllm") is None:
+        raise SetupError(f"environment.generation.backend is {backend}, which needs vLLM, and vLLM is not installed: "
+                         "pip install 'retrain[vllm]' on a CUDA machine, or set environment.generation.backend: hf")
+    barrier()
+
 def _peak_rss_mb() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -219,14 +230,7 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
     run_dir = Path(cfg.output_dir) / cfg.experiment_name
     ckpt_dir = run_dir / "checkpoints"
     ensure_group()  # launched on several processes (torchrun, accelerate): they agree from here on
-    if _holds_run(run_dir) and not resume:
-        raise FileExistsError(f"run directory {run_dir} already holds a run: resume it (resume=True, `retrain run --resume`), "
-                              "or choose another experiment_name / output_dir")
-    backend = cfg.environment.generation.backend
-    if backend != "hf" and vllm_client is None and importlib.util.find_spec("vllm") is None:
-        raise SetupError(f"environment.generation.backend is {backend}, which needs vLLM, and vLLM is not installed: "
-                         "pip install 'retrain[vllm]' on a CUDA machine, or set environment.generation.backend: hf")
-    barrier()  # no rank writes the run directory before every rank has checked it
+    _check_start(cfg, run_dir, resume, given_client=vllm_client is not None)
     p = main_first(lambda: _build(cfg, ckpt_dir))  # an embedded model is built into the cache once
 
     main = is_main()  # the main process alone writes the run directory
