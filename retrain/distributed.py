@@ -14,7 +14,7 @@ import torch.distributed as dist
 # %% auto #0
 __all__ = ['initialized', 'world_size', 'rank', 'is_main', 'launched_world_size', 'ensure_group', 'all_gather_objects',
            'gather_objects', 'scatter_objects', 'broadcast_object', 'any_rank', 'sum_over_ranks', 'barrier',
-           'main_first', 'shard', 'LockStep', 'is_sharded']
+           'main_first', 'threads_per_process', 'shard', 'LockStep', 'is_sharded']
 
 # %% ../nbs/00a_distributed.ipynb #ff39a9e0
 def initialized() -> bool:
@@ -108,7 +108,13 @@ def main_first(fn: Callable[[], Any]) -> Any:
     barrier()
     return fn()
 
-# %% ../nbs/00a_distributed.ipynb #ec394941
+# %% ../nbs/00a_distributed.ipynb #c3c5a14f
+def threads_per_process(wanted: int, cpus: int | None = None) -> int:
+    "`wanted` torch threads, capped at this machine's cores divided among the processes started on it."
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, min(wanted, (cpus or os.cpu_count() or 1) // local))
+
+# %% ../nbs/00a_distributed.ipynb #c5e54157
 def shard(items: list, of_rank: int | None = None, world: int | None = None) -> list:
     "This rank's contiguous block of `items` (gathered in rank order, the blocks give back `items`)."
     r, w = rank() if of_rank is None else of_rank, world_size() if world is None else world
@@ -116,7 +122,7 @@ def shard(items: list, of_rank: int | None = None, world: int | None = None) -> 
     start = r * base + min(r, extra)
     return items[start:start + base + (r < extra)]
 
-# %% ../nbs/00a_distributed.ipynb #0c93700d
+# %% ../nbs/00a_distributed.ipynb #82692621
 class LockStep:
     "Keeps a rollout loop's forward calls paired across ranks: every rank steps while any rank has work."
     def __init__(self, pad_id: int = 0):

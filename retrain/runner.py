@@ -22,7 +22,8 @@ import torch
 import transformers
 
 from .config_models import TrainingConfig
-from .distributed import LockStep, all_gather_objects, barrier, ensure_group, is_main, main_first, shard, world_size
+from .distributed import (LockStep, all_gather_objects, barrier, ensure_group, is_main, main_first, shard,
+                                 threads_per_process, world_size)
 from .env import SmolAgentEnv
 from .models import load_model, load_tokenizer, lora_config
 from .prompts import load_rows
@@ -154,6 +155,13 @@ def _check_start(cfg: TrainingConfig, run_dir: Path, resume: bool, given_client:
                          "pip install 'retrain[vllm]' on a CUDA machine, or set environment.generation.backend: hf")
     barrier()
 
+def _set_threads(wanted: int):
+    "`wanted` torch threads, capped (with a warning) when several processes share this machine's cores."
+    n = threads_per_process(wanted)
+    if n < wanted: _log.warning("num_threads %d capped at %d per process: %s processes share this machine's cores",
+                                wanted, n, os.environ.get("LOCAL_WORLD_SIZE"))
+    torch.set_num_threads(n)
+
 def _peak_rss_mb() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -225,7 +233,7 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
     transformers.utils.logging.disable_progress_bar()
     cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
     logging.getLogger("retrain").setLevel(cfg.logging_level)
-    if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
+    if cfg.num_threads: _set_threads(cfg.num_threads)
     _seed_everything(cfg.seed)
     run_dir = Path(cfg.output_dir) / cfg.experiment_name
     ckpt_dir = run_dir / "checkpoints"
