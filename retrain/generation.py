@@ -22,9 +22,9 @@ __all__ = ['VLLM_MODES', 'vllm_sampling', 'TurnOutput', 'Generator', 'HFGenerato
 def vllm_sampling(sampling: SamplingConfig, greedy: bool = False) -> dict[str, Any]:
     "vLLM sampling parameters for `sampling` (greedy: temperature 0)."
     if greedy or sampling.temperature == 0:
-        return {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": sampling.repetition_penalty}
+        return {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "repetition_penalty": sampling.repetition_penalty}
     return {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k or 0,
-            "repetition_penalty": sampling.repetition_penalty}
+            "min_p": sampling.min_p, "repetition_penalty": sampling.repetition_penalty}
 
 # %% ../nbs/03f_generation.ipynb #a35a94e0
 @dataclass

@@ -22,9 +22,9 @@ import torch
 import transformers
 
 from .config_models import TrainingConfig
-from .distributed import (LockStep, all_gather_objects, barrier, ensure_group, is_main, main_first, shard,
-                                 threads_per_process, world_size)
+from .distributed import barrier, ensure_group, is_main, main_first, threads_per_process, world_size
 from .env import SmolAgentEnv
+from .evaluation import evaluate_policy
 from .models import load_model, load_tokenizer, lora_config
 from .prompts import load_rows
 from .render import MetricLog, iter_jsonl
@@ -99,26 +99,9 @@ def evaluate(env: SmolAgentEnv, rewards: RewardCalculator, model, rows: list[Row
              success_reward: str | None = None, threshold: float = 1.0, batch_size: int = 64,
              generator=None,  # where turns are sampled (default: the environment's)
              ) -> dict[str, Any]:
-    "Greedy success rate and mean reward over `rows` (with several ranks: each evaluates its share, results gathered)."
-    name = success_reward or next((n for n in rewards.component_names if n not in rewards.step_names), None)
-    if name is None: raise ValueError("evaluation needs a rollout-level reward (or evaluation.success_reward)")
-    if name not in rewards.component_names: raise ValueError(f"evaluation.success_reward '{name}' is not a reward component {rewards.component_names}")
-    mine, lockstep = shard(rows), LockStep.when_sharded(model, env.pad_id)
-    batches = -(-len(shard(rows, 0)) // batch_size)  # the same count on every rank (rank 0's share is the largest)
-    was_training = model.training
-    model.eval()
-    try:
-        trajs = []
-        for b in range(batches):
-            chunk = mine[b * batch_size:(b + 1) * batch_size]
-            trajs += rewards.score_sync(env.rollout_sync(chunk, model, greedy=True, generator=generator, lockstep=lockstep))
-    finally:
-        if was_training: model.train()
-    parts = all_gather_objects([(t.rewards.get(name) is not None and t.rewards[name] >= threshold, t.total_reward,
-                                 t.raw.num_tool_calls > 0) for t in trajs])
-    every = [o for part in parts for o in part]
-    return {"success_rate": sum(o[0] for o in every) / len(every), "mean_reward": float(np.mean([o[1] for o in every])),
-            "tool_call_rate": float(np.mean([o[2] for o in every])), "n": len(every), "per_rank": [len(p) for p in parts]}
+    "Greedy success rate, mean reward, reward components, tool use and terminations over `rows` (`evaluate_policy`'s summary)."
+    return evaluate_policy(env, rewards, model, rows, success_reward=success_reward, threshold=threshold, batch_size=batch_size,
+                           generator=generator)[0]
 
 # %% ../nbs/10_run.ipynb #fb1c9713
 class SetupError(ValueError):

@@ -46,6 +46,10 @@ def grpo_config(cfg: TrainingConfig, output_dir: str) -> GRPOConfig:
     if "temperature" in hp and hp["temperature"] != temp:
         raise ConfigError(f"algorithm.hyperparameters.temperature ({hp['temperature']}) differs from "
                           f"environment.sampling.temperature ({temp}); set only environment.sampling.temperature")
+    if cfg.reward_setup.step_reward_configs and hp.get("multi_objective_aggregation", "sum_then_normalize") != "sum_then_normalize":
+        raise ConfigError("algorithm.hyperparameters.multi_objective_aggregation: with step_reward_configs the per-token "
+                          "advantages come from the summed reward of each rollout and turn (sum_then_normalize); "
+                          "'normalize_then_sum' applies to rollout rewards only: remove it or the step rewards")
     if cfg.environment.generation.backend == "vllm_colocate":  # each rank's engine serves that rank's episodes, turn by turn
         if hp.get("vllm_enable_sleep_mode"):
             raise ConfigError("algorithm.hyperparameters.vllm_enable_sleep_mode: not supported with the vllm_colocate backend "
@@ -72,7 +76,7 @@ def rollout_counts(rollouts: list[RawRolloutData]) -> dict[str, float]:
     ends = Counter(r.termination.value if r.termination else "none" for r in rollouts)
     c = {"rollouts": len(rollouts), "turns": len(turns), "calls": len(calls), "with_calls": sum(r.num_tool_calls > 0 for r in rollouts),
          "tool_errors": sum(t.tool_error or t.invalid_arguments or t.timed_out for t in calls),
-         "parse_errors": sum(t.parse_error for t in turns),
+         "parse_errors": sum(t.parse_error for t in turns), "reasoning_tokens": sum(t.reasoning_tokens for t in turns),
          "tokens/model": sum(r.n_model_tokens for r in rollouts), "tokens/env": sum(r.n_env_tokens for r in rollouts)}
     c.update({f"termination/{t.value}": ends.get(t.value, 0) for t in Termination})
     return {k: float(v) for k, v in c.items()}
@@ -81,10 +85,11 @@ def rollout_metrics(rollouts: list[RawRolloutData], reduce=None) -> dict[str, fl
     "Health figures over a batch of rollouts (`reduce`, e.g. `sum_over_ranks`: over every rank's batch)."
     c = rollout_counts(rollouts)
     if reduce is not None: c = reduce(c)
-    n = max(c["rollouts"], 1)
+    n, n_turns = max(c["rollouts"], 1), max(c["turns"], 1)
     m = {"tool_call_rate": c["with_calls"] / n, "tool_calls_per_rollout": c["calls"] / n,
-         "tool_error_rate": c["tool_errors"] / max(c["calls"], 1), "parse_error_rate": c["parse_errors"] / max(c["turns"], 1),
-         "mean_turns": c["turns"] / n, "tokens/model": c["tokens/model"], "tokens/env": c["tokens/env"]}
+         "tool_error_rate": c["tool_errors"] / max(c["calls"], 1), "parse_error_rate": c["parse_errors"] / n_turns,
+         "mean_turns": c["turns"] / n, "tokens/model": c["tokens/model"], "tokens/env": c["tokens/env"],
+         "reasoning_tokens_per_turn": c["reasoning_tokens"] / n_turns}
     m.update({f"termination/{t.value}": c[f"termination/{t.value}"] / n for t in Termination})
     return m
 
@@ -142,7 +147,7 @@ class GRPOTrainer(_TRLGRPOTrainer):
                  *, peft_config=None,  # a `peft.LoraConfig`, or None to train all weights
                  sinks: list[StepSink] | None = None,  # receive every logged step
                  step_coef: float = 1.0,  # scale of step-reward advantages on their turn's tokens
-                 mask_check_every: int = 1,  # run `check_rollout` on one rollout every N generation steps (0: never)
+                 mask_check_every: int = 1,  # run `check_rollout` on one rollout (the longest) every N generation steps (0: never)
                  callbacks: list | None = None,
                  vllm_client=None,  # vllm_server: a `VLLMClient` (or a function making one) instead of the one TRL starts
                  ):
@@ -150,7 +155,7 @@ class GRPOTrainer(_TRLGRPOTrainer):
         self.env, self.rewards, self.rows, self.sinks = env, rewards, list(train_rows), list(sinks or [])
         self.step_coef, self.mask_check_every = step_coef, mask_check_every
         self._pending_records, self._trajs, self._inputs, self._step_seconds, self._gen_calls = [], [], None, 0.0, 0
-        self.mask_check_failures = 0
+        self.mask_check_failures, self.template_noted = 0, False
         names = rewards.component_names
         funcs = [self._component_fn(n) for n in names]
         args.reward_weights = [rewards.weights[n] for n in names]
@@ -218,13 +223,17 @@ def _rollout(self: GRPOTrainer, prompts: list, trainer=None) -> dict[str, list]:
     mode = "train" if self.model.training else "eval"
     for k, v in rollout_metrics(rollouts, reduce=sum_over_ranks).items(): self._metrics[mode][k].append(v)
     if self.mask_check_every and self._gen_calls % self.mask_check_every == 0 and rollouts:
-        chk = self.env.check(rollouts[0])
-        if not chk.ok:
+        k = max(range(len(rollouts)), key=lambda j: len(rollouts[j].turns))  # the one that covers the most turns
+        chk = self.env.check(rollouts[k])
+        self._metrics[mode]["mask_check/failures"].append(float(not chk.masks_ok))
+        if not chk.masks_ok:  # a bug, never a property of the template: training would use wrong tokens
             self.mask_check_failures += 1
-            (_log.warning if self.mask_check_failures == 1 else _log.debug)(
-                "mask check failed on a rollout (counted in mask_check/failures; later failures are logged at DEBUG): %s",
-                "; ".join(chk.problems))
-        self._metrics[mode]["mask_check/failures"].append(float(not chk.ok))
+            raise RuntimeError(f"mask check failed on rollout {k} of generation {self._gen_calls}: the trained tokens are "
+                               f"not the sampled ones: {'; '.join(chk.problems)}")
+        if not chk.prefix_preserving and not self.template_noted:
+            self.template_noted = True
+            _log.info("%s. This is a fact about the template, not an error: retrain trains on the tokens the model "
+                      "actually sampled in, never on a re-rendering (reported once per run)", chk.template_note)
     if (self.sinks or world_size() > 1) and mode == "train":  # every rank's records, numbered across ranks, on the main process
         step, n = self.state.global_step + 1, self.num_generations
         parts = gather_objects([rollout_record(t, self.env.tokenizer, step=step, index=i, group=i // n) for i, t in enumerate(self._trajs)])
