@@ -63,6 +63,7 @@ def rollout_metrics(rollouts: list[RawRolloutData]) -> dict[str, float]:
     m = {"tool_call_rate": sum(r.num_tool_calls > 0 for r in rollouts) / n,
          "tool_calls_per_rollout": len(calls) / n,
          "tool_error_rate": sum(t.tool_error or t.invalid_arguments or t.timed_out for t in calls) / max(len(calls), 1),
+         "tool_infra_error_rate": sum(t.infra_error for t in calls) / max(len(calls), 1),
          "parse_error_rate": sum(t.parse_error for t in turns) / max(len(turns), 1),
          "mean_turns": len(turns) / n,
          "tokens/model": float(sum(r.n_model_tokens for r in rollouts)),
@@ -85,7 +86,7 @@ def rollout_record(traj: ProcessedTrajectory, tokenizer, *, step: int, index: in
               "tool_call": None if t.tool_call is None else {"name": t.tool_call.name, "arguments": jsonable(t.tool_call.arguments)},
               "tool_result": t.tool_result, "final_answer": t.final_answer, "parse_error": t.parse_error,
               "tool_error": t.tool_error, "invalid_arguments": t.invalid_arguments, "timed_out": t.timed_out,
-              "error_message": t.error_message, "generation_seconds": t.generation_seconds, "tool_seconds": t.tool_seconds}
+              "infra_error": t.infra_error, "error_message": t.error_message, "generation_seconds": t.generation_seconds, "tool_seconds": t.tool_seconds}
              for t in raw.turns]  # built field by field: `asdict` would deep-copy every token id and log-prob
     return {"step": step, "index": index, "group": group, "total_reward": traj.total_reward,
             "rewards": dict(traj.rewards), "weights": dict(traj.weights), "turn_rewards": list(traj.turn_rewards),
