@@ -27,7 +27,7 @@ from .tools import ToolInfrastructureError, call_tool, resolve_tool
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'MCPServerError', 'MCPToolError', 'MCPServer', 'MCPTools', 'open_mcp_tools', 'describe_mcp_servers',
+__all__ = ['log', 'MCPServerError', 'MCPToolError', 'MCPServer', 'MCPTools', 'mcp_tools_for', 'describe_mcp_servers',
            'MCPCallback']
 
 # %% ../nbs/03g_mcp_tools.ipynb #fb94a52f
@@ -251,6 +251,7 @@ class MCPTools:
 
     def open(self) -> list[Tool]:
         "Start every server; all their tools."
+        if any(s._conn is not None for s in self.servers): raise RuntimeError("these MCP servers are open already")
         atexit.register(self.close)
         try:
             for s in self.servers: s.start()
@@ -278,14 +279,14 @@ class MCPTools:
             if s.down: raise MCPServerError(f"mcp server '{s.cfg.name}' is out of service: {s.down}; see {s.log_path}")
 
 # %% ../nbs/03g_mcp_tools.ipynb #d65080c4
-def open_mcp_tools(env: SmolAgentEnvConfig, log_dir: str | Path | None = None) -> MCPTools:
-    "The `MCPTools` of an environment config, opened."
+def mcp_tools_for(env: SmolAgentEnvConfig, log_dir: str | Path | None = None) -> MCPTools:
+    "The `MCPTools` of an environment config (not yet open: `with mcp_tools_for(env) as mcp_tools: ...`)."
     taken = [resolve_tool(n).name for n in env.tools] + ["final_answer"]
-    return MCPTools(env.mcp_servers, call_timeout=env.tool_timeout + 5.0, log_dir=log_dir, taken=taken).__enter__()
+    return MCPTools(env.mcp_servers, call_timeout=env.tool_timeout + 5.0, log_dir=log_dir, taken=taken)
 
 def describe_mcp_servers(env: SmolAgentEnvConfig) -> str:
     "One line per MCP server of `env` with the tools it gives (connects to each; raises `MCPServerError`)."
-    with open_mcp_tools(env) as mcp_tools:
+    with mcp_tools_for(env) as mcp_tools:
         return "\n".join(f"mcp server '{s.cfg.name}': {len(s.tools)} tool(s): {', '.join(t.name for t in s.tools)}"
                          for s in mcp_tools.servers)
 

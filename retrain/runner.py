@@ -21,6 +21,7 @@ import torch
 import transformers
 
 from .config_models import TrainingConfig
+from .mcp_tools import MCPCallback, MCPTools, mcp_tools_for
 from .env import SmolAgentEnv
 from .models import load_model, load_tokenizer, lora_config
 from .prompts import load_rows
@@ -150,7 +151,7 @@ class _Parts:
     eval_rows: list[Row]
     eval_kw: dict[str, Any]
 
-def _build(cfg: TrainingConfig, ckpt_dir: Path) -> _Parts:
+def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None = None) -> _Parts:
     "Load the model and tokenizer and build the environment, rewards, prompt rows and GRPO settings."
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model.model_copy(update={"peft_config": None}))  # TRL applies the adapters
@@ -164,7 +165,7 @@ def _build(cfg: TrainingConfig, ckpt_dir: Path) -> _Parts:
                          f"(generation batch {args.generation_batch_size} / num_generations {args.num_generations}): "
                          "add prompts or lower algorithm.hyperparameters.per_device_train_batch_size")
     ev = cfg.evaluation
-    return _Parts(tokenizer, model, args, SmolAgentEnv.from_config(env_cfg, tokenizer), RewardCalculator.from_config(cfg.reward_setup),
+    return _Parts(tokenizer, model, args, SmolAgentEnv.from_config(env_cfg, tokenizer, mcp_tools.tools if mcp_tools else []), RewardCalculator.from_config(cfg.reward_setup),
                   rows, load_rows(ev.prompt_source, seed=cfg.seed) if ev else [],
                   dict(success_reward=ev.success_reward, threshold=ev.success_threshold, batch_size=ev.batch_size) if ev else {})
 
@@ -194,12 +195,9 @@ def _write_results(run_dir: Path, results: dict[str, Any], history: list[dict]) 
     return results
 
 # %% ../nbs/10_run.ipynb #af5bafb7
-async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or a validated `TrainingConfig`
-              *, resume: bool = False,  # continue from the latest complete checkpoint in the run directory
-              dashboard: bool | None = None,  # show the live dashboard (default: inside a notebook kernel)
-              progress: bool | None = None,  # show a terminal progress bar (default: outside notebooks)
-              ) -> dict[str, Any]:
-    "Train an agent as `config` says; returns the run directory, final metrics and evaluation results."
+async def _run(config: dict | TrainingConfig, *, resume: bool = False, dashboard: bool | None = None, progress: bool | None = None,
+               mcp_tools: MCPTools | None = None) -> dict[str, Any]:
+    "`run`, with the MCP servers' tools already open."
     t_start = time.perf_counter()
     transformers.utils.logging.disable_progress_bar()
     cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
@@ -211,7 +209,7 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
     if _holds_run(run_dir) and not resume:
         raise FileExistsError(f"run directory {run_dir} already holds a run: resume it (resume=True, `retrain run --resume`), "
                               "or choose another experiment_name / output_dir")
-    p = _build(cfg, ckpt_dir)
+    p = _build(cfg, ckpt_dir, mcp_tools)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = latest_checkpoint(ckpt_dir) if resume else None
@@ -231,7 +229,8 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
     logger = RunLogger(run_dir)
     sinks, bar = _watchers(run_dir, logger, p.args.max_steps, start, dashboard, progress)
     peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
-    trainer = GRPOTrainer(p.model, p.env, p.rewards, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks)
+    trainer = GRPOTrainer(p.model, p.env, p.rewards, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks,
+                          callbacks=[MCPCallback(mcp_tools)] if mcp_tools else None)
     try: await asyncio.to_thread(trainer.train, resume_from_checkpoint=str(ckpt) if ckpt else None)
     finally:
         if bar: bar.close()
@@ -246,4 +245,17 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
     results.update(final_metrics=logger.history[-1] if logger.history else {}, global_step=trainer.state.global_step,
                    wall_seconds=round(time.perf_counter() - t_start + prior.get("wall_seconds", 0.0), 2),
                    peak_rss_mb=round(_peak_rss_mb(), 1), mask_check_failures=trainer.mask_check_failures)
+    if mcp_tools: results["mcp"] = mcp_tools.stats()
     return _write_results(run_dir, results, logger.history)
+
+# %% ../nbs/10_run.ipynb #7790d47e
+async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or a validated `TrainingConfig`
+              *, resume: bool = False,  # continue from the latest complete checkpoint in the run directory
+              dashboard: bool | None = None,  # show the live dashboard (default: inside a notebook kernel)
+              progress: bool | None = None,  # show a terminal progress bar (default: outside notebooks)
+              ) -> dict[str, Any]:
+    "Train an agent as `config` says; returns the run directory, final metrics and evaluation results."
+    cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
+    if not cfg.environment.mcp_servers: return await _run(cfg, resume=resume, dashboard=dashboard, progress=progress)
+    with mcp_tools_for(cfg.environment, log_dir=Path(cfg.output_dir) / cfg.experiment_name / "mcp") as mcp_tools:
+        return await _run(cfg, resume=resume, dashboard=dashboard, progress=progress, mcp_tools=mcp_tools)
