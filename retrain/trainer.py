@@ -29,7 +29,7 @@ _log = logging.getLogger(__name__)
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # `rollout_func` is how retrain plugs in, by design
 
 # %% auto #0
-__all__ = ['CHECKPOINT_DONE', 'grpo_config', 'rollout_metrics', 'rollout_record', 'StepSink', 'GRPOTrainer']
+__all__ = ['CHECKPOINT_DONE', 'grpo_config', 'rollout_metrics', 'reward_figures', 'rollout_record', 'StepSink', 'GRPOTrainer']
 
 # %% ../nbs/08_trainer.ipynb #3351eff7
 _OWNED = {"reward_weights": "reward weights come from reward_setup (each function's `weight`)",
@@ -70,6 +70,18 @@ def rollout_metrics(rollouts: list[RawRolloutData]) -> dict[str, float]:
          "tokens/env": float(sum(r.n_env_tokens for r in rollouts))}
     m.update({f"termination/{t.value}": ends.get(t.value, 0) / n for t in Termination})
     return m
+
+# %% ../nbs/08_trainer.ipynb #9102d6b5
+def reward_figures(trajs: list[ProcessedTrajectory]) -> dict[str, float]:
+    "Step-level components averaged over the turns they scored, and each turn's mean reward."
+    out = {}
+    for name in sorted({n for t in trajs for n in t.step_rewards}):
+        vals = [v for t in trajs for v in t.step_rewards.get(name, []) if v is not None]
+        if vals: out[f"step_rewards/{name}/mean"] = sum(vals) / len(vals)
+    for i in range(max((len(t.turn_rewards) for t in trajs), default=0)):
+        vals = [t.turn_rewards[i] for t in trajs if i < len(t.turn_rewards) and t.turn_rewards[i] is not None]
+        if vals: out[f"turn_rewards/{i}/mean"] = sum(vals) / len(vals)
+    return out
 
 # %% ../nbs/08_trainer.ipynb #88de8a3d
 def rollout_record(traj: ProcessedTrajectory, tokenizer, *, step: int, index: int, group: int) -> dict[str, Any]:
@@ -177,6 +189,7 @@ def _rollout(self: GRPOTrainer, prompts: list, trainer=None) -> dict[str, list]:
     self._gen_calls += 1
     mode = "train" if self.model.training else "eval"
     for k, v in rollout_metrics(rollouts).items(): self._metrics[mode][k].append(v)
+    for k, v in reward_figures(self._trajs).items(): self._metrics[mode][k].append(v)
     if self.mask_check_every and self._gen_calls % self.mask_check_every == 0:
         chk = self.env.check(rollouts[0])
         if not chk.ok:
