@@ -22,7 +22,7 @@ from smolagents import Tool
 from transformers import TrainerCallback
 
 from .config_models import MCPServerConfig, SmolAgentEnvConfig
-from .tools import ToolInfrastructureError, call_tool, resolve_tool
+from .tools import ToolInfrastructureError, resolve_tool
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ import transformers
 
 from .config_models import TrainingConfig
 from .mcp_tools import MCPCallback, MCPTools, mcp_tools_for
+from .trackers import tracker_sink
 from .env import SmolAgentEnv
 from .models import load_model, load_tokenizer, lora_config
 from .prompts import load_rows
@@ -228,6 +229,9 @@ async def _run(config: dict | TrainingConfig, *, resume: bool = False, dashboard
 
     logger = RunLogger(run_dir)
     sinks, bar = _watchers(run_dir, logger, p.args.max_steps, start, dashboard, progress)
+    if trackers := tracker_sink(cfg.algorithm.report_to, run_dir, project=p.args.project):  # held-out figures, rollout tables
+        sinks.append(trackers)
+        if "eval_before" in results: trackers.heldout(start, results["eval_before"])
     peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
     trainer = GRPOTrainer(p.model, p.env, p.rewards, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks,
                           callbacks=[MCPCallback(mcp_tools)] if mcp_tools else None)
@@ -240,6 +244,9 @@ async def _run(config: dict | TrainingConfig, *, resume: bool = False, dashboard
         _log.info("evaluating after training on %d held-out rows", len(p.eval_rows))
         policy = trainer.accelerator.unwrap_model(trainer.model)
         results["eval_after"] = await asyncio.to_thread(evaluate, p.env, p.rewards, policy, p.eval_rows, **p.eval_kw)
+    if trackers:
+        if "eval_after" in results: trackers.heldout(trainer.state.global_step, results["eval_after"])
+        trackers.close()
     if "eval_before" in results: results["success_before"] = results["eval_before"]["success_rate"]
     if "eval_after" in results: results["success_after"] = results["eval_after"]["success_rate"]
     results.update(final_metrics=logger.history[-1] if logger.history else {}, global_step=trainer.state.global_step,

@@ -71,15 +71,16 @@ def rollout_metrics(rollouts: list[RawRolloutData]) -> dict[str, float]:
     m.update({f"termination/{t.value}": ends.get(t.value, 0) / n for t in Termination})
     return m
 
-# %% ../nbs/08_trainer.ipynb #9102d6b5
+# %% ../nbs/08_trainer.ipynb #c4014e45
 def reward_figures(trajs: list[ProcessedTrajectory]) -> dict[str, float]:
     "Step-level components averaged over the turns they scored, and each turn's mean reward."
+    scored = lambda v: v is not None and v == v  # None or NaN: the turn was not scored
     out = {}
     for name in sorted({n for t in trajs for n in t.step_rewards}):
-        vals = [v for t in trajs for v in t.step_rewards.get(name, []) if v is not None]
+        vals = [v for t in trajs for v in t.step_rewards.get(name, []) if scored(v)]
         if vals: out[f"step_rewards/{name}/mean"] = sum(vals) / len(vals)
     for i in range(max((len(t.turn_rewards) for t in trajs), default=0)):
-        vals = [t.turn_rewards[i] for t in trajs if i < len(t.turn_rewards) and t.turn_rewards[i] is not None]
+        vals = [t.turn_rewards[i] for t in trajs if i < len(t.turn_rewards) and scored(t.turn_rewards[i])]
         if vals: out[f"turn_rewards/{i}/mean"] = sum(vals) / len(vals)
     return out
 
