@@ -198,7 +198,7 @@ def call(self: MCPServer, tool_name: str, arguments: dict | None = None):
     if self.down is not None or conn is None: return self._infra(self.down or f"mcp server '{self.cfg.name}' is not started")
     try: result = conn.run(lambda s: s.call_tool(tool_name, arguments or {}), self.call_timeout)
     except Exception as e:
-        if isinstance(_leaf(e), TimeoutError) or not (_disconnected(e) or not conn.alive()): raise
+        if not (_disconnected(e) or not conn.alive()): raise  # a live server: its timeout or protocol error is the call's
         why = f"mcp server '{self.cfg.name}' went away during a call to '{tool_name}' ({_describe(e)})"
         return self._infra(why + ("; it was restarted" if self._restart(conn, why) else f"; {self.down}"))
     if result.isError: raise MCPToolError(_text(result) or f"tool '{tool_name}' reported an error")
@@ -228,7 +228,7 @@ def _restart(self: MCPServer, dead: _Connection, why: str) -> bool:
             return False
         return True
 
-# %% ../nbs/03g_mcp_tools.ipynb #6529af1a
+# %% ../nbs/03g_mcp_tools.ipynb #68d42d09
 def _check_clashes(servers: list[MCPServer], taken: Iterable[str]):
     "Raise `MCPServerError` when a tool name is offered twice."
     owner = {n: "environment.tools" for n in taken}
@@ -278,7 +278,7 @@ class MCPTools:
         for s in self.servers:
             if s.down: raise MCPServerError(f"mcp server '{s.cfg.name}' is out of service: {s.down}; see {s.log_path}")
 
-# %% ../nbs/03g_mcp_tools.ipynb #d65080c4
+# %% ../nbs/03g_mcp_tools.ipynb #c947fbab
 def mcp_tools_for(env: SmolAgentEnvConfig, log_dir: str | Path | None = None) -> MCPTools:
     "The `MCPTools` of an environment config (not yet open: `with mcp_tools_for(env) as mcp_tools: ...`)."
     taken = [resolve_tool(n).name for n in env.tools] + ["final_answer"]
