@@ -287,6 +287,7 @@ def _fields_at(loc: tuple) -> list[str]:
     val_type: Any = None
     for part in loc:
         if m is dict: m = _model_in(val_type); continue  # a key of a dict[str, Model]
+        if isinstance(part, int): continue  # an item of a list[Model]
         if part in tagged: m = tagged[part]; continue
         f = getattr(m, "model_fields", {}).get(part)
         if f is None: return []
