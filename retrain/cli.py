@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_validate(args) -> int:
     cfg = TrainingConfig.from_yaml(args.config, overrides=args.overrides)
     print(cfg.to_yaml(), end="")
+    if cfg.environment.mcp_servers:  # connect, list the tools (as YAML comments), report a server that fails
+        from retrain.mcp_tools import MCPServerError, describe_mcp_servers
+        try: print("\n".join("# " + line for line in describe_mcp_servers(cfg.environment).splitlines()))
+        except (MCPServerError, ImportError) as e:
+            print(f"retrain: {e}", file=sys.stderr)
+            return 2
     return 0
 
 
@@ -65,9 +71,10 @@ def cmd_run(args) -> int:
     from retrain.models import ModelLoadError
     from retrain.prompts import PromptSourceError
     from retrain.runner import SetupError, run
+    from retrain.mcp_tools import MCPServerError
     cfg = TrainingConfig.from_yaml(args.config, overrides=args.overrides)
     try: results = asyncio.run(run(cfg, resume=args.resume, dashboard=False))
-    except (FileExistsError, ModelLoadError, PromptSourceError, SetupError, LookupError) as e:  # the message says what to change
+    except (FileExistsError, ModelLoadError, PromptSourceError, SetupError, LookupError, MCPServerError) as e:  # the message says what to change
         print(f"retrain: {e}", file=sys.stderr)
         return 2
     from retrain.distributed import is_main

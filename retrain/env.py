@@ -101,9 +101,10 @@ class SmolAgentEnv:
         self.generator = generator or HFGenerator(self.pad_id)
 
     @classmethod
-    def from_config(cls, cfg: SmolAgentEnvConfig, tokenizer) -> SmolAgentEnv:
+    def from_config(cls, cfg: SmolAgentEnvConfig, tokenizer,
+                    extra_tools: list[Tool] = ()) -> SmolAgentEnv:  # tools opened elsewhere (e.g. from `mcp_servers`)
         "An environment from the `environment` section of a `TrainingConfig`."
-        return cls(tokenizer, [resolve_tool(n) for n in cfg.tools], tool_call_format=cfg.tool_call_format,
+        return cls(tokenizer, [resolve_tool(n) for n in cfg.tools] + list(extra_tools), tool_call_format=cfg.tool_call_format,
                    max_turns=cfg.max_turns, max_tokens_per_turn=cfg.max_tokens_per_turn,
                    max_total_tokens=cfg.max_total_tokens, system_prompt=cfg.system_prompt, sampling=cfg.sampling,
                    tool_timeout=cfg.tool_timeout, authorized_imports=cfg.authorized_imports,
@@ -194,6 +195,7 @@ def _record(self: SmolAgentEnv, e: _Episode, out: ToolOutcome) -> Message | None
     "Record a tool outcome on the last turn; the observation message to append, or None if the episode ended."
     turn = e.data.turns[-1]
     turn.tool_error, turn.invalid_arguments, turn.timed_out = out.tool_error, out.invalid_arguments, out.timed_out
+    turn.infra_error = out.infra_error
     if out.error_message is not None: turn.error_message = out.error_message
     turn.tool_seconds = out.seconds
     if out.state is not None: e.code_state = out.state

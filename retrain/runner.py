@@ -23,6 +23,8 @@ import transformers
 
 from .config_models import TrainingConfig
 from .distributed import barrier, ensure_group, is_main, main_first, threads_per_process, world_size
+from .mcp_tools import MCPCallback, MCPTools, mcp_tools_for
+from .trackers import tracker_sink
 from .env import SmolAgentEnv
 from .evaluation import evaluate_policy
 from .models import load_model, load_tokenizer, lora_config
@@ -161,7 +163,7 @@ class _Parts:
     eval_rows: list[Row]
     eval_kw: dict[str, Any]
 
-def _build(cfg: TrainingConfig, ckpt_dir: Path) -> _Parts:
+def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None = None) -> _Parts:
     "Load the model and tokenizer and build the environment, rewards, prompt rows and GRPO settings."
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model.model_copy(update={"peft_config": None}))  # TRL applies the adapters
@@ -175,7 +177,7 @@ def _build(cfg: TrainingConfig, ckpt_dir: Path) -> _Parts:
                          f"(generation batch {args.generation_batch_size} / num_generations {args.num_generations}): "
                          "add prompts or lower algorithm.hyperparameters.per_device_train_batch_size")
     ev = cfg.evaluation
-    return _Parts(tokenizer, model, args, SmolAgentEnv.from_config(env_cfg, tokenizer), RewardCalculator.from_config(cfg.reward_setup),
+    return _Parts(tokenizer, model, args, SmolAgentEnv.from_config(env_cfg, tokenizer, mcp_tools.tools if mcp_tools else []), RewardCalculator.from_config(cfg.reward_setup),
                   rows, load_rows(ev.prompt_source, seed=cfg.seed) if ev else [],
                   dict(success_reward=ev.success_reward, threshold=ev.success_threshold, batch_size=ev.batch_size) if ev else {})
 
@@ -205,13 +207,9 @@ def _write_results(run_dir: Path, results: dict[str, Any], history: list[dict]) 
     return results
 
 # %% ../nbs/10_run.ipynb #af5bafb7
-async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or a validated `TrainingConfig`
-              *, resume: bool = False,  # continue from the latest complete checkpoint in the run directory
-              dashboard: bool | None = None,  # show the live dashboard (default: inside a notebook kernel)
-              progress: bool | None = None,  # show a terminal progress bar (default: outside notebooks)
-              vllm_client=None,  # vllm_server backend: a `VLLMClient`, or a function making one, instead of the one TRL starts
-              ) -> dict[str, Any]:
-    "Train an agent as `config` says; returns the run directory, final metrics and evaluation results."
+async def _run(config: dict | TrainingConfig, *, resume: bool = False, dashboard: bool | None = None, progress: bool | None = None,
+               mcp_tools: MCPTools | None = None, vllm_client=None) -> dict[str, Any]:
+    "`run`, with the MCP servers' tools already open."
     t_start = time.perf_counter()
     transformers.utils.logging.disable_progress_bar()
     cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
@@ -222,7 +220,7 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
     ckpt_dir = run_dir / "checkpoints"
     ensure_group()  # launched on several processes (torchrun, accelerate): they agree from here on
     _check_start(cfg, run_dir, resume, given_client=vllm_client is not None)
-    p = main_first(lambda: _build(cfg, ckpt_dir))  # an embedded model is built into the cache once
+    p = main_first(lambda: _build(cfg, ckpt_dir, mcp_tools))  # an embedded model is built into the cache once
 
     main = is_main()  # the main process alone writes the run directory
     ckpt = latest_checkpoint(ckpt_dir) if resume else None
@@ -235,9 +233,11 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
     barrier()
     logger = RunLogger(run_dir)
     sinks, bar = _watchers(run_dir, logger, p.args.max_steps, start, dashboard, progress) if main else ([], None)
+    trackers = tracker_sink(cfg.algorithm.report_to, run_dir, project=p.args.project) if main else None  # held-out figures, rollout tables
+    if trackers: sinks.append(trackers)
     peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
     trainer = GRPOTrainer(p.model, p.env, p.rewards, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks,
-                          vllm_client=vllm_client)
+                          callbacks=[MCPCallback(mcp_tools)] if mcp_tools else None, vllm_client=vllm_client)
     results: dict[str, Any] = {"run_dir": str(run_dir), "experiment_name": cfg.experiment_name, "seed": cfg.seed, "world_size": world_size()}
     ev, n_ev = cfg.evaluation, (len(p.eval_rows), world_size())
     if ev and ev.before:
@@ -248,6 +248,7 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
                 results["eval_before"] = await asyncio.to_thread(evaluate, p.env, p.rewards, p.model, p.eval_rows,
                                                                  generator=trainer.generator, **p.eval_kw)
         if main: (run_dir / "results.json").write_text(json.dumps({**prior, **results}, indent=2))
+        if trackers: trackers.heldout(start, results["eval_before"])
     try: await asyncio.to_thread(trainer.train, resume_from_checkpoint=str(ckpt) if ckpt else None)
     finally:
         if bar: bar.close()
@@ -260,9 +261,27 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
         policy = trainer.accelerator.unwrap_model(trainer.model)
         results["eval_after"] = await asyncio.to_thread(evaluate, p.env, p.rewards, policy, p.eval_rows,
                                                         generator=trainer.generator, **p.eval_kw)
+    if trackers:
+        if "eval_after" in results: trackers.heldout(trainer.state.global_step, results["eval_after"])
+        trackers.close()
     if "eval_before" in results: results["success_before"] = results["eval_before"]["success_rate"]
     if "eval_after" in results: results["success_after"] = results["eval_after"]["success_rate"]
     results.update(final_metrics=logger.history[-1] if logger.history else {}, global_step=trainer.state.global_step,
                    wall_seconds=round(time.perf_counter() - t_start + prior.get("wall_seconds", 0.0), 2),
                    peak_rss_mb=round(_peak_rss_mb(), 1), mask_check_failures=trainer.mask_check_failures)
+    if mcp_tools: results["mcp"] = mcp_tools.stats()
     return _write_results(run_dir, results, logger.history) if main else results
+
+# %% ../nbs/10_run.ipynb #7790d47e
+async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or a validated `TrainingConfig`
+              *, resume: bool = False,  # continue from the latest complete checkpoint in the run directory
+              dashboard: bool | None = None,  # show the live dashboard (default: inside a notebook kernel)
+              progress: bool | None = None,  # show a terminal progress bar (default: outside notebooks)
+              vllm_client=None,  # vllm_server backend: a `VLLMClient`, or a function making one, instead of the one TRL starts
+              ) -> dict[str, Any]:
+    "Train an agent as `config` says; returns the run directory, final metrics and evaluation results."
+    cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
+    kw = dict(resume=resume, dashboard=dashboard, progress=progress, vllm_client=vllm_client)
+    if not cfg.environment.mcp_servers: return await _run(cfg, **kw)
+    with mcp_tools_for(cfg.environment, log_dir=Path(cfg.output_dir) / cfg.experiment_name / "mcp") as mcp_tools:
+        return await _run(cfg, mcp_tools=mcp_tools, **kw)

@@ -9,6 +9,7 @@ import logging
 import os
 import time
 from collections import Counter
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import torch
@@ -31,7 +32,8 @@ _log = logging.getLogger(__name__)
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # `rollout_func` is how retrain plugs in, by design
 
 # %% auto #0
-__all__ = ['CHECKPOINT_DONE', 'grpo_config', 'rollout_counts', 'rollout_metrics', 'rollout_record', 'StepSink', 'GRPOTrainer']
+__all__ = ['CHECKPOINT_DONE', 'grpo_config', 'rollout_counts', 'rollout_metrics', 'reward_figures', 'rollout_record', 'StepSink',
+           'GRPOTrainer']
 
 # %% ../nbs/08_trainer.ipynb #3351eff7
 _OWNED = {"reward_weights": "reward weights come from reward_setup (each function's `weight`)",
@@ -76,6 +78,7 @@ def rollout_counts(rollouts: list[RawRolloutData]) -> dict[str, float]:
     ends = Counter(r.termination.value if r.termination else "none" for r in rollouts)
     c = {"rollouts": len(rollouts), "turns": len(turns), "calls": len(calls), "with_calls": sum(r.num_tool_calls > 0 for r in rollouts),
          "tool_errors": sum(t.tool_error or t.invalid_arguments or t.timed_out for t in calls),
+         "infra_errors": sum(t.infra_error for t in calls),
          "parse_errors": sum(t.parse_error for t in turns), "reasoning_tokens": sum(t.reasoning_tokens for t in turns),
          "tokens/model": sum(r.n_model_tokens for r in rollouts), "tokens/env": sum(r.n_env_tokens for r in rollouts)}
     c.update({f"termination/{t.value}": ends.get(t.value, 0) for t in Termination})
@@ -87,11 +90,25 @@ def rollout_metrics(rollouts: list[RawRolloutData], reduce=None) -> dict[str, fl
     if reduce is not None: c = reduce(c)
     n, n_turns = max(c["rollouts"], 1), max(c["turns"], 1)
     m = {"tool_call_rate": c["with_calls"] / n, "tool_calls_per_rollout": c["calls"] / n,
-         "tool_error_rate": c["tool_errors"] / max(c["calls"], 1), "parse_error_rate": c["parse_errors"] / n_turns,
+         "tool_error_rate": c["tool_errors"] / max(c["calls"], 1), "tool_infra_error_rate": c["infra_errors"] / max(c["calls"], 1),
+         "parse_error_rate": c["parse_errors"] / n_turns,
          "mean_turns": c["turns"] / n, "tokens/model": c["tokens/model"], "tokens/env": c["tokens/env"],
          "reasoning_tokens_per_turn": c["reasoning_tokens"] / n_turns}
     m.update({f"termination/{t.value}": c[f"termination/{t.value}"] / n for t in Termination})
     return m
+
+# %% ../nbs/08_trainer.ipynb #c4014e45
+def reward_figures(trajs: list[ProcessedTrajectory]) -> dict[str, float]:
+    "Step-level components averaged over the turns they scored, and each turn's mean reward."
+    scored = lambda v: v is not None and v == v  # None or NaN: the turn was not scored
+    out = {}
+    for name in sorted({n for t in trajs for n in t.step_rewards}):
+        vals = [v for t in trajs for v in t.step_rewards.get(name, []) if scored(v)]
+        if vals: out[f"step_rewards/{name}/mean"] = sum(vals) / len(vals)
+    for i in range(max((len(t.turn_rewards) for t in trajs), default=0)):
+        vals = [t.turn_rewards[i] for t in trajs if i < len(t.turn_rewards) and scored(t.turn_rewards[i])]
+        if vals: out[f"turn_rewards/{i}/mean"] = sum(vals) / len(vals)
+    return out
 
 # %% ../nbs/08_trainer.ipynb #88de8a3d
 def rollout_record(traj: ProcessedTrajectory, tokenizer, *, step: int, index: int, group: int) -> dict[str, Any]:
@@ -108,7 +125,7 @@ def rollout_record(traj: ProcessedTrajectory, tokenizer, *, step: int, index: in
               "tool_call": None if t.tool_call is None else {"name": t.tool_call.name, "arguments": jsonable(t.tool_call.arguments)},
               "tool_result": t.tool_result, "final_answer": t.final_answer, "parse_error": t.parse_error,
               "tool_error": t.tool_error, "invalid_arguments": t.invalid_arguments, "timed_out": t.timed_out,
-              "error_message": t.error_message, "generation_seconds": t.generation_seconds, "tool_seconds": t.tool_seconds}
+              "infra_error": t.infra_error, "error_message": t.error_message, "generation_seconds": t.generation_seconds, "tool_seconds": t.tool_seconds}
              for t in raw.turns]  # built field by field: `asdict` would deep-copy every token id and log-prob
     return {"step": step, "index": index, "group": group, "total_reward": traj.total_reward,
             "rewards": dict(traj.rewards), "weights": dict(traj.weights), "turn_rewards": list(traj.turn_rewards),
@@ -198,6 +215,13 @@ def _attach_client(self: GRPOTrainer, client):
         repetition_penalty=self.repetition_penalty, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
         min_p=self.min_p, max_completion_length=self.max_completion_length, logprobs=0, generation_kwargs=self.args.generation_kwargs)
 
+# %% ../nbs/08_trainer.ipynb #5a587e6c
+def _reward_figures_over_ranks(trajs: list[ProcessedTrajectory]) -> dict[str, float]:
+    "`reward_figures` over every rank's trajectories (only their step and turn rewards travel)."
+    if world_size() == 1: return reward_figures(trajs)
+    parts = all_gather_objects([(t.step_rewards, t.turn_rewards) for t in trajs])
+    return reward_figures([SimpleNamespace(step_rewards=s, turn_rewards=r) for part in parts for s, r in part])
+
 # %% ../nbs/08_trainer.ipynb #80eed219
 @patch
 def _generate_and_score_completions(self: GRPOTrainer, inputs):
@@ -222,6 +246,7 @@ def _rollout(self: GRPOTrainer, prompts: list, trainer=None) -> dict[str, list]:
     self._gen_calls += 1
     mode = "train" if self.model.training else "eval"
     for k, v in rollout_metrics(rollouts, reduce=sum_over_ranks).items(): self._metrics[mode][k].append(v)
+    for k, v in _reward_figures_over_ranks(self._trajs).items(): self._metrics[mode][k].append(v)
     if self.mask_check_every and self._gen_calls % self.mask_check_every == 0 and rollouts:
         k = max(range(len(rollouts)), key=lambda j: len(rollouts[j].turns))  # the one that covers the most turns
         chk = self.env.check(rollouts[k])
