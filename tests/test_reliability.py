@@ -43,10 +43,9 @@ def _write(tmp_path: Path, cfg: dict, name: str = "cfg.yaml") -> Path:
 
 
 def _env(tmp_path, cache, **extra):
-    env = {**os.environ, "RETRAIN_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1",
-           "PYTHONPATH": os.pathsep.join([str(tmp_path / "mods"), os.environ.get("PYTHONPATH", "")]), **extra}
-    env.pop("RETRAIN_DEBUG", None)
-    return env
+    env = {k: v for k, v in os.environ.items() if k != "RETRAIN_DEBUG"}
+    return {**env, "RETRAIN_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1",
+            "PYTHONPATH": os.pathsep.join([str(tmp_path / "mods"), os.environ.get("PYTHONPATH", "")]), **extra}
 
 
 def _retrain(*args, tmp_path, cache, timeout=300, **extra):
@@ -155,20 +154,39 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_user_errors_are_one_line_with_status_2(tmp_path, cache, name):
+def test_user_errors_are_one_line_with_status_2(tmp_path, cache, name, monkeypatch, capsys):
+    "In-process `main()`, as the command calls it (one interpreter start for all cases)."
+    from retrain.cli import main
     _mods(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path / "mods"))
+    for k, v in _env(tmp_path, cache).items():
+        if k.startswith(("RETRAIN_", "HF_", "TRL_")): monkeypatch.setenv(k, v)
+    monkeypatch.delenv("RETRAIN_DEBUG", raising=False)
     over, expected = CASES[name]
     fix = {"FILE": {"type": "file", "path": str(tmp_path / "mods" / "prompts.jsonl")}, "AFILE": str(tmp_path / "cfg.yaml"),
            "EMPTY": str(tmp_path / "empty_model")}
     (tmp_path / "empty_model").mkdir()
     over = {k: fix.get(v, v) if isinstance(v, str) else v for k, v in over.items()}
     cfg = _write(tmp_path, _cfg(tmp_path, **over))
+    rc = main(["run", str(cfg)])
+    err = capsys.readouterr().err
+    assert rc == 2, (rc, err[-3000:])
+    assert "Traceback" not in err and expected in err, err[-3000:]
+    last = [line for line in err.splitlines() if line.startswith("retrain: ")]
+    assert len(last) == 1, err[-3000:]
+
+
+@pytest.mark.parametrize("name", ["tool-module-raises", "reward-raises-systemexit"])
+def test_debug_shows_the_traceback(tmp_path, cache, name):
+    _mods(tmp_path)
+    cfg = _write(tmp_path, _cfg(tmp_path, **CASES[name][0]))
     r = _retrain("run", str(cfg), tmp_path=tmp_path, cache=cache)
-    assert r.returncode == 2, (r.returncode, r.stderr[-3000:])
-    assert "Traceback" not in r.stderr and expected in r.stderr, r.stderr[-3000:]
-    if name in ("tool-module-raises", "reward-raises-systemexit"):  # --debug shows where it came from
-        r = _retrain("run", str(cfg), tmp_path=tmp_path, cache=cache, RETRAIN_DEBUG="1")
-        assert r.returncode == 2 and "Traceback" in r.stderr and expected in r.stderr, r.stderr[-3000:]
+    assert r.returncode == 2 and "Traceback" not in r.stderr and CASES[name][1] in r.stderr, r.stderr[-3000:]
+    r = _retrain("run", str(cfg), "--debug", tmp_path=tmp_path, cache=cache)
+    assert r.returncode == 2 and "Traceback" in r.stderr and CASES[name][1] in r.stderr, r.stderr[-3000:]
+    if name == "reward-raises-systemexit":  # the training loop stopped at step 1: a plain re-run is not blocked
+        r = _retrain("run", str(cfg), "--debug", tmp_path=tmp_path, cache=cache, RETRAIN_DEBUG="1")
+        assert "already holds a run" not in r.stderr, r.stderr[-3000:]
 
 
 def test_damaged_logs_are_one_line_with_status_2(tmp_path, cache):
