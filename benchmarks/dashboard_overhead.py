@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from retrain.models import build_tiny_model
-from retrain.render import demo_logs
+from retrain.testing import build_tiny_model
+from retrain.testing import demo_logs
 from retrain.widgets import TrainingDashboard
 
 

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import torch  # noqa: E402
 
 from retrain.env import SmolAgentEnv  # noqa: E402
-from retrain.models import build_tiny_model, build_tiny_tokenizer, cache_dir  # noqa: E402
+from retrain.testing import build_tiny_model, build_tiny_tokenizer, cache_dir  # noqa: E402
 from retrain.tools import CalculatorTool, calculate  # noqa: E402
 
 CALL = '<tool_call>{"name": "calculator", "arguments": {"expression": "%s"}}</tool_call><|end|>'

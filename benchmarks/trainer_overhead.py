@@ -27,7 +27,7 @@ from trl import GRPOTrainer as TRLGRPOTrainer  # noqa: E402
 from datasets import Dataset  # noqa: E402
 
 from retrain.env import SmolAgentEnv  # noqa: E402
-from retrain.models import build_tiny_model  # noqa: E402
+from retrain.testing import build_tiny_model  # noqa: E402
 from retrain.rewards import RewardCalculator, register_reward  # noqa: E402
 from retrain.trainer import GRPOTrainer  # noqa: E402
 

@@ -1,15 +1,24 @@
 """Teach LLM agents multi-turn, tool-using behaviour with reinforcement learning."""
 __version__ = "0.1.0"
 
-# The public names, imported on first use so that `import retrain` (and `retrain --version`) stays fast.
+# The public names a script or a notebook imports from `retrain` (each module's own public names are its
+# `__all__`). Imported on first use, so that `import retrain` (and `retrain --version`) stays fast.
+# This file is kept by hand: nbdev does not generate it.
 _LAZY = {
     "run": "retrain.runner",
     "TrainingConfig": "retrain.config_models",
+    "ConfigError": "retrain.config_models",
     "SmolAgentEnv": "retrain.env",
     "RewardCalculator": "retrain.rewards",
+    "reward": "retrain.rewards",
+    "verifier": "retrain.rewards",
+    "register_reward": "retrain.rewards",
+    "register_verifier": "retrain.rewards",
+    "register_tool": "retrain.tools",
     "GRPOTrainer": "retrain.trainer",
     "RawRolloutData": "retrain.types",
     "ProcessedTrajectory": "retrain.types",
+    "Turn": "retrain.types",
     "TrainingDashboard": "retrain.widgets",
 }
 __all__ = list(_LAZY)
@@ -22,3 +31,7 @@ def __getattr__(name):
         globals()[name] = value
         return value
     raise AttributeError(f"module 'retrain' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

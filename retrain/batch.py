@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 
 import torch
+from fastcore.basics import patch
 
 from .config_models import SamplingConfig
-from .sampling import (cache_kwarg, draw_tokens, gather_cache_, grow_cache_, merge_cache_, output_cache,
-                              sample_tokens, sampling_logprobs, split_cache)
+from .kv_cache import cache_kwarg, gather_cache_, grow_cache_, merge_cache_, output_cache, split_cache
+from .sampling import draw_tokens, sample_tokens, sampling_logprobs
 from .types import TokenIds
 
 # %% auto #0
@@ -49,189 +50,210 @@ class DecodeBatch:
         self.cache, self.attn, self.pos, self.seen = None, None, None, None
         self.can_compact, self.can_split, self.uneven = True, True, False
 
-    def _model_mask(self, attn: torch.Tensor, w: int) -> torch.Tensor:
-        "The mask the model gets for `w` new tokens whose columns end `attn` (B, K)."
-        if self.mask_kind is None: return attn
-        k = attn.shape[1]
-        m = attn.bool()[:, None, None, :]
-        if w > 1:
-            cols = torch.arange(k, device=self.device)
-            m = m & (cols[None, :] <= cols[k - w:, None])  # (B, 1, w, K): the causal triangle over the new tokens
-        if self.mask_kind == "eager":
-            return torch.zeros(m.shape, dtype=self.dtype, device=self.device).masked_fill_(~m, torch.finfo(self.dtype).min)
-        return m
 
-    def select(self, keep: list[int]):
-        "Drop finished rows, compacting the cache at the same time when it holds much padding."
-        if self.attn is None: return
-        rows = torch.tensor(keep, device=self.device)
-        self.attn, self.pos = self.attn[rows], self.pos[rows]
-        if self.seen is not None: self.seen = self.seen[rows]
-        cols = self._compaction()
-        if not gather_cache_(self.cache, rows, cols):
-            raise RuntimeError(f"cannot drop finished rows from a {type(self.cache).__name__}")
-        if cols is not None: self._compacted(cols)
+# %% ../nbs/03c_batch.ipynb #91a21ffd
+@patch
+def select(self: DecodeBatch, keep: list[int]):
+    "Drop finished rows, compacting the cache at the same time when it holds much padding."
+    if self.attn is None: return
+    rows = torch.tensor(keep, device=self.device)
+    self.attn, self.pos = self.attn[rows], self.pos[rows]
+    if self.seen is not None: self.seen = self.seen[rows]
+    cols = self._compaction()
+    if not gather_cache_(self.cache, rows, cols):
+        raise RuntimeError(f"cannot drop finished rows from a {type(self.cache).__name__}")
+    if cols is not None: self._compacted(cols)
 
-    def maybe_compact(self):
-        "Compact the cache if the steps since the last check added much padding."
-        if not self.uneven: return
-        self.uneven = False
-        cols = self._compaction()
-        if cols is None: return
-        if gather_cache_(self.cache, None, cols): self._compacted(cols)
-        else: self.can_compact = False
+@patch
+def maybe_compact(self: DecodeBatch):
+    "Compact the cache if the steps since the last check added much padding."
+    if not self.uneven: return
+    self.uneven = False
+    cols = self._compaction()
+    if cols is None: return
+    if gather_cache_(self.cache, None, cols): self._compacted(cols)
+    else: self.can_compact = False
 
-    def _compaction(self) -> torch.Tensor | None:
-        "Per-row column order that right-aligns real positions, when padding exceeds ~20%."
-        if not self.can_compact or self.attn is None: return None
-        width, longest = self.attn.shape[1], int(self.pos.max())
-        if width <= 1.2 * longest + 8: return None
-        order = torch.sort(self.attn, dim=1, stable=True).indices  # holes first, then real positions in order
-        return order[:, width - longest:]
+@patch
+def _compaction(self: DecodeBatch) -> torch.Tensor | None:
+    "Per-row column order that right-aligns real positions, when padding exceeds ~20%."
+    if not self.can_compact or self.attn is None: return None
+    width, longest = self.attn.shape[1], int(self.pos.max())
+    if width <= 1.2 * longest + 8: return None
+    order = torch.sort(self.attn, dim=1, stable=True).indices  # holes first, then real positions in order
+    return order[:, width - longest:]
 
-    def _compacted(self, cols: torch.Tensor):
-        self.attn = self.attn.gather(1, cols)
+@patch
+def _compacted(self: DecodeBatch, cols: torch.Tensor):
+    self.attn = self.attn.gather(1, cols)
 
-    def _split_width(self, lens: list[int]) -> int | None:
-        "The step's width when long chunks are better fed apart first (None: one forward does it)."
-        if self.cache is None or not self.can_split: return None
-        b, w = len(lens), max(lens)
-        best, best_w = b * w, None
-        for wm in sorted({max(n, 1) for n in lens}):
-            if wm >= w: break
-            long = [n for n in lens if n > wm]
-            cost = b * wm + _FORWARD_COST + len(long) * (max(long) - wm)
-            if cost < best: best, best_w = cost, wm
-        return best_w
+# %% ../nbs/03c_batch.ipynb #f622805e
+@patch
+def _split_width(self: DecodeBatch, lens: list[int]) -> int | None:
+    "The step's width when long chunks are better fed apart first (None: one forward does it)."
+    if self.cache is None or not self.can_split: return None
+    b, w = len(lens), max(lens)
+    best, best_w = b * w, None
+    for wm in sorted({max(n, 1) for n in lens}):
+        if wm >= w: break
+        long = [n for n in lens if n > wm]
+        cost = b * wm + _FORWARD_COST + len(long) * (max(long) - wm)
+        if cost < best: best, best_w = cost, wm
+    return best_w
 
-    def _chunks(self, feeds: list[TokenIds], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-        "Right-aligned ids and their 0/1 mask (B, w)."
-        w = max(map(len, feeds))
-        ids = torch.tensor([[pad_id] * (w - len(f)) + f for f in feeds], device=self.device)
-        m = torch.tensor([[0] * (w - len(f)) + [1] * len(f) for f in feeds], device=self.device)
-        return ids, m
+@patch
+def _chunks(self: DecodeBatch, feeds: list[TokenIds], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    "Right-aligned ids and their 0/1 mask (B, w)."
+    w = max(map(len, feeds))
+    ids = torch.tensor([[pad_id] * (w - len(f)) + f for f in feeds], device=self.device)
+    m = torch.tensor([[0] * (w - len(f)) + [1] * len(f) for f in feeds], device=self.device)
+    return ids, m
 
-    def _feed_apart(self, model, feeds: list[TokenIds], wm: int, pad_id: int):
-        "Feed the heads of chunks longer than `wm` to those rows alone; `feeds` keeps their last `wm` tokens."
-        rows = [i for i, f in enumerate(feeds) if len(f) > wm]
-        heads = [feeds[i][:-wm] for i in rows]
-        sub = split_cache(self.cache, torch.tensor(rows, device=self.device))
-        if sub is None:
-            self.can_split = False
-            return
-        for i in rows: feeds[i] = feeds[i][-wm:]
-        ridx = torch.tensor(rows, device=self.device)
-        ids, m = self._chunks(heads, pad_id)
-        w = ids.shape[1]
-        pos_ids = (self.pos[ridx, None] + m.cumsum(1) - 1).clamp(min=0)
-        out = model(input_ids=ids, attention_mask=self._model_mask(torch.cat([self.attn[ridx], m], 1), w),
-                    position_ids=pos_ids, use_cache=True, logits_to_keep=1, **{self.kw: sub})
-        merge_cache_(self.cache, output_cache(out), ridx, w)
-        full = torch.zeros(len(feeds), w, dtype=self.attn.dtype, device=self.device)
-        full[ridx] = m
-        self.attn = torch.cat([self.attn, full], 1)
-        self.pos[ridx] += m.sum(1)
-        self.uneven = True
-        if self.seen is not None: self.seen[ridx] = self.seen[ridx].scatter_add(1, ids, m.to(self.seen.dtype))
+@patch
+def _feed_apart(self: DecodeBatch, model, feeds: list[TokenIds], wm: int, pad_id: int):
+    "Feed the heads of chunks longer than `wm` to those rows alone; `feeds` keeps their last `wm` tokens."
+    rows = [i for i, f in enumerate(feeds) if len(f) > wm]
+    heads = [feeds[i][:-wm] for i in rows]
+    sub = split_cache(self.cache, torch.tensor(rows, device=self.device))
+    if sub is None:
+        self.can_split = False
+        return
+    for i in rows: feeds[i] = feeds[i][-wm:]
+    ridx = torch.tensor(rows, device=self.device)
+    ids, m = self._chunks(heads, pad_id)
+    w = ids.shape[1]
+    pos_ids = (self.pos[ridx, None] + m.cumsum(1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=self._model_mask(torch.cat([self.attn[ridx], m], 1), w),
+                position_ids=pos_ids, use_cache=True, logits_to_keep=1, **{self.kw: sub})
+    merge_cache_(self.cache, output_cache(out), ridx, w)
+    full = torch.zeros(len(feeds), w, dtype=self.attn.dtype, device=self.device)
+    full[ridx] = m
+    self.attn = torch.cat([self.attn, full], 1)
+    self.pos[ridx] += m.sum(1)
+    self.uneven = True
+    if self.seen is not None: self.seen[ridx] = self.seen[ridx].scatter_add(1, ids, m.to(self.seen.dtype))
 
-    def _shared_prefill(self, model, feeds: list[TokenIds], pad_id: int) -> torch.Tensor | None:
-        "Prefill `feeds` (the prompts) sharing work: last-position logits (B, V), or None if sharing does not pay."
-        uniq: dict[tuple, int] = {}
-        which = [uniq.setdefault(tuple(f), len(uniq)) for f in feeds]
-        prompts = [list(u) for u in uniq]
-        p = min(len(os.path.commonprefix(prompts)), min(map(len, prompts)) - 1)  # every prompt keeps a token of its own
-        width = max(map(len, prompts))
-        if 2 * _FORWARD_COST + p + len(prompts) * (width - p) >= len(feeds) * width: return None
-        if p:  # the common prefix, one row, copied out to one row per distinct prompt
-            pre = torch.tensor([prompts[0][:p]], device=self.device)
-            self._feed(model, pre, torch.ones_like(pre))
-            self.select([0] * len(prompts))
-        logits = self._feed(model, *self._chunks([q[p:] for q in prompts], pad_id))[:, -1]  # each remainder, once
-        if len(prompts) < len(feeds): self.select(which)  # each prompt's rows copied out to its rollouts
-        self.uneven = True
-        return logits[torch.tensor(which, device=self.device)]
+# %% ../nbs/03c_batch.ipynb #6b692bb3
+@patch
+def _shared_prefill(self: DecodeBatch, model, feeds: list[TokenIds], pad_id: int) -> torch.Tensor | None:
+    "Prefill `feeds` (the prompts) sharing work: last-position logits (B, V), or None if sharing does not pay."
+    uniq: dict[tuple, int] = {}
+    which = [uniq.setdefault(tuple(f), len(uniq)) for f in feeds]
+    prompts = [list(u) for u in uniq]
+    p = min(len(os.path.commonprefix(prompts)), min(map(len, prompts)) - 1)  # every prompt keeps a token of its own
+    width = max(map(len, prompts))
+    if 2 * _FORWARD_COST + p + len(prompts) * (width - p) >= len(feeds) * width: return None
+    if p:  # the common prefix, one row, copied out to one row per distinct prompt
+        pre = torch.tensor([prompts[0][:p]], device=self.device)
+        self._feed(model, pre, torch.ones_like(pre))
+        self.select([0] * len(prompts))
+    logits = self._feed(model, *self._chunks([q[p:] for q in prompts], pad_id))[:, -1]  # each remainder, once
+    if len(prompts) < len(feeds): self.select(which)  # each prompt's rows copied out to its rollouts
+    self.uneven = True
+    return logits[torch.tensor(which, device=self.device)]
 
-    @torch.inference_mode()
-    def step(self, model, feeds: list[TokenIds], pad_id: int, sampling: SamplingConfig,
-             greedy: bool = False) -> tuple[list[int], list[float]]:
-        "One forward over every row's new tokens (an empty feed: none) and a sampled token and its log-prob per row."
+# %% ../nbs/03c_batch.ipynb #57b63325
+@patch
+@torch.inference_mode()
+def step(self: DecodeBatch, model, feeds: list[TokenIds], pad_id: int, sampling: SamplingConfig,
+         greedy: bool = False) -> tuple[list[int], list[float]]:
+    "One forward over every row's new tokens (an empty feed: none) and a sampled token and its log-prob per row."
+    lens = [len(f) for f in feeds]
+    wm = self._split_width(lens)
+    if wm is not None:
+        feeds = list(feeds)
+        self._feed_apart(model, feeds, wm, pad_id)
         lens = [len(f) for f in feeds]
-        wm = self._split_width(lens)
-        if wm is not None:
-            feeds = list(feeds)
-            self._feed_apart(model, feeds, wm, pad_id)
-            lens = [len(f) for f in feeds]
-        logits = self._shared_prefill(model, feeds, pad_id) if self.cache is None and self.share_prefill else None
-        if logits is not None: ids = m = None
-        else: logits, ids, m = self._forward(model, feeds, lens, pad_id)
-        if sampling.repetition_penalty != 1.0 and not greedy:
-            if ids is None: ids, m = self._chunks(feeds, pad_id)
-            if self.seen is None: self.seen = torch.zeros(len(feeds), logits.shape[-1], device=self.device)
-            self.seen.scatter_add_(1, ids, m.to(self.seen.dtype))
-        tok, lp = sample_tokens(logits, sampling, greedy, self.seen)  # `tok` is counted in `seen` when it is fed
-        return tok.tolist(), lp.tolist()
+    logits = self._shared_prefill(model, feeds, pad_id) if self.cache is None and self.share_prefill else None
+    if logits is not None: ids = m = None
+    else: logits, ids, m = self._forward(model, feeds, lens, pad_id)
+    if sampling.repetition_penalty != 1.0 and not greedy:
+        if ids is None: ids, m = self._chunks(feeds, pad_id)
+        if self.seen is None: self.seen = torch.zeros(len(feeds), logits.shape[-1], device=self.device)
+        self.seen.scatter_add_(1, ids, m.to(self.seen.dtype))
+    tok, lp = sample_tokens(logits, sampling, greedy, self.seen)  # `tok` is counted in `seen` when it is fed
+    return tok.tolist(), lp.tolist()
 
-    @torch.inference_mode()
-    def speculate(self, model, feeds: list[TokenIds], drafts: list[TokenIds], pad_id: int, sampling: SamplingConfig,
-                  greedy: bool = False) -> tuple[list[list[int]], list[list[float]]]:
-        "Feed each row its token (`feeds`: one each) and `drafts`; per row, the accepted drafts plus one drawn token."
-        if self.exact_feeds or self.cache is None or sampling.repetition_penalty != 1.0:
-            raise ValueError("drafts need a started batch, a model without `exact_feeds`, and no repetition penalty")
-        ids, m = self._chunks([f + d for f, d in zip(feeds, drafts)], pad_id)
-        w = ids.shape[1]
-        self.uneven = self.uneven or len({len(d) for d in drafts}) > 1
-        lp = sampling_logprobs(self._feed(model, ids, m, keep=w), sampling, greedy)  # (B, w, V)
-        greedy = greedy or sampling.temperature == 0
-        u = torch.rand(len(feeds), max(1, max(map(len, drafts)))).tolist()
-        toks, lps = [], []
-        for r, d in enumerate(drafts):
-            col, kept = w - len(d) - 1, []  # the column whose logits predict the token after `feeds[r]`
-            for i, t in enumerate(d):
-                p = lp[r, col + i]
-                if not (int(p.argmax()) == t if greedy else u[r][i] < float(p[t].exp())): break
-                kept.append(t)
-            p = lp[r, col + len(kept)]
-            if greedy: x = int(p.argmax())
-            else:
-                probs = p.exp()
-                if len(kept) < len(d): probs[d[len(kept)]] = 0.0  # refused: draw from the rest
-                x = int(draw_tokens(probs[None])[0])
-            toks.append(kept + [x])
-            lps.append([float(lp[r, col + i, t]) for i, t in enumerate(kept + [x])])
-            self.rewind(r, len(d) - len(kept))  # refused drafts: holes
-        return toks, lps
-
-    @torch.inference_mode()
-    def rewind(self, row: int, n: int):
-        "Forget the last `n` positions fed to `row` (they stay in the cache as holes)."
-        if n <= 0: return
-        real = self.attn[row].nonzero()[:, 0]
-        self.attn[row, real[-n:]] = 0
-        self.pos[row] -= n
-        self.uneven = True
-
-    def _forward(self, model, feeds: list[TokenIds], lens: list[int], pad_id: int):
-        "One forward over every row's chunk: last-position logits, the ids and their mask."
-        if min(lens) == max(lens) == 1:  # the common decoding step: one token per row
-            ids = torch.tensor(feeds, device=self.device)
-            m = torch.ones_like(ids)
+# %% ../nbs/03c_batch.ipynb #ac956bb9
+@patch
+@torch.inference_mode()
+def speculate(self: DecodeBatch, model, feeds: list[TokenIds], drafts: list[TokenIds], pad_id: int, sampling: SamplingConfig,
+              greedy: bool = False) -> tuple[list[list[int]], list[list[float]]]:
+    "Feed each row its token (`feeds`: one each) and `drafts`; per row, the accepted drafts plus one drawn token."
+    if self.exact_feeds or self.cache is None or sampling.repetition_penalty != 1.0:
+        raise ValueError("drafts need a started batch, a model without `exact_feeds`, and no repetition penalty")
+    ids, m = self._chunks([f + d for f, d in zip(feeds, drafts)], pad_id)
+    w = ids.shape[1]
+    self.uneven = self.uneven or len({len(d) for d in drafts}) > 1
+    lp = sampling_logprobs(self._feed(model, ids, m, keep=w), sampling, greedy)  # (B, w, V)
+    greedy = greedy or sampling.temperature == 0
+    u = torch.rand(len(feeds), max(1, max(map(len, drafts)))).tolist()
+    toks, lps = [], []
+    for r, d in enumerate(drafts):
+        col, kept = w - len(d) - 1, []  # the column whose logits predict the token after `feeds[r]`
+        for i, t in enumerate(d):
+            p = lp[r, col + i]
+            if not (int(p.argmax()) == t if greedy else u[r][i] < float(p[t].exp())): break
+            kept.append(t)
+        p = lp[r, col + len(kept)]
+        if greedy: x = int(p.argmax())
         else:
-            ids, m = self._chunks(feeds, pad_id)
-            self.uneven = self.uneven or min(lens) != max(lens)
-        return self._feed(model, ids, m)[:, -1], ids, m
+            probs = p.exp()
+            if len(kept) < len(d): probs[d[len(kept)]] = 0.0  # refused: draw from the rest
+            x = int(draw_tokens(probs[None])[0])
+        toks.append(kept + [x])
+        lps.append([float(lp[r, col + i, t]) for i, t in enumerate(kept + [x])])
+        self.rewind(r, len(d) - len(kept))  # refused drafts: holes
+    return toks, lps
 
-    def _feed(self, model, ids: torch.Tensor, m: torch.Tensor, keep: int = 1) -> torch.Tensor:
-        "Append right-aligned chunks `ids` (real where `m`) to every row; the logits of the last `keep` columns."
-        if self.pos is None: self.pos = torch.zeros(len(ids), dtype=torch.long, device=self.device)
-        pos_ids = self.pos[:, None] if ids.shape[1] == 1 else (self.pos[:, None] + m.cumsum(1) - 1).clamp(min=0)
-        self.pos = self.pos + m.sum(1)
-        self.attn = m if self.attn is None else torch.cat([self.attn, m], 1)
-        first = self.cache is None
-        out = model(input_ids=ids, attention_mask=self._model_mask(self.attn, ids.shape[1]), position_ids=pos_ids,
-                    use_cache=True, logits_to_keep=keep, **{self.kw: self.cache})
-        self.cache = output_cache(out)
-        if self.cache is None:
-            raise RuntimeError("the model returned no KV cache: rollouts need use_cache=True "
-                               "(turn gradient checkpointing off while generating)")
-        if first: grow_cache_(self.cache)
-        return out.logits
+@patch
+@torch.inference_mode()
+def rewind(self: DecodeBatch, row: int, n: int):
+    "Forget the last `n` positions fed to `row` (they stay in the cache as holes)."
+    if n <= 0: return
+    real = self.attn[row].nonzero()[:, 0]
+    self.attn[row, real[-n:]] = 0
+    self.pos[row] -= n
+    self.uneven = True
+
+# %% ../nbs/03c_batch.ipynb #1f9027dd
+@patch
+def _forward(self: DecodeBatch, model, feeds: list[TokenIds], lens: list[int], pad_id: int):
+    "One forward over every row's chunk: last-position logits, the ids and their mask."
+    if min(lens) == max(lens) == 1:  # the common decoding step: one token per row
+        ids = torch.tensor(feeds, device=self.device)
+        m = torch.ones_like(ids)
+    else:
+        ids, m = self._chunks(feeds, pad_id)
+        self.uneven = self.uneven or min(lens) != max(lens)
+    return self._feed(model, ids, m)[:, -1], ids, m
+
+@patch
+def _feed(self: DecodeBatch, model, ids: torch.Tensor, m: torch.Tensor, keep: int = 1) -> torch.Tensor:
+    "Append right-aligned chunks `ids` (real where `m`) to every row; the logits of the last `keep` columns."
+    if self.pos is None: self.pos = torch.zeros(len(ids), dtype=torch.long, device=self.device)
+    pos_ids = self.pos[:, None] if ids.shape[1] == 1 else (self.pos[:, None] + m.cumsum(1) - 1).clamp(min=0)
+    self.pos = self.pos + m.sum(1)
+    self.attn = m if self.attn is None else torch.cat([self.attn, m], 1)
+    first = self.cache is None
+    out = model(input_ids=ids, attention_mask=self._model_mask(self.attn, ids.shape[1]), position_ids=pos_ids,
+                use_cache=True, logits_to_keep=keep, **{self.kw: self.cache})
+    self.cache = output_cache(out)
+    if self.cache is None:
+        raise RuntimeError("the model returned no KV cache: rollouts need use_cache=True "
+                           "(turn gradient checkpointing off while generating)")
+    if first: grow_cache_(self.cache)
+    return out.logits
+
+@patch
+def _model_mask(self: DecodeBatch, attn: torch.Tensor, w: int) -> torch.Tensor:
+    "The mask the model gets for `w` new tokens whose columns end `attn` (B, K)."
+    if self.mask_kind is None: return attn
+    k = attn.shape[1]
+    m = attn.bool()[:, None, None, :]
+    if w > 1:
+        cols = torch.arange(k, device=self.device)
+        m = m & (cols[None, :] <= cols[k - w:, None])  # (B, 1, w, K): the causal triangle over the new tokens
+    if self.mask_kind == "eager":
+        return torch.zeros(m.shape, dtype=self.dtype, device=self.device).masked_fill_(~m, torch.finfo(self.dtype).min)
+    return m

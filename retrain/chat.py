@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fastcore.basics import patch
 from .types import Message, RawRolloutData, TokenIds
 
 # %% auto #0
@@ -47,39 +48,46 @@ class ChatRenderer:
         if not conversations: return []
         return self.tokenizer(self.texts(conversations, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
 
-    def _closing_text(self) -> str:
-        t = self.text([{"role": "user", "content": "x"}, {"role": "assistant", "content": _SENTINEL}])
-        if _SENTINEL not in t: raise ValueError("the chat template does not render assistant message content")
-        return t.split(_SENTINEL, 1)[1]
 
-    def observation_text(self, messages: list[Message], observation: Message) -> str:
-        "What the template writes after `messages` (ending in an assistant message) when `observation` follows."
-        for conv in (messages, [{"role": "user", "content": "x"}, messages[-1]]):
-            a, b = self.text(conv), self.text([*conv, observation], add_generation_prompt=True)
-            if b.startswith(a): return b[len(a):]
-        raise ValueError("the chat template does not render an observation message as an extension of the "
-                         f"conversation (role '{observation.get('role')}'); it cannot be used for multi-turn rollouts")
+# %% ../nbs/03a_chat.ipynb #6346e53d
+@patch
+def _closing_text(self: ChatRenderer) -> str:
+    t = self.text([{"role": "user", "content": "x"}, {"role": "assistant", "content": _SENTINEL}])
+    if _SENTINEL not in t: raise ValueError("the chat template does not render assistant message content")
+    return t.split(_SENTINEL, 1)[1]
 
-    def env_ids_after_turn(self, sampled_ids: TokenIds, messages: list[Message], observation: Message) -> TokenIds:
-        "The environment tokens after a turn: the rest of the assistant closing, then the observation."
-        return self.env_ids_after_turns([(sampled_ids, messages, observation)])[0]
+@patch
+def observation_text(self: ChatRenderer, messages: list[Message], observation: Message) -> str:
+    "What the template writes after `messages` (ending in an assistant message) when `observation` follows."
+    for conv in (messages, [{"role": "user", "content": "x"}, messages[-1]]):
+        a, b = self.text(conv), self.text([*conv, observation], add_generation_prompt=True)
+        if b.startswith(a): return b[len(a):]
+    raise ValueError("the chat template does not render an observation message as an extension of the "
+                     f"conversation (role '{observation.get('role')}'); it cannot be used for multi-turn rollouts")
 
-    def env_ids_after_turns(self, turns: list[tuple[TokenIds, list[Message], Message]]) -> list[TokenIds]:
-        "`env_ids_after_turn` for many (sampled ids, messages, observation): two template calls and one encode."
-        if not turns: return []
-        before = self.texts([m for _, m, _ in turns])
-        after = self.texts([[*m, o] for _, m, o in turns], add_generation_prompt=True)
-        obs = [b[len(a):] if b.startswith(a) else self.observation_text(m, o)
-               for (_, m, o), a, b in zip(turns, before, after)]
-        return [self._closing_rest(s) + ids
-                for (s, _, _), ids in zip(turns, self.tokenizer(obs, add_special_tokens=False)["input_ids"])]
+@patch
+def _closing_rest(self: ChatRenderer, sampled_ids: TokenIds) -> TokenIds:
+    "What the environment adds to close the assistant turn the model ended with `sampled_ids`."
+    close = self.closing_ids
+    if sampled_ids and close and sampled_ids[-1] == close[0] == self.eos_token_id: close = close[1:]
+    elif sampled_ids and sampled_ids[-1] == self.eos_token_id and close[:1] != [self.eos_token_id]: close = []
+    return list(close)
 
-    def _closing_rest(self, sampled_ids: TokenIds) -> TokenIds:
-        "What the environment adds to close the assistant turn the model ended with `sampled_ids`."
-        close = self.closing_ids
-        if sampled_ids and close and sampled_ids[-1] == close[0] == self.eos_token_id: close = close[1:]
-        elif sampled_ids and sampled_ids[-1] == self.eos_token_id and close[:1] != [self.eos_token_id]: close = []
-        return list(close)
+@patch
+def env_ids_after_turn(self: ChatRenderer, sampled_ids: TokenIds, messages: list[Message], observation: Message) -> TokenIds:
+    "The environment tokens after a turn: the rest of the assistant closing, then the observation."
+    return self.env_ids_after_turns([(sampled_ids, messages, observation)])[0]
+
+@patch
+def env_ids_after_turns(self: ChatRenderer, turns: list[tuple[TokenIds, list[Message], Message]]) -> list[TokenIds]:
+    "`env_ids_after_turn` for many (sampled ids, messages, observation): two template calls and one encode."
+    if not turns: return []
+    before = self.texts([m for _, m, _ in turns])
+    after = self.texts([[*m, o] for _, m, o in turns], add_generation_prompt=True)
+    obs = [b[len(a):] if b.startswith(a) else self.observation_text(m, o)
+           for (_, m, o), a, b in zip(turns, before, after)]
+    return [self._closing_rest(s) + ids
+            for (s, _, _), ids in zip(turns, self.tokenizer(obs, add_special_tokens=False)["input_ids"])]
 
 # %% ../nbs/03a_chat.ipynb #78eee0b8
 @dataclass
@@ -119,6 +127,8 @@ def _mask_problems(ro: RawRolloutData, renderer: ChatRenderer) -> list[str]:
     if pos != len(ro.completion_ids): probs.append(f"completion has {len(ro.completion_ids) - pos} tokens after the last turn")
     return probs
 
+
+# %% ../nbs/03a_chat.ipynb #57c7bf50
 def check_rollout(
     rollout: RawRolloutData,
     tokenizer,  # the tokenizer the rollout was made with

@@ -14,7 +14,7 @@ from typing import Any
 from smolagents import Tool
 from smolagents.local_python_executor import LocalPythonExecutor
 
-from .tools import ToolOutcome, ToolRun, _timeout
+from .tools import ToolOutcome, ToolRun, timeout_outcome
 
 # %% auto #0
 __all__ = ['run_code_action', 'start_code_action', 'run_code_action_async']
@@ -54,6 +54,8 @@ def _code_observation(logs: str, value: str | None) -> str:
     if value is not None: parts.append(value)
     return "\n".join(parts) if parts else "(no output)"
 
+
+# %% ../nbs/03d_code_actions.ipynb #7843202c
 def run_code_action(
     code: str,  # the code to run
     tools: list[Tool],  # available to the code as functions (final_answer included)
@@ -73,7 +75,7 @@ def run_code_action(
     try:
         if not recv.poll(timeout):
             p.kill(); p.join()
-            out = _timeout("code", t0); out.state = state
+            out = timeout_outcome("code", t0); out.state = state
             return out
         try: status, value, logs, final, new_state = recv.recv()
         except EOFError:

@@ -12,21 +12,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastcore.basics import patch
 from smolagents import Tool
 
 from .chat import ChatRenderer, RolloutCheck, check_rollout
 from .config_models import SamplingConfig, SmolAgentEnvConfig
 from .batch import DecodeBatch
-from .sampling import ScriptedPolicy  # noqa: F401
 from .code_actions import start_code_action
-from .tools import (ParsedAction, ToolOutcome, ToolRun, make_parser, resolve_tool, start_tool_call, tool_schemas,
-                           wait_runs, with_final_answer)
+from .parsers import ParsedAction, make_parser
+from .tools import ToolOutcome, ToolRun, resolve_tool, start_tool_call, tool_schemas, wait_runs, with_final_answer
 from .types import ActionKind, Message, RawRolloutData, Row, Termination, TokenIds, Turn
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SmolAgentEnv']
+__all__ = ['SmolAgentEnv']
 
 # %% ../nbs/04_env.ipynb #09464d00
 @dataclass
@@ -102,23 +102,30 @@ class SmolAgentEnv:
         return check_rollout(rollout, self.tokenizer, self.schemas, strict=strict)
 
 # %% ../nbs/04_env.ipynb #ead47be2
+@patch
 def _finish(self: SmolAgentEnv, e: _Episode, why: Termination, answer: str | None = None):
     e.done, e.feed, e.data.termination = True, [], why
     if answer is not None: e.data.final_answer = answer
 
+@patch
 def _budget_left(self: SmolAgentEnv, e: _Episode) -> int | None:
     return None if self.max_total_tokens is None else self.max_total_tokens - len(e.data.completion_ids)
 
+@patch
 def _start_turn(self: SmolAgentEnv, e: _Episode):
-    left = _budget_left(self, e)
+    left = self._budget_left(e)
     e.turn_limit = self.max_tokens_per_turn if left is None else min(self.max_tokens_per_turn, left)
 
+@patch
 def _assistant_message(self: SmolAgentEnv, body: str, act: ParsedAction) -> Message:
     if self.format == "native" and act.kind in (ActionKind.tool_call, ActionKind.final_answer) and act.tool_call:
-        content = self.parser._re.sub("", body, count=1)
+        content = self.parser.pattern.sub("", body, count=1)
         return {"role": "assistant", "content": content, "tool_calls": [act.tool_call.to_message()]}
     return {"role": "assistant", "content": body}
 
+
+# %% ../nbs/04_env.ipynb #fa44ce22
+@patch
 def _end_turn(self: SmolAgentEnv, e: _Episode, stop_ids: set[int]):
     ids, lps = e.turn_ids, e.turn_lps
     eos = ids[-1] in stop_ids
@@ -130,15 +137,15 @@ def _end_turn(self: SmolAgentEnv, e: _Episode, stop_ids: set[int]):
     body = tok.decode(ids[:-1], skip_special_tokens=False) if eos else turn.text
     act = self.parser.parse(body)
     turn.action, turn.tool_call = act.kind, act.tool_call
-    e.data.messages.append(_assistant_message(self, body, act))
-    out_of_budget = _budget_left(self, e) is not None and _budget_left(self, e) <= 0
+    e.data.messages.append(self._assistant_message(body, act))
+    out_of_budget = self._budget_left(e) is not None and self._budget_left(e) <= 0
     if act.kind == ActionKind.text and self.plain_text_is_final and self.format == "native":
         turn.action = ActionKind.final_answer
     if turn.action == ActionKind.final_answer:
         turn.final_answer = act.final_answer
-        return _finish(self, e, Termination.final_answer, act.final_answer)
-    if out_of_budget: return _finish(self, e, Termination.max_tokens)
-    if act.kind == ActionKind.text: return _finish(self, e, Termination.eos_without_answer)
+        return self._finish(e, Termination.final_answer, act.final_answer)
+    if out_of_budget: return self._finish(e, Termination.max_tokens)
+    if act.kind == ActionKind.text: return self._finish(e, Termination.eos_without_answer)
     if act.kind == ActionKind.parse_error:
         turn.parse_error, turn.error_message = True, act.error
         e.run = ToolRun("parse", None, outcome=ToolOutcome(f"Error: {act.error}"))
@@ -147,6 +154,9 @@ def _end_turn(self: SmolAgentEnv, e: _Episode, stop_ids: set[int]):
                                   authorized_imports=self.authorized_imports, state=e.code_state)
     else: e.run = start_tool_call(self.tool_map[act.tool_call.name], act.tool_call.arguments, self.tool_timeout)
 
+
+# %% ../nbs/04_env.ipynb #b3960889
+@patch
 def _cut(self: SmolAgentEnv, text: str) -> str:
     "Tool output cut to `max_observation_tokens`."
     if len(text) * 4 <= self.max_observation_tokens: return text
@@ -154,6 +164,7 @@ def _cut(self: SmolAgentEnv, text: str) -> str:
     if len(ids) <= self.max_observation_tokens: return text
     return self.tokenizer.decode(ids[:self.max_observation_tokens]) + " …(truncated)"
 
+@patch
 def _record(self: SmolAgentEnv, e: _Episode, out: ToolOutcome) -> Message | None:
     "Record a tool outcome on the last turn; the observation message to append, or None if the episode ended."
     turn = e.data.turns[-1]
@@ -163,31 +174,33 @@ def _record(self: SmolAgentEnv, e: _Episode, out: ToolOutcome) -> Message | None
     if out.state is not None: e.code_state = out.state
     if out.is_final:
         turn.action, turn.final_answer = ActionKind.final_answer, out.final_answer
-        return _finish(self, e, Termination.final_answer, out.final_answer)
-    turn.tool_result = _cut(self, out.observation)
+        return self._finish(e, Termination.final_answer, out.final_answer)
+    turn.tool_result = self._cut(out.observation)
     obs = ({"role": "tool", "name": turn.tool_call.name if turn.tool_call else "error", "content": turn.tool_result}
            if self.format == "native" else {"role": "user", "content": f"Observation:\n{turn.tool_result}"})
     e.data.messages.append(obs)
-    if len(e.data.turns) >= self.max_turns: return _finish(self, e, Termination.max_turns)
+    if len(e.data.turns) >= self.max_turns: return self._finish(e, Termination.max_turns)
     return obs
 
+@patch
 def _observe(self: SmolAgentEnv, ready: list[tuple[_Episode, ToolOutcome]]):
     "Append the observations of the episodes whose tool calls ended (rendered together) and start their next turn."
     eps, turns = [], []
     for e, out in ready:
-        if (obs := _record(self, e, out)) is not None:
+        if (obs := self._record(e, out)) is not None:
             eps.append(e); turns.append((e.data.turns[-1].token_ids, e.data.messages[:-1], obs))
     for e, env_ids in zip(eps, self.renderer.env_ids_after_turns(turns)):
-        left = _budget_left(self, e)
+        left = self._budget_left(e)
         if left is not None and len(env_ids) >= left:
-            _finish(self, e, Termination.max_tokens); continue
+            self._finish(e, Termination.max_tokens); continue
         turn = e.data.turns[-1]
         e.data.append(env_ids, False)
         turn.observation_ids = env_ids
         e.feed = [turn.token_ids[-1]] + env_ids
-        _start_turn(self, e)
+        self._start_turn(e)
 
 # %% ../nbs/04_env.ipynb #6607bd2e
+@patch
 def _stop_ids(self: SmolAgentEnv, model) -> set[int]:
     ids = {self.tokenizer.eos_token_id}
     gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -195,13 +208,14 @@ def _stop_ids(self: SmolAgentEnv, model) -> set[int]:
     return ids - {None}
 
 # %% ../nbs/04_env.ipynb #8070f017
+@patch
 async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool):
-    stop_ids, batch = _stop_ids(self, model), DecodeBatch(model)
+    stop_ids, batch = self._stop_ids(model), DecodeBatch(model)
     live = list(eps)
     while live:
         ready = [(e, out) for e in live if e.run is not None and (out := e.run.poll()) is not None]
         for e, _ in ready: e.run = None
-        if ready: _observe(self, ready)
+        if ready: self._observe(ready)
         keep = [i for i, e in enumerate(live) if not e.done]
         if len(keep) < len(live):
             live = [live[i] for i in keep]
@@ -215,7 +229,7 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool):
         batch.maybe_compact()
         fed = [bool(e.feed) for e in live]
         t0 = time.perf_counter()
-        drafts = _drafts(self, live, batch)
+        drafts = self._drafts(live, batch)
         if drafts is not None:
             toks, lps = batch.speculate(model, [e.feed for e in live], drafts, self.pad_id, self.sampling, greedy)
         else:
@@ -230,15 +244,18 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool):
                 e.feed = [t]
                 if t in stop_ids or len(e.turn_ids) >= e.turn_limit:
                     batch.rewind(r, len(toks[r]) - 1 - j)  # kept drafts after the turn's end are not part of it
-                    _end_turn(self, e, stop_ids)
+                    self._end_turn(e, stop_ids)
                     if e.run is not None: started.append(e.run)
                     break
         await asyncio.sleep(0)  # other coroutines on this event loop get a turn every step
         if started and 2 * sum(not e.feed for e in live) > len(live):
             await wait_runs(started, timeout=took)  # most rows would sit out the next step: give new calls a step's time
 
+
+# %% ../nbs/04_env.ipynb #70c0bcbd
 _DRAFT_BELOW = 4  # rows: with this few left a step costs about the same for one token as for a few
 
+@patch
 def _drafts(self: SmolAgentEnv, live: list[_Episode], batch: DecodeBatch) -> list[TokenIds] | None:
     "Per live episode, tokens that followed the latest earlier occurrence of its last two (None: a plain step)."
     if (self.draft_tokens <= 0 or len(live) > _DRAFT_BELOW or batch.exact_feeds or batch.cache is None
@@ -254,7 +271,8 @@ def _drafts(self: SmolAgentEnv, live: list[_Episode], batch: DecodeBatch) -> lis
     return drafts if any(drafts) else None
 
 # %% ../nbs/04_env.ipynb #22003106
-async def _rollout(self: SmolAgentEnv, rows: list[Row], model, *, prompt_field: str = "prompt",
+@patch
+async def rollout(self: SmolAgentEnv, rows: list[Row], model, *, prompt_field: str = "prompt",
                    greedy: bool = False) -> list[RawRolloutData]:
     "Run one episode per row, all in one batch; the rollouts in row order."
     convs = [_messages(row, prompt_field, self.system_prompt) for row in rows]
@@ -264,22 +282,22 @@ async def _rollout(self: SmolAgentEnv, rows: list[Row], model, *, prompt_field: 
     eps = []
     for row, msgs, key in zip(rows, convs, keys):
         e = _Episode(RawRolloutData(prompt_ids=list(prompts[key]), messages=msgs, row=dict(row)), feed=list(prompts[key]))
-        _start_turn(self, e)
+        self._start_turn(e)
         eps.append(e)
     if not eps: return []
     was_training = model.training
     model.eval()
-    try: await _run(self, eps, model, greedy)
+    try: await self._run(eps, model, greedy)
     finally:
         model.train(was_training)
     return [e.data for e in eps]
 
-def _rollout_sync(self: SmolAgentEnv, rows: list[Row], model, **kwargs) -> list[RawRolloutData]:
+
+# %% ../nbs/04_env.ipynb #04524984
+@patch
+def rollout_sync(self: SmolAgentEnv, rows: list[Row], model, **kwargs) -> list[RawRolloutData]:
     "`rollout` from synchronous code (in a worker thread when an event loop is already running)."
     try: asyncio.get_running_loop()
     except RuntimeError: return asyncio.run(self.rollout(rows, model, **kwargs))
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
         return ex.submit(asyncio.run, self.rollout(rows, model, **kwargs)).result()
-
-SmolAgentEnv.rollout = _rollout
-SmolAgentEnv.rollout_sync = _rollout_sync

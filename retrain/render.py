@@ -9,87 +9,20 @@ import html
 import io
 import json
 import math
-import random
 from dataclasses import dataclass
 from enum import Enum
 from numbers import Real
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from fastcore.basics import patch
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 # %% auto #0
-__all__ = ['ROLLOUT_CSS', 'REWARD_PANELS', 'HEALTH_PANELS', 'demo_logs', 'rollout_html', 'MetricLog', 'Panel', 'other_keys',
-           'CurveFigure', 'iter_jsonl', 'best_worst', 'run_logs']
-
-# %% ../nbs/08a_render.ipynb #5722ad36
-def _demo_rollout(rng: random.Random, step: int, index: int, group: int, p_good: float) -> dict[str, Any]:
-    a, b = rng.randint(10, 99), rng.randint(10, 99)
-    q, ans = f"What is {a}*{b}?", str(a * b)
-    call = lambda e: {"name": "calculator", "arguments": {"expression": e}}
-    tc_text = lambda e: f'<tool_call>{json.dumps(call(e))}</tool_call><|end|>'
-    obs = lambda r: f"<|tool|>{r}<|end|><|assistant|>"
-    kind = rng.choices(["tool", "guess", "parse", "loop"], [p_good, (1 - p_good) * .5, (1 - p_good) * .3, (1 - p_good) * .2])[0]
-    turns, segs, msgs = [], [], [{"role": "user", "content": q}]
-    def turn(text, action, **kw):
-        t = {"index": len(turns), "text": text, "action": action, "tool_call": None, "tool_result": None, "final_answer": None,
-             "parse_error": False, "tool_error": False, "invalid_arguments": False, "timed_out": False, "error_message": None}
-        t.update(kw); turns.append(t); segs.append({"text": text, "trained": True, "turn": t["index"]})
-        if t["tool_result"] is not None: segs.append({"text": obs(t["tool_result"]), "trained": False, "turn": t["index"]})
-        if t["tool_call"]: msgs.append({"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": t["tool_call"]}]})
-        else: msgs.append({"role": "assistant", "content": text.removesuffix("<|end|>")})
-        if t["tool_result"] is not None: msgs.append({"role": "tool", "content": t["tool_result"]})
-    if kind in ("tool", "loop"):
-        for _ in range(3 if kind == "loop" else 1): turn(tc_text(f"{a}*{b}"), "tool_call", tool_call=call(f"{a}*{b}"), tool_result=ans)
-        if kind == "tool":
-            final = ans if rng.random() < .9 else ans[:-1] + str((int(ans[-1]) + 1) % 10)
-            turn(final + "<|end|>", "final_answer", final_answer=final)
-    elif kind == "parse":
-        err = "Error: could not parse the tool call: unterminated string"
-        turn(f'<tool_call>{{"name": "calculator", "arguments": {{"expression": "{a}*<|end|>', "parse_error", parse_error=True,
-             error_message=err, tool_result=err)
-        final = str(rng.randint(100, 9999)); turn(final + "<|end|>", "final_answer", final_answer=final)
-    else:
-        final = str(rng.randint(100, 9999)); turn(final + "<|end|>", "final_answer", final_answer=final)
-    final = turns[-1]["final_answer"]
-    valid = [1.0 if t["action"] == "tool_call" else (0.0 if t["parse_error"] else None) for t in turns]
-    numeric = 1.0 if final == ans else 0.0
-    scored = [v for v in valid if v is not None]
-    rewards = {"numeric_match": numeric, "tool_call_valid": sum(scored) / len(scored) if scored else 0.0}
-    weights = {"numeric_match": 1.0, "tool_call_valid": 0.2}
-    return {"step": step, "index": index, "group": group, "total_reward": sum(weights[k] * v for k, v in rewards.items()),
-            "rewards": rewards, "weights": weights, "turn_rewards": [0.2 * (v or 0.0) for v in valid],
-            "step_rewards": {"tool_call_valid": valid}, "verifier_outcomes": {"numeric_match/answer_is_number": final is not None},
-            "termination": "final_answer" if final is not None else "max_turns", "final_answer": final, "row": {"answer": ans},
-            "prompt_text": f"<|system|>Tools: calculator(expression)<|end|><|user|>{q}<|end|><|assistant|>",
-            "messages": msgs, "turns": turns, "segments": segs}
-
-def demo_logs(
-    step: int,  # the training step
-    n_rollouts: int = 4,  # rollouts in the step (groups of up to 8 share a prompt)
-    seed: int = 0,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    "One step's `metrics.jsonl` record and `rollouts.jsonl` records for the calculator task (success grows with `step`)."
-    rng = random.Random(seed * 100_003 + step)
-    rolls = [_demo_rollout(rng, step, i, i // 8, min(.95, .25 + .1 * step)) for i in range(n_rollouts)]
-    tot = np.array([r["total_reward"] for r in rolls])
-    turns = [t for r in rolls for t in r["turns"]]
-    frac = lambda xs: float(np.mean(xs)) if len(xs) else 0.0
-    m = {"step": step, "reward": float(tot.mean()), "reward_std": float(tot.std())}
-    for k in rolls[0]["rewards"]:
-        v = np.array([r["rewards"][k] for r in rolls]); m[f"rewards/{k}/mean"], m[f"rewards/{k}/std"] = float(v.mean()), float(v.std())
-    m.update({"tool_call_rate": frac([any(t["action"] == "tool_call" for t in r["turns"]) for r in rolls]),
-              "tool_error_rate": frac([t["tool_error"] for t in turns]), "parse_error_rate": frac([t["parse_error"] for t in turns]),
-              "mean_turns": len(turns) / len(rolls)})
-    for term in ("final_answer", "max_turns"): m[f"termination/{term}"] = frac([r["termination"] == term for r in rolls])
-    m.update({"tokens/model": sum(len(s["text"]) // 3 for r in rolls for s in r["segments"] if s["trained"]),
-              "tokens/env": sum(len(s["text"]) // 3 for r in rolls for s in r["segments"] if not s["trained"]),
-              "completions/mean_length": sum(len(s["text"]) // 3 for r in rolls for s in r["segments"]) / len(rolls),
-              "kl": 0.0, "clip_ratio/region_mean": 0.0, "loss": 0.05 * rng.random(), "learning_rate": 1e-4,
-              "grad_norm": 0.2 + rng.random() * .2, "step_seconds": 0.3 + rng.random() * .2})
-    return m, rolls
+__all__ = ['ROLLOUT_CSS', 'REWARD_PANELS', 'HEALTH_PANELS', 'rollout_html', 'MetricLog', 'Panel', 'other_keys', 'CurveFigure',
+           'iter_jsonl', 'best_worst', 'run_logs']
 
 # %% ../nbs/08a_render.ipynb #f0c12199
 ROLLOUT_CSS = """
@@ -280,49 +213,55 @@ class CurveFigure:
         self.bands: dict[str, Any] = {}
         self.stale = True  # the data changed since the last `png()`
 
-    def update(self, log: MetricLog):
-        "Give every line the log's current data, adding lines (and bands) for keys seen for the first time."
-        for p, ax, note in zip(self.panels, self.axes, self.notes):
-            keys, added = [k for k in log.keys() if p.match(k)], False
-            for k in keys:
-                x, y = log.series(k)
-                if k not in self.lines: self.lines[k], added = ax.plot(x, y, lw=1.4, label=p.label(k))[0], True
-                else: self.lines[k].set_data(x, y)
-                self._band(ax, k, p.band(k), log)
-            if added:
-                ax.legend(fontsize=7, loc="upper left", framealpha=.6)
-                note.set_visible(False)
-            if keys:
-                ax.relim()
-                for b in (self.bands.get(k) for k in keys):
-                    if b is not None: ax.update_datalim(b.get_paths()[0].vertices)
-                ax.autoscale_view(scaley=not p.fraction)
-        self.stale = True
 
-    def _band(self, ax, k: str, bk: str | None, log: MetricLog):
-        band = self.bands.get(k)
-        x, y = log.series(k)
-        if bk is None or bk not in log or not np.array_equal(log.series(bk)[0], x):
-            if band is not None: band.remove(); del self.bands[k]
-            return
-        s = log.series(bk)[1]
-        if band is None: self.bands[k] = ax.fill_between(x, y - s, y + s, color=self.lines[k].get_color(), alpha=.2, lw=0)
-        else: band.set_data(x, y - s, y + s)
+# %% ../nbs/08a_render.ipynb #06dc9787
+@patch
+def update(self: CurveFigure, log: MetricLog):
+    "Give every line the log's current data, adding lines (and bands) for keys seen for the first time."
+    for p, ax, note in zip(self.panels, self.axes, self.notes):
+        keys, added = [k for k in log.keys() if p.match(k)], False
+        for k in keys:
+            x, y = log.series(k)
+            if k not in self.lines: self.lines[k], added = ax.plot(x, y, lw=1.4, label=p.label(k))[0], True
+            else: self.lines[k].set_data(x, y)
+            self._band(ax, k, p.band(k), log)
+        if added:
+            ax.legend(fontsize=7, loc="upper left", framealpha=.6)
+            note.set_visible(False)
+        if keys:
+            ax.relim()
+            for b in (self.bands.get(k) for k in keys):
+                if b is not None: ax.update_datalim(b.get_paths()[0].vertices)
+            ax.autoscale_view(scaley=not p.fraction)
+    self.stale = True
 
-    def reset(self):
-        "Remove every line and band (the panels stay)."
-        for a in list(self.lines.values()) + list(self.bands.values()): a.remove()
-        for ax, note in zip(self.axes, self.notes):
-            if ax.get_legend(): ax.get_legend().remove()
-            note.set_visible(True)
-        self.lines, self.bands, self.stale = {}, {}, True
+@patch
+def _band(self: CurveFigure, ax, k: str, bk: str | None, log: MetricLog):
+    band = self.bands.get(k)
+    x, y = log.series(k)
+    if bk is None or bk not in log or not np.array_equal(log.series(bk)[0], x):
+        if band is not None: band.remove(); del self.bands[k]
+        return
+    s = log.series(bk)[1]
+    if band is None: self.bands[k] = ax.fill_between(x, y - s, y + s, color=self.lines[k].get_color(), alpha=.2, lw=0)
+    else: band.set_data(x, y - s, y + s)
 
-    def png(self) -> bytes:
-        "The figure as PNG bytes."
-        buf = io.BytesIO()
-        self.fig.savefig(buf, format="png")
-        self.stale = False
-        return buf.getvalue()
+@patch
+def reset(self: CurveFigure):
+    "Remove every line and band (the panels stay)."
+    for a in list(self.lines.values()) + list(self.bands.values()): a.remove()
+    for ax, note in zip(self.axes, self.notes):
+        if ax.get_legend(): ax.get_legend().remove()
+        note.set_visible(True)
+    self.lines, self.bands, self.stale = {}, {}, True
+
+@patch
+def png(self: CurveFigure) -> bytes:
+    "The figure as PNG bytes."
+    buf = io.BytesIO()
+    self.fig.savefig(buf, format="png")
+    self.stale = False
+    return buf.getvalue()
 
 # %% ../nbs/08a_render.ipynb #25b2a11d
 def iter_jsonl(path: str | Path) -> Iterator[dict]:

@@ -17,11 +17,11 @@ import numpy as np
 import yaml
 
 import retrain
-from .render import (HEALTH_PANELS, REWARD_PANELS, ROLLOUT_CSS, CurveFigure, MetricLog, Panel, best_worst, demo_logs,
+from .render import (HEALTH_PANELS, REWARD_PANELS, ROLLOUT_CSS, CurveFigure, MetricLog, Panel, best_worst,
                             iter_jsonl, other_keys, rollout_html, run_logs)
 
 # %% auto #0
-__all__ = ['REPORT_CSS', 'spaced_steps', 'step_extremes', 'report_figures', 'report_html', 'write_report', 'write_demo_run']
+__all__ = ['REPORT_CSS', 'spaced_steps', 'step_extremes', 'report_figures', 'report_html', 'write_report']
 
 # %% ../nbs/08b_report.ipynb #b4580765
 def spaced_steps(steps: list[int], max_steps: int = 20) -> list[int]:
@@ -150,23 +150,3 @@ def write_report(
     out = Path(run_dir) / "report.html"
     out.write_text(report_html(run_dir, max_steps, figures), encoding="utf-8")
     return out
-
-# %% ../nbs/08b_report.ipynb #56fce1cc
-def write_demo_run(
-    run_dir: str | Path,  # created if missing
-    steps: int = 30,
-    n_rollouts: int = 8,  # rollouts per step
-    seed: int = 0,
-) -> Path:
-    "Fill `run_dir` with the logs, config and results of a made-up calculator run (for demos and tests)."
-    run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "metrics.jsonl", "w") as fm, open(run_dir / "rollouts.jsonl", "w") as fr:
-        for s in range(steps):
-            m, rs = demo_logs(s, n_rollouts, seed)
-            fm.write(json.dumps(m) + "\n"); fr.writelines(json.dumps(r) + "\n" for r in rs)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump({
-        "experiment_name": "demo-calculator", "model": {"name_or_path": "retrain/tiny-calculator-agent"},
-        "algorithm": {"hyperparameters": {"learning_rate": 1e-4, "num_generations": 8, "max_steps": steps}},
-        "environment": {"tools": ["calculator"]}, "seed": seed}))
-    (run_dir / "results.json").write_text(json.dumps({"success_before": 0.0, "success_after": 0.97, "wall_seconds": 61.5}))
-    return run_dir

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property, reduce
 from typing import Any, Literal
 
+from fastcore.basics import patch
 import numpy as np
 
 from .config_models import RewardFunctionConfig, RewardSetupConfig
@@ -374,34 +375,38 @@ class RewardCalculator:
     def __repr__(self) -> str:
         return f"RewardCalculator(step={self.step_names}, rollout={[n for n in self.component_names if n not in self.step_names]})"
 
-    async def score(self, rollouts: list[RawRolloutData]) -> list[ProcessedTrajectory]:
-        "Score `rollouts`: verifiers first, then every reward function, async ones concurrently."
-        rollouts, comps, n = list(rollouts), self._components, len(rollouts)
-        vcalls = _Calls()
-        for v, spec in self._verifiers.items():
-            for i, r in enumerate(rollouts): vcalls.add(spec.fn, (r,), spec.kwargs(r.row), (f"verifier {v!r}", i, r))
-        flat = [_as_bool(x, w) for x, w in zip(await vcalls.results(), vcalls.whats)]
-        passed = {v: flat[j * n:(j + 1) * n] for j, v in enumerate(self._verifiers)}
-        gates = [[all(passed[v][i] for v in c.cfg.verifiers) for i in range(n)] for c in comps]
-        calls = _Calls()
-        readers = [_schedule(c, rollouts, g, calls) for c, g in zip(comps, gates)]
-        vals = await calls.results()
-        values = [read(vals) for read in readers]
-        weights, out = self.weights, []
-        for i, r in enumerate(rollouts):
-            rewards, steps = {}, {}
-            for c, vals, gate in zip(comps, values, gates):
-                if c.step: steps[c.name] = vals[i]
-                rewards[c.name] = (_nanmean(vals[i]) if gate[i] else c.cfg.verifier_penalty) if c.step else vals[i]
-            turn_rewards = [_nansum(weights[k] * v[t] for k, v in steps.items()) for t in range(len(r.turns))] if steps else []
-            out.append(ProcessedTrajectory(
-                raw=r, total_reward=_nansum(weights[k] * v for k, v in rewards.items()), rewards=rewards, weights=dict(weights),
-                turn_rewards=turn_rewards, step_rewards=steps,
-                verifier_outcomes={f"{c.name}/{v}": passed[v][i] for c in comps for v in c.cfg.verifiers}))
-        return out
 
-    def score_sync(self, rollouts: list[RawRolloutData]) -> list[ProcessedTrajectory]:
-        "`score` from synchronous code; inside a running event loop (Jupyter) it runs on a worker thread."
-        try: asyncio.get_running_loop()
-        except RuntimeError: return asyncio.run(self.score(rollouts))
-        with ThreadPoolExecutor(1) as ex: return ex.submit(asyncio.run, self.score(rollouts)).result()
+# %% ../nbs/05_rewards.ipynb #507f7c5b
+@patch
+async def score(self: RewardCalculator, rollouts: list[RawRolloutData]) -> list[ProcessedTrajectory]:
+    "Score `rollouts`: verifiers first, then every reward function, async ones concurrently."
+    rollouts, comps, n = list(rollouts), self._components, len(rollouts)
+    vcalls = _Calls()
+    for v, spec in self._verifiers.items():
+        for i, r in enumerate(rollouts): vcalls.add(spec.fn, (r,), spec.kwargs(r.row), (f"verifier {v!r}", i, r))
+    flat = [_as_bool(x, w) for x, w in zip(await vcalls.results(), vcalls.whats)]
+    passed = {v: flat[j * n:(j + 1) * n] for j, v in enumerate(self._verifiers)}
+    gates = [[all(passed[v][i] for v in c.cfg.verifiers) for i in range(n)] for c in comps]
+    calls = _Calls()
+    readers = [_schedule(c, rollouts, g, calls) for c, g in zip(comps, gates)]
+    vals = await calls.results()
+    values = [read(vals) for read in readers]
+    weights, out = self.weights, []
+    for i, r in enumerate(rollouts):
+        rewards, steps = {}, {}
+        for c, vals, gate in zip(comps, values, gates):
+            if c.step: steps[c.name] = vals[i]
+            rewards[c.name] = (_nanmean(vals[i]) if gate[i] else c.cfg.verifier_penalty) if c.step else vals[i]
+        turn_rewards = [_nansum(weights[k] * v[t] for k, v in steps.items()) for t in range(len(r.turns))] if steps else []
+        out.append(ProcessedTrajectory(
+            raw=r, total_reward=_nansum(weights[k] * v for k, v in rewards.items()), rewards=rewards, weights=dict(weights),
+            turn_rewards=turn_rewards, step_rewards=steps,
+            verifier_outcomes={f"{c.name}/{v}": passed[v][i] for c in comps for v in c.cfg.verifiers}))
+    return out
+
+@patch
+def score_sync(self: RewardCalculator, rollouts: list[RawRolloutData]) -> list[ProcessedTrajectory]:
+    "`score` from synchronous code; inside a running event loop (Jupyter) it runs on a worker thread."
+    try: asyncio.get_running_loop()
+    except RuntimeError: return asyncio.run(self.score(rollouts))
+    with ThreadPoolExecutor(1) as ex: return ex.submit(asyncio.run, self.score(rollouts)).result()

@@ -12,6 +12,7 @@ import os
 import random
 import resource
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +22,18 @@ import transformers
 
 from .config_models import TrainingConfig
 from .env import SmolAgentEnv
-from .models import load_model, load_tokenizer
+from .models import load_model, load_tokenizer, lora_config
 from .prompts import load_rows
 from .render import MetricLog, iter_jsonl
 from .report import report_figures, write_report
 from .rewards import RewardCalculator
 from .trainer import CHECKPOINT_DONE, GRPOTrainer, grpo_config
 from .types import Row
-from . import tiny_agent  # noqa: F401  (registers the embedded 'retrain/tiny-calculator-agent')
 
-log = logging.getLogger("retrain")
+_log = logging.getLogger("retrain")
 
 # %% auto #0
-__all__ = ['log', 'latest_checkpoint', 'rollback_logs', 'RunLogger', 'ProgressBar', 'evaluate', 'SetupError', 'run']
+__all__ = ['latest_checkpoint', 'rollback_logs', 'RunLogger', 'ProgressBar', 'evaluate', 'SetupError', 'run']
 
 # %% ../nbs/10_run.ipynb #5e093f28
 def latest_checkpoint(ckpt_dir: str | Path) -> Path | None:
@@ -126,9 +126,9 @@ def _in_notebook() -> bool:
     except ImportError: return False
 
 def _metric_log(history: list[dict]) -> MetricLog:
-    log = MetricLog()
-    for m in history: log.add(m["step"], m)
-    return log
+    ml = MetricLog()
+    for m in history: ml.add(m["step"], m)
+    return ml
 
 def _holds_run(run_dir: Path) -> bool:
     "Whether a run already trained (or started training) here."
@@ -136,12 +136,64 @@ def _holds_run(run_dir: Path) -> bool:
 
 def _peak_rss_mb() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-def _lora(cfg: TrainingConfig):
-    if cfg.model.peft_config is None: return None
-    from peft import LoraConfig
-    return LoraConfig(**{"task_type": "CAUSAL_LM", "target_modules": "all-linear", **cfg.model.peft_config})
 
 # %% ../nbs/10_run.ipynb #30ab84a3
+@dataclass
+class _Parts:
+    "What a run trains with, built from its config before anything is written."
+    tokenizer: Any
+    model: Any
+    args: Any  # the trl.GRPOConfig
+    env: SmolAgentEnv
+    rewards: RewardCalculator
+    rows: list[Row]
+    eval_rows: list[Row]
+    eval_kw: dict[str, Any]
+
+def _build(cfg: TrainingConfig, ckpt_dir: Path) -> _Parts:
+    "Load the model and tokenizer and build the environment, rewards, prompt rows and GRPO settings."
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_model(cfg.model.model_copy(update={"peft_config": None}))  # TRL applies the adapters
+    args = grpo_config(cfg, str(ckpt_dir))
+    env_cfg = cfg.environment
+    if env_cfg.max_total_tokens is None: env_cfg = env_cfg.model_copy(update={"max_total_tokens": args.max_completion_length})
+    rows = load_rows(cfg.prompt_source, seed=cfg.seed)
+    per_step = args.generation_batch_size // args.num_generations
+    if len(rows) < per_step:
+        raise SetupError(f"prompt_source has {len(rows)} rows but each step samples {per_step} prompts "
+                         f"(generation batch {args.generation_batch_size} / num_generations {args.num_generations}): "
+                         "add prompts or lower algorithm.hyperparameters.per_device_train_batch_size")
+    ev = cfg.evaluation
+    return _Parts(tokenizer, model, args, SmolAgentEnv.from_config(env_cfg, tokenizer), RewardCalculator.from_config(cfg.reward_setup),
+                  rows, load_rows(ev.prompt_source, seed=cfg.seed) if ev else [],
+                  dict(success_reward=ev.success_reward, threshold=ev.success_threshold, batch_size=ev.batch_size) if ev else {})
+
+# %% ../nbs/10_run.ipynb #ea84999f
+def _watchers(run_dir: Path, logger: RunLogger, max_steps: int, start: int, dashboard: bool | None, progress: bool | None):
+    "The step sinks of a run (its logger, the dashboard in a notebook, a progress bar in a terminal) and the bar."
+    sinks: list = [logger]
+    if dashboard if dashboard is not None else _in_notebook():
+        from retrain.widgets import TrainingDashboard
+        from IPython.display import display
+        dash = TrainingDashboard.from_run_dir(run_dir) if logger.history else TrainingDashboard()
+        display(dash)
+        sinks.append(dash)
+    bar = None
+    if progress if progress is not None else not _in_notebook():
+        bar = ProgressBar(max(max_steps, 0), initial=start)
+        sinks.append(bar)
+    return sinks, bar
+
+# %% ../nbs/10_run.ipynb #9a2b0ef3
+def _write_results(run_dir: Path, results: dict[str, Any], history: list[dict]) -> dict[str, Any]:
+    "Write `results.json`, the report and the reward curve of a finished run; the results with the report's path."
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    figures = dict(report_figures(_metric_log(history)))  # rendered once, for the report and the PNG
+    results["report"] = str(write_report(run_dir, figures=list(figures.items())))
+    if "Reward" in figures: (run_dir / "reward_curve.png").write_bytes(figures["Reward"])
+    return results
+
+# %% ../nbs/10_run.ipynb #af5bafb7
 async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or a validated `TrainingConfig`
               *, resume: bool = False,  # continue from the latest complete checkpoint in the run directory
               dashboard: bool | None = None,  # show the live dashboard (default: inside a notebook kernel)
@@ -159,69 +211,39 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
     if _holds_run(run_dir) and not resume:
         raise FileExistsError(f"run directory {run_dir} already holds a run: resume it (resume=True, `retrain run --resume`), "
                               "or choose another experiment_name / output_dir")
-
-    tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model.model_copy(update={"peft_config": None}))
-    args = grpo_config(cfg, str(ckpt_dir))
-    env_cfg = cfg.environment
-    if env_cfg.max_total_tokens is None: env_cfg = env_cfg.model_copy(update={"max_total_tokens": args.max_completion_length})
-    env = SmolAgentEnv.from_config(env_cfg, tokenizer)
-    rewards = RewardCalculator.from_config(cfg.reward_setup)
-    rows = load_rows(cfg.prompt_source, seed=cfg.seed)
-    per_step = args.generation_batch_size // args.num_generations
-    if len(rows) < per_step:
-        raise SetupError(f"prompt_source has {len(rows)} rows but each step samples {per_step} prompts "
-                         f"(generation batch {args.generation_batch_size} / num_generations {args.num_generations}): "
-                         "add prompts or lower algorithm.hyperparameters.per_device_train_batch_size")
-    ev = cfg.evaluation
-    eval_rows = load_rows(ev.prompt_source, seed=cfg.seed) if ev else []
-    eval_kw = dict(success_reward=ev.success_reward, threshold=ev.success_threshold, batch_size=ev.batch_size) if ev else {}
+    p = _build(cfg, ckpt_dir)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = latest_checkpoint(ckpt_dir) if resume else None
+    start = int(ckpt.name.split("-")[-1]) if ckpt else 0
     prior = json.loads((run_dir / "results.json").read_text()) if resume and (run_dir / "results.json").exists() else {}
-    rollback_logs(run_dir, int(ckpt.name.split("-")[-1]) if ckpt else 0)
+    rollback_logs(run_dir, start)
     cfg.to_yaml(run_dir / "config.yaml")
-
     results: dict[str, Any] = {"run_dir": str(run_dir), "experiment_name": cfg.experiment_name, "seed": cfg.seed}
+    ev = cfg.evaluation
     if ev and ev.before:
         if "eval_before" in prior: results["eval_before"] = prior["eval_before"]
         else:
-            log.info("evaluating before training on %d held-out rows", len(eval_rows))
-            results["eval_before"] = await asyncio.to_thread(evaluate, env, rewards, model, eval_rows, **eval_kw)
+            _log.info("evaluating before training on %d held-out rows", len(p.eval_rows))
+            results["eval_before"] = await asyncio.to_thread(evaluate, p.env, p.rewards, p.model, p.eval_rows, **p.eval_kw)
         (run_dir / "results.json").write_text(json.dumps({**prior, **results}, indent=2))
 
     logger = RunLogger(run_dir)
-    sinks: list = [logger]
-    dash = None
-    if dashboard if dashboard is not None else _in_notebook():
-        from retrain.widgets import TrainingDashboard
-        from IPython.display import display
-        dash = TrainingDashboard.from_run_dir(run_dir) if logger.history else TrainingDashboard()
-        display(dash)
-        sinks.append(dash)
-    bar = None
-    if progress if progress is not None else not _in_notebook():
-        bar = ProgressBar(args.max_steps if args.max_steps > 0 else 0, initial=int(ckpt.name.split("-")[-1]) if ckpt else 0)
-        sinks.append(bar)
-    trainer = GRPOTrainer(model, env, rewards, rows, args, processing_class=tokenizer, peft_config=_lora(cfg), sinks=sinks)
-    try:
-        await asyncio.to_thread(trainer.train, resume_from_checkpoint=str(ckpt) if ckpt else None)
+    sinks, bar = _watchers(run_dir, logger, p.args.max_steps, start, dashboard, progress)
+    peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
+    trainer = GRPOTrainer(p.model, p.env, p.rewards, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks)
+    try: await asyncio.to_thread(trainer.train, resume_from_checkpoint=str(ckpt) if ckpt else None)
     finally:
         if bar: bar.close()
-    trainer.save_model(str(run_dir / "final")); tokenizer.save_pretrained(run_dir / "final")
+    trainer.save_model(str(run_dir / "final")); p.tokenizer.save_pretrained(run_dir / "final")
 
-    policy = trainer.accelerator.unwrap_model(trainer.model)
     if ev and ev.after:
-        log.info("evaluating after training on %d held-out rows", len(eval_rows))
-        results["eval_after"] = await asyncio.to_thread(evaluate, env, rewards, policy, eval_rows, **eval_kw)
+        _log.info("evaluating after training on %d held-out rows", len(p.eval_rows))
+        policy = trainer.accelerator.unwrap_model(trainer.model)
+        results["eval_after"] = await asyncio.to_thread(evaluate, p.env, p.rewards, policy, p.eval_rows, **p.eval_kw)
     if "eval_before" in results: results["success_before"] = results["eval_before"]["success_rate"]
     if "eval_after" in results: results["success_after"] = results["eval_after"]["success_rate"]
     results.update(final_metrics=logger.history[-1] if logger.history else {}, global_step=trainer.state.global_step,
                    wall_seconds=round(time.perf_counter() - t_start + prior.get("wall_seconds", 0.0), 2),
                    peak_rss_mb=round(_peak_rss_mb(), 1), mask_check_failures=trainer.mask_check_failures)
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    figures = report_figures(_metric_log(logger.history))  # rendered once, for the report and the PNG
-    results["report"] = str(write_report(run_dir, figures=figures))
-    if "Reward" in dict(figures): (run_dir / "reward_curve.png").write_bytes(dict(figures)["Reward"])
-    return results
+    return _write_results(run_dir, results, logger.history)

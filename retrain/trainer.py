@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import torch
 from datasets import Dataset
+from fastcore.basics import patch
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 from trl import GRPOConfig
 from trl import GRPOTrainer as _TRLGRPOTrainer
@@ -21,14 +22,14 @@ from trl.trainer.utils import RepeatSampler
 from .config_models import ConfigError, TrainingConfig
 from .env import SmolAgentEnv
 from .rewards import RewardCalculator
-from .trajectory import token_advantages
-from .types import ActionKind, ProcessedTrajectory, RawRolloutData, Row, Termination, _jsonable
+from .advantages import token_advantages
+from .types import ActionKind, ProcessedTrajectory, RawRolloutData, Row, Termination, jsonable
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # `rollout_func` is how retrain plugs in, by design
 
 # %% auto #0
-__all__ = ['log', 'CHECKPOINT_DONE', 'grpo_config', 'rollout_metrics', 'rollout_record', 'StepSink', 'GRPOTrainer']
+__all__ = ['CHECKPOINT_DONE', 'grpo_config', 'rollout_metrics', 'rollout_record', 'StepSink', 'GRPOTrainer']
 
 # %% ../nbs/08_trainer.ipynb #3351eff7
 _OWNED = {"reward_weights": "reward weights come from reward_setup (each function's `weight`)",
@@ -81,7 +82,7 @@ def rollout_record(traj: ProcessedTrajectory, tokenizer, *, step: int, index: in
             segments.append({"text": tokenizer.decode(raw.completion_ids[start:i]), "trained": bool(raw.env_mask[start]), "turn": turn})
             start = i
     turns = [{"index": t.index, "text": t.text, "action": t.action.value, "completion_start": t.completion_start,
-              "tool_call": None if t.tool_call is None else {"name": t.tool_call.name, "arguments": _jsonable(t.tool_call.arguments)},
+              "tool_call": None if t.tool_call is None else {"name": t.tool_call.name, "arguments": jsonable(t.tool_call.arguments)},
               "tool_result": t.tool_result, "final_answer": t.final_answer, "parse_error": t.parse_error,
               "tool_error": t.tool_error, "invalid_arguments": t.invalid_arguments, "timed_out": t.timed_out,
               "error_message": t.error_message, "generation_seconds": t.generation_seconds, "tool_seconds": t.tool_seconds}
@@ -90,7 +91,7 @@ def rollout_record(traj: ProcessedTrajectory, tokenizer, *, step: int, index: in
             "rewards": dict(traj.rewards), "weights": dict(traj.weights), "turn_rewards": list(traj.turn_rewards),
             "step_rewards": {k: list(v) for k, v in traj.step_rewards.items()}, "verifier_outcomes": dict(traj.verifier_outcomes),
             "termination": raw.termination.value if raw.termination else None, "final_answer": raw.final_answer,
-            "row": _jsonable(raw.row), "prompt_text": tokenizer.decode(raw.prompt_ids), "messages": _jsonable(raw.messages),
+            "row": jsonable(raw.row), "prompt_text": tokenizer.decode(raw.prompt_ids), "messages": jsonable(raw.messages),
             "segments": segments, "turns": turns}
 
 # %% ../nbs/08_trainer.ipynb #ba813c1b
@@ -152,6 +153,7 @@ def _prompt_text(row: Row) -> str:
     return p if isinstance(p, str) else str(next((m["content"] for m in reversed(p) if m.get("role") == "user"), p))
 
 # %% ../nbs/08_trainer.ipynb #80eed219
+@patch
 def _generate_and_score_completions(self: GRPOTrainer, inputs):
     self._inputs = inputs
     out = _TRLGRPOTrainer._generate_and_score_completions(self, inputs)
@@ -163,6 +165,9 @@ def _generate_and_score_completions(self: GRPOTrainer, inputs):
         out["advantages"] = adv.padded(out["completion_ids"].shape[1]).to(out["advantages"].device)
     return out
 
+
+# %% ../nbs/08_trainer.ipynb #7311290f
+@patch
 def _rollout(self: GRPOTrainer, prompts: list, trainer=None) -> dict[str, list]:
     rows = [self.rows[int(x["row_index"])] for x in self._inputs]
     model = self.accelerator.unwrap_model(self.model)
@@ -175,7 +180,7 @@ def _rollout(self: GRPOTrainer, prompts: list, trainer=None) -> dict[str, list]:
         chk = self.env.check(rollouts[0])
         if not chk.ok:
             self.mask_check_failures += 1
-            (log.warning if self.mask_check_failures == 1 else log.debug)(
+            (_log.warning if self.mask_check_failures == 1 else _log.debug)(
                 "mask check failed on a rollout (counted in mask_check/failures; later failures are logged at DEBUG): %s",
                 "; ".join(chk.problems))
         self._metrics[mode]["mask_check/failures"].append(float(not chk.ok))
@@ -186,29 +191,25 @@ def _rollout(self: GRPOTrainer, prompts: list, trainer=None) -> dict[str, list]:
     return {"prompt_ids": [r.prompt_ids for r in rollouts], "completion_ids": [r.completion_ids for r in rollouts],
             "logprobs": [r.logprobs for r in rollouts], "env_mask": [r.env_mask for r in rollouts]}
 
-GRPOTrainer._generate_and_score_completions = _generate_and_score_completions
-GRPOTrainer._rollout = _rollout
-
 # %% ../nbs/08_trainer.ipynb #7e8badaf
 CHECKPOINT_DONE = "retrain_checkpoint_complete"
 
+@patch
 def _save_checkpoint(self: GRPOTrainer, model, trial):
-    import os
     _TRLGRPOTrainer._save_checkpoint(self, model, trial)
     ckpt = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}")
     if self.args.should_save and os.path.isdir(ckpt):
         with open(os.path.join(ckpt, CHECKPOINT_DONE), "w") as f: f.write(str(self.state.global_step)); f.flush(); os.fsync(f.fileno())
 
-GRPOTrainer._save_checkpoint = _save_checkpoint
 
+# %% ../nbs/08_trainer.ipynb #502c63e3
 class _EpochRepeatSampler(RepeatSampler):
     "TRL's `RepeatSampler`, shuffled by (seed, epoch) alone: a run resumed at an epoch boundary sees the same order."
     def set_epoch(self, epoch: int):  # called by the data loader before each epoch
         if self.shuffle and self.seed is not None: self.generator.manual_seed(self.seed + epoch)
 
+@patch
 def _get_train_sampler(self: GRPOTrainer, dataset=None):
     sampler = _TRLGRPOTrainer._get_train_sampler(self, dataset)
     if type(sampler) is RepeatSampler: sampler.__class__ = _EpochRepeatSampler  # TRL builds it; only its shuffle changes
     return sampler
-
-GRPOTrainer._get_train_sampler = _get_train_sampler

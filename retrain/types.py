@@ -118,13 +118,13 @@ class RawRolloutData:
 
     def to_dict(self) -> dict[str, Any]:
         "A JSON-serialisable dict (enums as strings)."
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
 # %% ../nbs/00_types.ipynb #0a7c60f1
-def _jsonable(x):
+def jsonable(x):
     if isinstance(x, Enum): return x.value
-    if isinstance(x, dict): return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)): return [_jsonable(v) for v in x]
+    if isinstance(x, dict): return {k: jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return [jsonable(v) for v in x]
     return x
 
 # %% ../nbs/00_types.ipynb #21aa2dd7
@@ -150,4 +150,4 @@ class ProcessedTrajectory:
 
     def to_dict(self) -> dict[str, Any]:
         "A JSON-serialisable dict."
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))

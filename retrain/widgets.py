@@ -14,10 +14,10 @@ from time import perf_counter
 from typing import Any
 
 import ipywidgets as W
+from fastcore.basics import patch
 
 from .render import (HEALTH_PANELS, REWARD_PANELS, ROLLOUT_CSS, CurveFigure, MetricLog, Panel, best_worst, iter_jsonl,
                             other_keys, rollout_html, run_logs)
-from .report import write_report  # noqa: F401  (re-exported: the run and the CLI write reports from here)
 
 # %% auto #0
 __all__ = ['TrainingDashboard']
@@ -65,174 +65,191 @@ class TrainingDashboard:
         self.best_button.on_click(lambda b: self.show(best=True))
         self.worst_button.on_click(lambda b: self.show(best=False))
 
-    # --- feeding -------------------------------------------------------------------------------------------
-    def on_step(self,
-                step: int,  # the training step just finished
-                metrics: dict[str, Any],  # its `metrics.jsonl` record
-                rollouts: list[dict],  # its `rollouts.jsonl` records
-                ):
-        "Store one step's metrics and rollouts; every `every` calls, update the dashboard."
-        t0 = perf_counter()
-        self.log.add(step, metrics or {})
-        if rollouts: self._store(step, rollouts)
-        self.step, self._pending = step, self._pending + 1
-        if self._pending >= self.every or not self._refreshed:
-            self._update()
-            self._render(force=self.max_overhead is None)
-        self.seconds += perf_counter() - t0
 
-    def _store(self, step: int, rollouts: list[dict]):
-        rs, cap = self.rollouts.get(step, []) + list(rollouts), self.max_rollouts_per_step
-        if len(rs) > cap:
-            keep = set(best_worst(rs))
-            keep |= set([i for i in range(len(rs)) if i not in keep][:cap - len(keep)])
-            rs = [rs[i] for i in sorted(keep)]
-        self.rollouts[step] = rs
-        if len(self.rollouts) > self.max_steps_kept:
-            for s in list(self.rollouts)[1:-1:2]: del self.rollouts[s]
+# %% ../nbs/09_widgets.ipynb #b9a450ee
+@patch
+def on_step(self: TrainingDashboard,
+            step: int,  # the training step just finished
+            metrics: dict[str, Any],  # its `metrics.jsonl` record
+            rollouts: list[dict],  # its `rollouts.jsonl` records
+            ):
+    "Store one step's metrics and rollouts; every `every` calls, update the dashboard."
+    t0 = perf_counter()
+    self.log.add(step, metrics or {})
+    if rollouts: self._store(step, rollouts)
+    self.step, self._pending = step, self._pending + 1
+    if self._pending >= self.every or not self._refreshed:
+        self._update()
+        self._render(force=self.max_overhead is None)
+    self.seconds += perf_counter() - t0
 
-    # --- updating ------------------------------------------------------------------------------------------
-    def _update(self):
-        self._pending, self._refreshed = 0, True
-        keys = self.log.keys()
-        if keys and tuple(keys) != tuple(self.metric_selector.options):
-            cur = self.metric_selector.value
-            self._quiet = True
-            self.metric_selector.options = keys
-            others = other_keys(keys)
-            self.metric_selector.value = cur if cur in keys else "loss" if "loss" in keys else (others or keys)[0]
-            self._quiet = False
-        self._dirty |= set(self._figs)
-        self._sync_browser()
-        self._header()
+@patch
+def _store(self: TrainingDashboard, step: int, rollouts: list[dict]):
+    rs, cap = self.rollouts.get(step, []) + list(rollouts), self.max_rollouts_per_step
+    if len(rs) > cap:
+        keep = set(best_worst(rs))
+        keep |= set([i for i in range(len(rs)) if i not in keep][:cap - len(keep)])
+        rs = [rs[i] for i in sorted(keep)]
+    self.rollouts[step] = rs
+    if len(self.rollouts) > self.max_steps_kept:
+        for s in list(self.rollouts)[1:-1:2]: del self.rollouts[s]
 
-    def _render(self, force: bool = False):
-        "Update and render figures behind the log: all when `force`, else the longest-waiting one if the budget allows."
-        stale = sorted(self._dirty, key=self.drawn_at.get)
-        if not force:
-            if not stale: return
-            # wait until this figure's last cost (or the dearest seen) is within budget of the time since the last render
-            est = self.render_cost.get(stale[0], max(self.render_cost.values(), default=0.0))
-            if perf_counter() < self._last_render + est / self.max_overhead: return
-            stale = stale[:1]
-        for n in stale:
-            t = perf_counter()
-            self._figs[n].update(self.log)
-            self.images[n].value = self._figs[n].png()
-            self._dirty.discard(n)
-            self.drawn_at[n] = self._last_render = now = perf_counter()
-            self.render_cost[n] = now - t
-            self.render_seconds += now - t
-            self.renders += 1
-        if stale: self._header()
-
-    def refresh(self):
-        "Bring every figure, the header and the browser up to date now."
-        if self._pending or not self._refreshed: self._update()
-        self._render(force=True)
-
-    def _header(self):
-        L, parts = self.log.last, [f"<b>step {html.escape(str(self.step))}</b>"]
-        if "reward" in self.log: parts.append(f"reward <b>{L('reward'):.3f}</b>" + (f" ± {L('reward_std'):.3f}" if "reward_std" in self.log else ""))
-        for k, name in (("tool_call_rate", "tool calls"), ("tool_error_rate", "tool errors"), ("parse_error_rate", "parse errors")):
-            if k in self.log: parts.append(f"{name} {100 * L(k):.0f}%")
-        if "mean_turns" in self.log: parts.append(f"turns {L('mean_turns'):.2f}")
-        if "step_seconds" in self.log: parts.append(f"{L('step_seconds'):.2f} s/step")
-        stale = [n for n in self._figs if n in self._dirty]
-        if stale: parts.append(f'<span style="color:#6e7781">figures redraw every few seconds (waiting: {", ".join(stale)})</span>')
-        self.header.value = " · ".join(parts)
-
-    # --- the rollout browser -------------------------------------------------------------------------------
-    def _sync_browser(self):
-        steps = list(self.rollouts)
-        if not steps: return
-        cur = self.step_selector.value
-        target = steps[-1] if self.follow.value or cur not in self.rollouts else cur
+@patch
+def _update(self: TrainingDashboard):
+    self._pending, self._refreshed = 0, True
+    keys = self.log.keys()
+    if keys and tuple(keys) != tuple(self.metric_selector.options):
+        cur = self.metric_selector.value
         self._quiet = True
-        with self.step_selector.hold_sync():  # one message to the front end, not one per trait
-            if [v for _, v in self.step_selector.options] != steps: self.step_selector.options = [(f"step {s}", s) for s in steps]
-            self.step_selector.value = target
+        self.metric_selector.options = keys
+        others = other_keys(keys)
+        self.metric_selector.value = cur if cur in keys else "loss" if "loss" in keys else (others or keys)[0]
         self._quiet = False
-        if target != cur or self.follow.value: self._show_step(target)
+    self._dirty |= set(self._figs)
+    self._sync_browser()
+    self._header()
 
-    def _show_step(self, step: int, pos: int | None = None):
-        rs = self.rollouts.get(step, [])
-        self._quiet = True
-        with self.rollout_selector.hold_sync():
-            self.rollout_selector.options = [(f"#{r.get('index', i)} · reward {_num(r.get('total_reward'))} · "
-                                              f"{r.get('termination', '?')}", i) for i, r in enumerate(rs)]
-            if rs: self.rollout_selector.value = best_worst(rs)[0] if pos is None else pos
-        self._quiet = False
-        self._show_rollout()
+# %% ../nbs/09_widgets.ipynb #47dcbbe2
+@patch
+def _render(self: TrainingDashboard, force: bool = False):
+    "Update and render figures behind the log: all when `force`, else the longest-waiting one if the budget allows."
+    stale = sorted(self._dirty, key=self.drawn_at.get)
+    if not force:
+        if not stale: return
+        # wait until this figure's last cost (or the dearest seen) is within budget of the time since the last render
+        est = self.render_cost.get(stale[0], max(self.render_cost.values(), default=0.0))
+        if perf_counter() < self._last_render + est / self.max_overhead: return
+        stale = stale[:1]
+    for n in stale:
+        t = perf_counter()
+        self._figs[n].update(self.log)
+        self.images[n].value = self._figs[n].png()
+        self._dirty.discard(n)
+        self.drawn_at[n] = self._last_render = now = perf_counter()
+        self.render_cost[n] = now - t
+        self.render_seconds += now - t
+        self.renders += 1
+    if stale: self._header()
 
-    def _show_rollout(self):
-        rs, i = self.rollouts.get(self.step_selector.value) or [], self.rollout_selector.value
-        if not rs or i is None: self.rollout_html.value = "<i>no rollouts logged yet</i>"; return
-        b, w = best_worst(rs)
-        title = "best of the step" if i == b else "worst of the step" if i == w else ""
-        self.rollout_html.value = f"<style>{ROLLOUT_CSS}</style>" + rollout_html(rs[i], title)
+@patch
+def refresh(self: TrainingDashboard):
+    "Bring every figure, the header and the browser up to date now."
+    if self._pending or not self._refreshed: self._update()
+    self._render(force=True)
 
-    @property
-    def current_rollout(self) -> dict | None:
-        "The rollout the browser shows."
-        rs = self.rollouts.get(self.step_selector.value) or []
-        return rs[self.rollout_selector.value] if rs and self.rollout_selector.value is not None else None
+@patch
+def _header(self: TrainingDashboard):
+    L, parts = self.log.last, [f"<b>step {html.escape(str(self.step))}</b>"]
+    if "reward" in self.log: parts.append(f"reward <b>{L('reward'):.3f}</b>" + (f" ± {L('reward_std'):.3f}" if "reward_std" in self.log else ""))
+    for k, name in (("tool_call_rate", "tool calls"), ("tool_error_rate", "tool errors"), ("parse_error_rate", "parse errors")):
+        if k in self.log: parts.append(f"{name} {100 * L(k):.0f}%")
+    if "mean_turns" in self.log: parts.append(f"turns {L('mean_turns'):.2f}")
+    if "step_seconds" in self.log: parts.append(f"{L('step_seconds'):.2f} s/step")
+    stale = [n for n in self._figs if n in self._dirty]
+    if stale: parts.append(f'<span style="color:#6e7781">figures redraw every few seconds (waiting: {", ".join(stale)})</span>')
+    self.header.value = " · ".join(parts)
 
-    def show(self, step: int | None = None, best: bool = True):
-        "Show the best (or worst) rollout of `step` (default: the step shown)."
-        step = self.step_selector.value if step is None else step
-        if step not in self.rollouts: raise KeyError(f"no rollouts kept for step {step}; kept: {list(self.rollouts)}")
-        if step != self.step_selector.value: self.step_selector.value = step
-        b, w = best_worst(self.rollouts[step])
-        self.rollout_selector.value = b if best else w
+# %% ../nbs/09_widgets.ipynb #efaeda3a
+@patch
+def _sync_browser(self: TrainingDashboard):
+    steps = list(self.rollouts)
+    if not steps: return
+    cur = self.step_selector.value
+    target = steps[-1] if self.follow.value or cur not in self.rollouts else cur
+    self._quiet = True
+    with self.step_selector.hold_sync():  # one message to the front end, not one per trait
+        if [v for _, v in self.step_selector.options] != steps: self.step_selector.options = [(f"step {s}", s) for s in steps]
+        self.step_selector.value = target
+    self._quiet = False
+    if target != cur or self.follow.value: self._show_step(target)
 
-    def _on_pick_step(self, change):
-        if self._quiet or change["new"] is None: return
-        if change["new"] != list(self.rollouts)[-1]: self.follow.value = False
-        self._show_step(change["new"])
+@patch
+def _show_step(self: TrainingDashboard, step: int, pos: int | None = None):
+    rs = self.rollouts.get(step, [])
+    self._quiet = True
+    with self.rollout_selector.hold_sync():
+        self.rollout_selector.options = [(f"#{r.get('index', i)} · reward {_num(r.get('total_reward'))} · "
+                                          f"{r.get('termination', '?')}", i) for i, r in enumerate(rs)]
+        if rs: self.rollout_selector.value = best_worst(rs)[0] if pos is None else pos
+    self._quiet = False
+    self._show_rollout()
 
-    def _on_pick_metric(self, change):
-        if self._quiet: return
-        self.metric_figure.reset()
-        self.metric_figure.update(self.log)
-        self.images["metric"].value = self.metric_figure.png()
-        self._dirty.discard("metric")
+@patch
+def _show_rollout(self: TrainingDashboard):
+    rs, i = self.rollouts.get(self.step_selector.value) or [], self.rollout_selector.value
+    if not rs or i is None: self.rollout_html.value = "<i>no rollouts logged yet</i>"; return
+    b, w = best_worst(rs)
+    title = "best of the step" if i == b else "worst of the step" if i == w else ""
+    self.rollout_html.value = f"<style>{ROLLOUT_CSS}</style>" + rollout_html(rs[i], title)
 
-    # --- showing -------------------------------------------------------------------------------------------
-    def display(self):
-        "Show the dashboard in the notebook."
-        from IPython.display import display
-        self.refresh()
-        display(self.widget)
-        self._hook_cell_end()
+@patch(as_prop=True)
+def current_rollout(self: TrainingDashboard) -> dict | None:
+    "The rollout the browser shows."
+    rs = self.rollouts.get(self.step_selector.value) or []
+    return rs[self.rollout_selector.value] if rs and self.rollout_selector.value is not None else None
 
-    def _ipython_display_(self): self.display()
+@patch
+def show(self: TrainingDashboard, step: int | None = None, best: bool = True):
+    "Show the best (or worst) rollout of `step` (default: the step shown)."
+    step = self.step_selector.value if step is None else step
+    if step not in self.rollouts: raise KeyError(f"no rollouts kept for step {step}; kept: {list(self.rollouts)}")
+    if step != self.step_selector.value: self.step_selector.value = step
+    b, w = best_worst(self.rollouts[step])
+    self.rollout_selector.value = b if best else w
 
-    def _hook_cell_end(self):
-        "Inside IPython, render what the budget skipped once the running cell finishes."
-        from IPython import get_ipython
-        ip = get_ipython()
-        if ip is None or self._hooked: return
-        ref = weakref.ref(self)
-        def at_cell_end(*args):
-            d = ref()
-            if d is not None and (d._pending or d._dirty): d.refresh()
-        ip.events.register("post_run_cell", at_cell_end)
-        self._hooked = True
+@patch
+def _on_pick_step(self: TrainingDashboard, change):
+    if self._quiet or change["new"] is None: return
+    if change["new"] != list(self.rollouts)[-1]: self.follow.value = False
+    self._show_step(change["new"])
 
-    @classmethod
-    def from_run_dir(cls, path: str | Path, **kwargs) -> TrainingDashboard:
-        "A dashboard rebuilt from a run directory's `metrics.jsonl` and `rollouts.jsonl`."
-        mp, rp = run_logs(path)
-        dash = cls(**kwargs)
-        if mp.exists():
-            for i, m in enumerate(iter_jsonl(mp)): dash.log.add(m.get("step", i), m); dash.step = m.get("step", i)
-        if rp.exists():
-            group, step = [], None
-            for r in iter_jsonl(rp):
-                if r.get("step") != step and group: dash._store(step, group); group = []
-                step = r.get("step"); group.append(r)
-            if group: dash._store(step, group)
-        if dash.step is None and dash.rollouts: dash.step = list(dash.rollouts)[-1]
-        dash.refresh()
-        return dash
+@patch
+def _on_pick_metric(self: TrainingDashboard, change):
+    if self._quiet: return
+    self.metric_figure.reset()
+    self.metric_figure.update(self.log)
+    self.images["metric"].value = self.metric_figure.png()
+    self._dirty.discard("metric")
+
+# %% ../nbs/09_widgets.ipynb #850942c4
+@patch
+def display(self: TrainingDashboard):
+    "Show the dashboard in the notebook."
+    from IPython.display import display
+    self.refresh()
+    display(self.widget)
+    self._hook_cell_end()
+
+@patch
+def _ipython_display_(self: TrainingDashboard): self.display()
+
+@patch
+def _hook_cell_end(self: TrainingDashboard):
+    "Inside IPython, render what the budget skipped once the running cell finishes."
+    from IPython import get_ipython
+    ip = get_ipython()
+    if ip is None or self._hooked: return
+    ref = weakref.ref(self)
+    def at_cell_end(*args):
+        d = ref()
+        if d is not None and (d._pending or d._dirty): d.refresh()
+    ip.events.register("post_run_cell", at_cell_end)
+    self._hooked = True
+
+# %% ../nbs/09_widgets.ipynb #5a98ab2b
+@patch(cls_method=True)
+def from_run_dir(cls: TrainingDashboard, path: str | Path, **kwargs) -> TrainingDashboard:
+    "A dashboard rebuilt from a run directory's `metrics.jsonl` and `rollouts.jsonl`."
+    mp, rp = run_logs(path)
+    dash = cls(**kwargs)
+    if mp.exists():
+        for i, m in enumerate(iter_jsonl(mp)): dash.log.add(m.get("step", i), m); dash.step = m.get("step", i)
+    if rp.exists():
+        group, step = [], None
+        for r in iter_jsonl(rp):
+            if r.get("step") != step and group: dash._store(step, group); group = []
+            step = r.get("step"); group.append(r)
+        if group: dash._store(step, group)
+    if dash.step is None and dash.rollouts: dash.step = list(dash.rollouts)[-1]
+    dash.refresh()
+    return dash

@@ -1,7 +1,7 @@
 """The embedded calculator agent is warm-started on exactly the tokens the environment produces."""
 
 from retrain.env import SmolAgentEnv
-from retrain.tiny_agent import calculator_messages, calculator_rows, calculator_tokenizer, render_calculator
+from retrain.examples.calculator import calculator_messages, calculator_rows, calculator_tokenizer, render_calculator
 
 def test_env_prompt_and_observation_match_the_warm_start():
     tok = calculator_tokenizer(0, n_texts=50)

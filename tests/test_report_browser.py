@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from retrain.render import best_worst
-from retrain.report import write_demo_run, write_report
+from retrain.report import write_report
+from retrain.testing import write_demo_run
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
