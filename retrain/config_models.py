@@ -131,6 +131,7 @@ class SmolAgentEnvConfig(_Section):
     tool_timeout: float = Field(10.0, gt=0, description="Wall-clock seconds per tool call or code action")
     authorized_imports: list[str] = Field(default_factory=list, description="Modules a code action may import")
     max_observation_tokens: int = Field(256, ge=1, description="Tool output longer than this is truncated")
+    code_state_budget: int = Field(2**20, ge=0, description="Pickled bytes of variables a code action may carry to the episode's next one; larger ones are dropped with a note to the model")
     plain_text_is_final: bool = Field(True, description="A reply with no action is the final answer")
     draft_tokens: int = Field(3, ge=0, description="When few episodes are left, tokens drafted per step from each one's own history and checked in one forward (exact); 0: off")
 
@@ -184,6 +185,7 @@ class RewardSetupConfig(_Section):
     "Step-level and rollout-level reward functions."
     step_reward_configs: dict[str, RewardFunctionConfig] = Field(default_factory=dict, description="Scored per turn")
     rollout_reward_configs: dict[str, RewardFunctionConfig] = Field(default_factory=dict, description="Scored per episode")
+    timeout: float | None = Field(60.0, gt=0, description="Seconds one reward or verifier call may take; a slower call stops the run (None: no limit)")
 
     @model_validator(mode="after")
     def _some_reward(self):

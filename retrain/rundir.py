@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("retrain")
+_log = logging.getLogger("retrain")
 
 # %% auto #0
-__all__ = ['log', 'LOCK_NAME', 'CHECKPOINT_DONE', 'MANIFEST', 'FRESH_OK', 'RunDirError', 'RunDirLocked', 'make_run_dir',
-           'RunLock', 'write_atomic', 'seal_checkpoint', 'CheckpointCheck', 'check_checkpoint', 'complete_checkpoints',
+__all__ = ['LOCK_NAME', 'CHECKPOINT_DONE', 'MANIFEST', 'FRESH_OK', 'RunDirError', 'RunDirLocked', 'make_run_dir', 'RunLock',
+           'write_atomic', 'seal_checkpoint', 'CheckpointCheck', 'check_checkpoint', 'complete_checkpoints',
            'read_results', 'RunDirState', 'inspect_run', 'StartPlan', 'plan_start', 'clear_incomplete']
 
 # %% ../nbs/07c_rundir.ipynb #26f899e1
@@ -85,7 +85,7 @@ class RunLock:
         prev = _holder(fd)
         if prev.get("pid"):
             self.took_over = prev
-            log.info("run directory %s: took over the lock of %s, which ended without releasing it", self.run_dir, _who(prev))
+            _log.info("run directory %s: took over the lock of %s, which ended without releasing it", self.run_dir, _who(prev))
         rec = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}).encode()
         os.ftruncate(fd, 0); os.pwrite(fd, rec, 0); os.fsync(fd)
         self.fd = fd; _HELD[fd] = self.run_dir

@@ -22,12 +22,15 @@ import transformers
 
 from .config_models import TrainingConfig
 from .env import SmolAgentEnv
-from .models import load_model, load_tokenizer, lora_config
+from .models import ModelLoadError, load_model, load_tokenizer, lora_config
 from .prompts import load_rows
 from .render import MetricLog, iter_jsonl
 from .report import report_figures, write_report
-from .rewards import RewardCalculator
-from .trainer import CHECKPOINT_DONE, GRPOTrainer, grpo_config
+from .rewards import RewardCalculator, RewardError
+from .rowcheck import check_rows
+from .rundir import RunLock, clear_incomplete, complete_checkpoints, plan_start, read_results
+from .tools import resolve_tool
+from .trainer import GRPOTrainer, grpo_config
 from .types import Row
 
 _log = logging.getLogger("retrain")
@@ -38,9 +41,8 @@ __all__ = ['latest_checkpoint', 'rollback_logs', 'RunLogger', 'ProgressBar', 'ev
 # %% ../nbs/10_run.ipynb #5e093f28
 def latest_checkpoint(ckpt_dir: str | Path) -> Path | None:
     "The newest complete checkpoint in `ckpt_dir` (incomplete ones are ignored)."
-    ckpt_dir = Path(ckpt_dir)
-    done = [p for p in ckpt_dir.glob("checkpoint-*") if (p / CHECKPOINT_DONE).is_file() and p.name.split("-")[-1].isdigit()]
-    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+    done = complete_checkpoints(ckpt_dir)
+    return done[-1] if done else None
 
 def _read_jsonl(path: Path) -> list[dict]:
     "Complete JSON lines of `path`, or [] (a torn last line is dropped)."
@@ -130,12 +132,36 @@ def _metric_log(history: list[dict]) -> MetricLog:
     for m in history: ml.add(m["step"], m)
     return ml
 
-def _holds_run(run_dir: Path) -> bool:
-    "Whether a run already trained (or started training) here."
-    return (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").is_dir() or (run_dir / "results.json").exists()
+def _first_process() -> bool: return int(os.environ.get("RANK", "0")) == 0
 
 def _peak_rss_mb() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+
+# %% ../nbs/10_run.ipynb #deb5eff2
+def _setup(what: str, build):
+    "Build a piece the config names; any failure is a `SetupError` naming the section (the cause stays chained)."
+    try: return build()
+    except Exception as e:
+        raise SetupError(f"{what}: {e.args[0] if isinstance(e, KeyError) and e.args else e}") from e
+
+def _check_imports(names: list[str]):
+    import importlib.util
+    missing = [n for n in names if n != "*" and importlib.util.find_spec(n.removesuffix(".*").split(".")[0]) is None]
+    if missing: raise SetupError(f"environment.authorized_imports: {', '.join(missing)} not installed; install it or "
+                                 "take it off the list")
+
+def _check_model_dir(name_or_path: str):
+    "A local model folder must hold a saved model (an empty one fails deep inside transformers)."
+    p = Path(name_or_path)
+    if p.is_dir() and not (p / "config.json").is_file():
+        raise ModelLoadError(f"model.name_or_path='{name_or_path}': the folder holds no config.json (empty or incomplete?); "
+                             "point it at a folder written by save_pretrained, or at a model id")
+
+def _restore(trainer: GRPOTrainer, ckpt: Path):
+    "Load a checkpoint's weights and trainer state without training (it already reached max_steps)."
+    from transformers import TrainerState
+    trainer._load_from_checkpoint(str(ckpt))
+    trainer.state = TrainerState.load_from_json(str(ckpt / "trainer_state.json"))
 
 # %% ../nbs/10_run.ipynb #30ab84a3
 @dataclass
@@ -150,22 +176,25 @@ class _Parts:
     eval_rows: list[Row]
     eval_kw: dict[str, Any]
 
-def _build(cfg: TrainingConfig, ckpt_dir: Path) -> _Parts:
-    "Load the model and tokenizer and build the environment, rewards, prompt rows and GRPO settings."
-    tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model.model_copy(update={"peft_config": None}))  # TRL applies the adapters
-    args = grpo_config(cfg, str(ckpt_dir))
-    env_cfg = cfg.environment
-    if env_cfg.max_total_tokens is None: env_cfg = env_cfg.model_copy(update={"max_total_tokens": args.max_completion_length})
-    rows = load_rows(cfg.prompt_source, seed=cfg.seed)
+def _build(cfg: TrainingConfig, args) -> _Parts:
+    "Check rewards, tools and prompt rows, then load the model and tokenizer and build the environment."
+    rewards = _setup("reward_setup", lambda: RewardCalculator.from_config(cfg.reward_setup))
+    _setup("environment.tools", lambda: [resolve_tool(n) for n in cfg.environment.tools])
+    _check_imports(cfg.environment.authorized_imports)
+    _check_model_dir(cfg.model.name_or_path)
+    rows = load_rows(cfg.prompt_source, seed=cfg.seed, check=lambda rs: check_rows(rs, cfg.reward_setup))
     per_step = args.generation_batch_size // args.num_generations
     if len(rows) < per_step:
         raise SetupError(f"prompt_source has {len(rows)} rows but each step samples {per_step} prompts "
                          f"(generation batch {args.generation_batch_size} / num_generations {args.num_generations}): "
                          "add prompts or lower algorithm.hyperparameters.per_device_train_batch_size")
     ev = cfg.evaluation
-    return _Parts(tokenizer, model, args, SmolAgentEnv.from_config(env_cfg, tokenizer), RewardCalculator.from_config(cfg.reward_setup),
-                  rows, load_rows(ev.prompt_source, seed=cfg.seed) if ev else [],
+    eval_rows = load_rows(ev.prompt_source, seed=cfg.seed, check=lambda rs: check_rows(rs, cfg.reward_setup, what="evaluation.prompt_source")) if ev else []
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_model(cfg.model.model_copy(update={"peft_config": None}))  # TRL applies the adapters
+    env_cfg = cfg.environment
+    if env_cfg.max_total_tokens is None: env_cfg = env_cfg.model_copy(update={"max_total_tokens": args.max_completion_length})
+    return _Parts(tokenizer, model, args, SmolAgentEnv.from_config(env_cfg, tokenizer), rewards, rows, eval_rows,
                   dict(success_reward=ev.success_reward, threshold=ev.success_threshold, batch_size=ev.batch_size) if ev else {})
 
 # %% ../nbs/10_run.ipynb #ea84999f
@@ -194,30 +223,17 @@ def _write_results(run_dir: Path, results: dict[str, Any], history: list[dict]) 
     return results
 
 # %% ../nbs/10_run.ipynb #af5bafb7
-async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or a validated `TrainingConfig`
-              *, resume: bool = False,  # continue from the latest complete checkpoint in the run directory
-              dashboard: bool | None = None,  # show the live dashboard (default: inside a notebook kernel)
-              progress: bool | None = None,  # show a terminal progress bar (default: outside notebooks)
-              ) -> dict[str, Any]:
-    "Train an agent as `config` says; returns the run directory, final metrics and evaluation results."
-    t_start = time.perf_counter()
-    transformers.utils.logging.disable_progress_bar()
-    cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
-    logging.getLogger("retrain").setLevel(cfg.logging_level)
-    if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
-    _seed_everything(cfg.seed)
-    run_dir = Path(cfg.output_dir) / cfg.experiment_name
-    ckpt_dir = run_dir / "checkpoints"
-    if _holds_run(run_dir) and not resume:
-        raise FileExistsError(f"run directory {run_dir} already holds a run: resume it (resume=True, `retrain run --resume`), "
-                              "or choose another experiment_name / output_dir")
-    p = _build(cfg, ckpt_dir)
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = latest_checkpoint(ckpt_dir) if resume else None
-    start = int(ckpt.name.split("-")[-1]) if ckpt else 0
-    prior = json.loads((run_dir / "results.json").read_text()) if resume and (run_dir / "results.json").exists() else {}
-    rollback_logs(run_dir, start)
+async def _train(cfg: TrainingConfig, run_dir: Path, resume: bool, fresh_state: bool, dashboard: bool | None,
+                 progress: bool | None, t_start: float) -> dict[str, Any]:
+    "A run, once its directory's lock is held."
+    args = grpo_config(cfg, str(run_dir / "checkpoints"))
+    plan = plan_start(run_dir, resume=resume, max_steps=args.max_steps, fresh_state=fresh_state)
+    if plan.note: _log.warning(plan.note)
+    prior = read_results(run_dir) if resume else {}
+    if plan.finished: return {**prior, "run_dir": str(run_dir), "already_finished": True}
+    p = _build(cfg, args)
+    clear_incomplete(run_dir, plan)
+    rollback_logs(run_dir, plan.step)  # to the step the checkpoint's trainer state holds
     cfg.to_yaml(run_dir / "config.yaml")
     results: dict[str, Any] = {"run_dir": str(run_dir), "experiment_name": cfg.experiment_name, "seed": cfg.seed}
     ev = cfg.evaluation
@@ -229,10 +245,15 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
         (run_dir / "results.json").write_text(json.dumps({**prior, **results}, indent=2))
 
     logger = RunLogger(run_dir)
-    sinks, bar = _watchers(run_dir, logger, p.args.max_steps, start, dashboard, progress)
+    sinks, bar = _watchers(run_dir, logger, p.args.max_steps, plan.step, dashboard, progress)
     peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
     trainer = GRPOTrainer(p.model, p.env, p.rewards, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks)
-    try: await asyncio.to_thread(trainer.train, resume_from_checkpoint=str(ckpt) if ckpt else None)
+    try:
+        if plan.train: await asyncio.to_thread(trainer.train, resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
+        else: _restore(trainer, plan.resume_from)
+    except RewardError as e:  # the run directory stays resumable: the failed step was neither logged nor saved
+        raise RewardError(f"{e}; the run stopped in step {trainer.state.global_step + 1}: fix it, then continue with "
+                          "`retrain run --resume`") from e
     finally:
         if bar: bar.close()
     trainer.save_model(str(run_dir / "final")); p.tokenizer.save_pretrained(run_dir / "final")
@@ -247,3 +268,23 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
                    wall_seconds=round(time.perf_counter() - t_start + prior.get("wall_seconds", 0.0), 2),
                    peak_rss_mb=round(_peak_rss_mb(), 1), mask_check_failures=trainer.mask_check_failures)
     return _write_results(run_dir, results, logger.history)
+
+# %% ../nbs/10_run.ipynb #909e9b65
+async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or a validated `TrainingConfig`
+              *, resume: bool = False,  # continue from the latest complete checkpoint in the run directory
+              fresh_state: bool = False,  # with `resume`: accept a checkpoint whose optimizer/scheduler/RNG state is missing or damaged
+              dashboard: bool | None = None,  # show the live dashboard (default: inside a notebook kernel)
+              progress: bool | None = None,  # show a terminal progress bar (default: outside notebooks)
+              ) -> dict[str, Any]:
+    "Train an agent as `config` says; returns the run directory, final metrics and evaluation results."
+    t_start = time.perf_counter()
+    transformers.utils.logging.disable_progress_bar()
+    cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
+    logging.getLogger("retrain").setLevel(cfg.logging_level)
+    if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
+    _seed_everything(cfg.seed)
+    run_dir = Path(cfg.output_dir) / cfg.experiment_name
+    lock = RunLock(run_dir)
+    if _first_process(): lock.acquire()  # before anything heavy: one process at a time owns a run directory
+    try: return await _train(cfg, run_dir, resume, fresh_state, dashboard, progress, t_start)
+    finally: lock.release()

@@ -22,6 +22,7 @@ from trl.trainer.utils import RepeatSampler
 from .config_models import ConfigError, TrainingConfig
 from .env import SmolAgentEnv
 from .rewards import RewardCalculator
+from .rundir import seal_checkpoint
 from .advantages import token_advantages
 from .types import ActionKind, ProcessedTrajectory, RawRolloutData, Row, Termination, jsonable
 
@@ -29,7 +30,7 @@ _log = logging.getLogger(__name__)
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # `rollout_func` is how retrain plugs in, by design
 
 # %% auto #0
-__all__ = ['CHECKPOINT_DONE', 'grpo_config', 'rollout_metrics', 'rollout_record', 'StepSink', 'GRPOTrainer']
+__all__ = ['grpo_config', 'failing_tools', 'rollout_metrics', 'rollout_record', 'StepSink', 'GRPOTrainer']
 
 # %% ../nbs/08_trainer.ipynb #3351eff7
 _OWNED = {"reward_weights": "reward weights come from reward_setup (each function's `weight`)",
@@ -55,6 +56,16 @@ def grpo_config(cfg: TrainingConfig, output_dir: str) -> GRPOConfig:
     except (ValueError, TypeError) as e: raise ConfigError(f"algorithm.hyperparameters: trl.GRPOConfig rejects them: {e}") from None
 
 # %% ../nbs/08_trainer.ipynb #1d96bb93
+def failing_tools(rollouts: list[RawRolloutData], min_calls: int = 4, rate: float = 0.9) -> dict[str, tuple[int, int, str | None]]:
+    "Tools that failed on at least `rate` of their calls (and at least `min_calls` calls): name -> (failed, calls, first error)."
+    seen: dict[str, list] = {}
+    for t in (t for r in rollouts for t in r.turns if t.action == ActionKind.tool_call and t.tool_call is not None):
+        s = seen.setdefault(t.tool_call.name, [0, 0, None])
+        bad = bool(t.tool_error or t.invalid_arguments or t.timed_out)
+        s[0] += bad; s[1] += 1
+        if bad and s[2] is None: s[2] = t.error_message
+    return {k: (b, n, e) for k, (b, n, e) in seen.items() if n >= min_calls and b >= rate * n}
+
 def rollout_metrics(rollouts: list[RawRolloutData]) -> dict[str, float]:
     "Health figures over a batch of rollouts."
     turns = [t for r in rollouts for t in r.turns]
@@ -130,7 +141,7 @@ class GRPOTrainer(_TRLGRPOTrainer):
         self.env, self.rewards, self.rows, self.sinks = env, rewards, list(train_rows), list(sinks or [])
         self.step_coef, self.mask_check_every = step_coef, mask_check_every
         self._pending_records, self._trajs, self._inputs, self._step_seconds, self._gen_calls = [], [], None, 0.0, 0
-        self.mask_check_failures = 0
+        self.mask_check_failures, self._warned_tools = 0, set()
         names = rewards.component_names
         funcs = [self._component_fn(n) for n in names]
         args.reward_weights = [rewards.weights[n] for n in names]
@@ -176,6 +187,11 @@ def _rollout(self: GRPOTrainer, prompts: list, trainer=None) -> dict[str, list]:
     self._gen_calls += 1
     mode = "train" if self.model.training else "eval"
     for k, v in rollout_metrics(rollouts).items(): self._metrics[mode][k].append(v)
+    for name, (bad, n, err) in failing_tools(rollouts).items():
+        first = name not in self._warned_tools
+        self._warned_tools.add(name)
+        (_log.warning if first else _log.debug)("tool %r failed on %d of %d calls in this step (first error: %s)%s", name, bad, n,
+                                              err, "; later steps like this are logged at DEBUG" if first else "")
     if self.mask_check_every and self._gen_calls % self.mask_check_every == 0:
         chk = self.env.check(rollouts[0])
         if not chk.ok:
@@ -192,14 +208,11 @@ def _rollout(self: GRPOTrainer, prompts: list, trainer=None) -> dict[str, list]:
             "logprobs": [r.logprobs for r in rollouts], "env_mask": [r.env_mask for r in rollouts]}
 
 # %% ../nbs/08_trainer.ipynb #7e8badaf
-CHECKPOINT_DONE = "retrain_checkpoint_complete"
-
 @patch
 def _save_checkpoint(self: GRPOTrainer, model, trial):
     _TRLGRPOTrainer._save_checkpoint(self, model, trial)
     ckpt = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}")
-    if self.args.should_save and os.path.isdir(ckpt):
-        with open(os.path.join(ckpt, CHECKPOINT_DONE), "w") as f: f.write(str(self.state.global_step)); f.flush(); os.fsync(f.fileno())
+    if self.args.should_save and os.path.isdir(ckpt): seal_checkpoint(ckpt, self.state.global_step)  # manifest, then marker
 
 
 # %% ../nbs/08_trainer.ipynb #502c63e3
