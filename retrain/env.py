@@ -164,10 +164,15 @@ def _end_turn(self: SmolAgentEnv, e: _Episode, stop_ids: set[int]):
 @patch
 def _cut(self: SmolAgentEnv, text: str) -> str:
     "Tool output cut to `max_observation_tokens`: by characters first (bounded work, whatever its size), then by tokens."
-    if len(text) * 4 <= self.max_observation_tokens: return text
-    ids = self.renderer.encode(text[:self.max_observation_chars])
-    if len(ids) <= self.max_observation_tokens and len(text) <= self.max_observation_chars: return text
-    return self.tokenizer.decode(ids[:self.max_observation_tokens]) + " …(truncated)"
+    limit = self.max_observation_tokens
+    if len(text) * 4 <= limit: return text
+    n = limit * 4  # a growing prefix is tokenized until it holds more than `limit` tokens (or the whole text)
+    while True:
+        ids = self.renderer.encode(text[:n])
+        if len(ids) > limit + 1 or n >= min(len(text), self.max_observation_chars): break
+        n *= 4
+    if len(ids) <= limit and n >= len(text): return text
+    return self.tokenizer.decode(ids[:limit]) + " …(truncated)"
 
 @patch
 def _record(self: SmolAgentEnv, e: _Episode, out: ToolOutcome) -> Message | None:
