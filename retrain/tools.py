@@ -223,7 +223,7 @@ class ToolRun:
         if self._outcome is None:
             if self.future.done():
                 try: out = self.future.result()
-                except (Exception, SystemExit, concurrent.futures.CancelledError) as e:
+                except (Exception, SystemExit, KeyboardInterrupt, concurrent.futures.CancelledError) as e:
                     self._outcome = _error(self.name, e, self.t0)
                 else: self._outcome = out if isinstance(out, ToolOutcome) else ToolOutcome(
                     str(out), seconds=time.perf_counter() - self.t0)
