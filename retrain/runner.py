@@ -232,7 +232,7 @@ async def _train(cfg: TrainingConfig, run_dir: Path, resume: bool, fresh_state: 
     prior = read_results(run_dir) if resume else {}
     if plan.finished: return {**prior, "run_dir": str(run_dir), "already_finished": True}
     p = _build(cfg, args)
-    clear_incomplete(run_dir, plan)
+    if _first_process(): clear_incomplete(run_dir, plan)  # the process holding the lock tidies
     rollback_logs(run_dir, plan.step)  # to the step the checkpoint's trainer state holds
     cfg.to_yaml(run_dir / "config.yaml")
     results: dict[str, Any] = {"run_dir": str(run_dir), "experiment_name": cfg.experiment_name, "seed": cfg.seed}
