@@ -84,7 +84,16 @@ def _grpo_fields() -> dict[str, Any]:
     return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(GRPOConfig) if f.init}
 
 _RESERVED_HPARAMS = {"output_dir": "set the top-level 'output_dir'", "seed": "set the top-level 'seed'",
-                     "report_to": "set 'algorithm.report_to'"}
+                     "report_to": "set 'algorithm.report_to'",
+                     **{k: f"sampling has one home: set environment.sampling.{k}" for k in ("top_p", "top_k", "min_p", "repetition_penalty")},
+                     "generation_kwargs": "retrain's rollout loop samples, not transformers.generate: set environment.sampling",
+                     "chat_template_kwargs": "set environment.chat_template_kwargs (it reaches the template the environment renders)",
+                     "max_tool_calling_iterations": "set environment.max_turns",
+                     "model_init_kwargs": "retrain loads the model itself: set model.torch_dtype, model.revision, model.trust_remote_code",
+                     "use_transformers_paged": "retrain's rollout loop generates; this transformers.generate option never runs",
+                     "cache_implementation": "retrain's rollout loop keeps its own KV cache; this transformers.generate option never runs",
+                     "use_transformers_continuous_batching": "retrain's rollout loop generates; this transformers option never runs",
+                     "transformers_continuous_batching_config": "retrain's rollout loop generates; this transformers option never runs"}
 
 def _check_hparams(hp: dict[str, Any]) -> dict[str, Any]:
     fields, out = _grpo_fields(), {}
@@ -116,6 +125,7 @@ class SamplingConfig(_Section):
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass")
     top_k: int | None = Field(None, ge=1, description="Keep only the k most likely tokens")
     repetition_penalty: float = Field(1.0, gt=0.0, description="As in `transformers.generate`")
+    min_p: float = Field(0.0, ge=0.0, lt=1.0, description="Drop tokens less likely than `min_p` times the most likely one; 0: off")
 
 # %% ../nbs/01_config.ipynb #489fcf3f
 class SmolAgentEnvConfig(_Section):
@@ -132,7 +142,10 @@ class SmolAgentEnvConfig(_Section):
     authorized_imports: list[str] = Field(default_factory=list, description="Modules a code action may import")
     max_observation_tokens: int = Field(256, ge=1, description="Tool output longer than this is truncated")
     code_state_budget: int = Field(2**20, ge=0, description="Pickled bytes of variables a code action may carry to the episode's next one; larger ones are dropped with a note to the model")
-    plain_text_is_final: bool = Field(True, description="A reply with no action is the final answer")
+    plain_text_is_final: bool | None = Field(None, description="A reply with no action is the final answer; None: yes in native, no in json and code")
+    tool_parser: Literal["auto", "hermes", "llama_json", "mistral"] = Field("auto", description="Native format: how tool calls are written; auto: recognised from the chat template")
+    reasoning_tags: tuple[str, str] | None = Field(("<think>", "</think>"), description="Reasoning block delimiters: removed from answers and parsed text (kept in the trained tokens); None: no reasoning")
+    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra variables for the chat template (e.g. enable_thinking: false)")
     draft_tokens: int = Field(3, ge=0, description="When few episodes are left, tokens drafted per step from each one's own history and checked in one forward (exact); 0: off")
 
 EnvironmentConfig = SmolAgentEnvConfig  # a tagged union once there is a second environment type

@@ -19,7 +19,7 @@ from .chat import ChatRenderer, RolloutCheck, check_rollout
 from .config_models import SamplingConfig, SmolAgentEnvConfig
 from .batch import DecodeBatch
 from .code_actions import start_code_action
-from .parsers import ParsedAction, make_parser
+from .parsers import ParsedAction, Reasoning, make_parser, split_reasoning
 from .tools import ToolOutcome, ToolRun, resolve_tool, start_tool_call, tool_schemas, wait_runs, with_final_answer
 from .types import ActionKind, Message, RawRolloutData, Row, Termination, TokenIds, Turn
 
@@ -69,8 +69,11 @@ class SmolAgentEnv:
         tool_timeout: float = 10.0,  # seconds per tool call or code action
         authorized_imports: list[str] | tuple = (),  # modules code actions may import
         max_observation_tokens: int = 256,  # tool output is cut to this many tokens
-        plain_text_is_final: bool = True,  # native format: a reply without a tool call is the final answer
+        plain_text_is_final: bool | None = None,  # a reply without an action is the final answer; None: in native only
         draft_tokens: int = 3,  # drafted tokens per step when few episodes are left (see `DecodeBatch.speculate`); 0: off
+        tool_parser: str = "auto",  # native: 'hermes', 'llama_json', 'mistral', or 'auto' (recognised from the template)
+        reasoning_tags: tuple[str, str] | None = ("<think>", "</think>"),  # reasoning block, removed from parsed text; None: off
+        chat_template_kwargs: dict | None = None,  # more template variables (e.g. enable_thinking)
         code_state_budget: int = 2**20,  # pickled bytes of variables a code action carries to the episode's next one
     ):
         if max_turns < 1 or max_tokens_per_turn < 1: raise ValueError("max_turns and max_tokens_per_turn must be >= 1")
@@ -78,14 +81,20 @@ class SmolAgentEnv:
         self.tools = with_final_answer([t if isinstance(t, Tool) else resolve_tool(t) for t in tools])
         self.tool_map = {t.name: t for t in self.tools}
         self.format = tool_call_format
-        self.parser = make_parser(tool_call_format, self.tools)
         self.schemas = tool_schemas(self.tools) if tool_call_format == "native" else None
-        self.renderer = ChatRenderer(tokenizer, self.schemas)
+        self.renderer = ChatRenderer(tokenizer, self.schemas, chat_template_kwargs)
+        if tool_call_format == "native": self.renderer.check_tool_support([t.name for t in self.tools])
+        self.parser = make_parser(tool_call_format, self.tools, tool_parser, tokenizer, chat_template_kwargs)
+        self.reasoning_tags = tuple(reasoning_tags) if reasoning_tags else None
+        self.opens_reasoning = bool(self.reasoning_tags) and self.renderer.generation_prompt().rstrip().endswith(self.reasoning_tags[0])
+        close = tokenizer(self.reasoning_tags[1], add_special_tokens=False)["input_ids"] if self.reasoning_tags else []
+        self.reasoning_close_id = close[0] if len(close) == 1 else None
         self.system_prompt = self.parser.default_system_prompt() if system_prompt is None else (system_prompt or None)
         self.max_turns, self.max_tokens_per_turn, self.max_total_tokens = max_turns, max_tokens_per_turn, max_total_tokens
         self.sampling = sampling or SamplingConfig()
         self.tool_timeout, self.authorized_imports = tool_timeout, list(authorized_imports)
-        self.max_observation_tokens, self.plain_text_is_final = max_observation_tokens, plain_text_is_final
+        self.max_observation_tokens = max_observation_tokens
+        self.plain_text_is_final = (tool_call_format == "native") if plain_text_is_final is None else plain_text_is_final
         self.draft_tokens, self.code_state_budget = draft_tokens, code_state_budget
         self.max_observation_chars = max_observation_tokens * OBSERVATION_CHARS_PER_TOKEN
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -98,11 +107,12 @@ class SmolAgentEnv:
                    max_total_tokens=cfg.max_total_tokens, system_prompt=cfg.system_prompt, sampling=cfg.sampling,
                    tool_timeout=cfg.tool_timeout, authorized_imports=cfg.authorized_imports,
                    max_observation_tokens=cfg.max_observation_tokens, plain_text_is_final=cfg.plain_text_is_final,
-                   draft_tokens=cfg.draft_tokens, code_state_budget=cfg.code_state_budget)
+                   draft_tokens=cfg.draft_tokens, tool_parser=cfg.tool_parser, reasoning_tags=cfg.reasoning_tags,
+                   chat_template_kwargs=cfg.chat_template_kwargs, code_state_budget=cfg.code_state_budget)
 
     def check(self, rollout: RawRolloutData, strict: bool = False) -> RolloutCheck:
         "`check_rollout` with this environment's tokenizer and tool schemas."
-        return check_rollout(rollout, self.tokenizer, self.schemas, strict=strict)
+        return check_rollout(rollout, self.tokenizer, self.schemas, strict=strict, template_kwargs=self.renderer.template_kwargs)
 
 # %% ../nbs/04_env.ipynb #ead47be2
 @patch
@@ -120,12 +130,19 @@ def _start_turn(self: SmolAgentEnv, e: _Episode):
     e.turn_limit = self.max_tokens_per_turn if left is None else min(self.max_tokens_per_turn, left)
 
 @patch
-def _assistant_message(self: SmolAgentEnv, body: str, act: ParsedAction) -> Message:
+def _assistant_message(self: SmolAgentEnv, body: str, rs: Reasoning, act: ParsedAction) -> Message:
+    "The reply as a message: in native, its reasoning and text as content, the call as `tool_calls`."
     if self.format == "native" and act.kind in (ActionKind.tool_call, ActionKind.final_answer) and act.tool_call:
-        content = self.parser.pattern.sub("", body, count=1)
+        content = body[:len(body) - len(rs.text)] + (act.content or "")
         return {"role": "assistant", "content": content, "tool_calls": [act.tool_call.to_message()]}
     return {"role": "assistant", "content": body}
 
+@patch
+def _reasoning_tokens(self: SmolAgentEnv, ids: TokenIds, rs: Reasoning) -> int:
+    "Tokens of the reply's reasoning block (through its closing tag)."
+    if rs.reasoning is None: return 0
+    if self.reasoning_close_id in ids: return ids.index(self.reasoning_close_id) + 1
+    return len(self.renderer.encode(rs.reasoning)) if rs.unclosed else len(ids)
 
 # %% ../nbs/04_env.ipynb #fa44ce22
 @patch
@@ -138,11 +155,16 @@ def _end_turn(self: SmolAgentEnv, e: _Episode, stop_ids: set[int]):
     e.data.append(ids, True, lps); e.data.turns.append(turn)
     e.feed, e.turn_ids, e.turn_lps, e.turn_seconds = [], [], [], 0.0
     body = tok.decode(ids[:-1], skip_special_tokens=False) if eos else turn.text
-    act = self.parser.parse(body)
-    turn.action, turn.tool_call = act.kind, act.tool_call
-    e.data.messages.append(self._assistant_message(body, act))
+    rs = split_reasoning(body, self.reasoning_tags, self.opens_reasoning)
+    turn.reasoning_tokens = self._reasoning_tokens(ids, rs)
     out_of_budget = self._budget_left(e) is not None and self._budget_left(e) <= 0
-    if act.kind == ActionKind.text and self.plain_text_is_final and self.format == "native":
+    if not eos:  # cut off: never an action or an answer
+        e.data.messages.append({"role": "assistant", "content": body})
+        return self._finish(e, Termination.truncated_budget if out_of_budget else Termination.truncated_turn)
+    act = ParsedAction(ActionKind.text, content=rs.text) if rs.unclosed else self.parser.parse(rs.text)
+    turn.action, turn.tool_call = act.kind, act.tool_call
+    e.data.messages.append(self._assistant_message(body, rs, act))
+    if act.kind == ActionKind.text and self.plain_text_is_final and not rs.unclosed:
         turn.action = ActionKind.final_answer
     if turn.action == ActionKind.final_answer:
         turn.final_answer = act.final_answer

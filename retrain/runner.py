@@ -22,6 +22,7 @@ import transformers
 
 from .config_models import TrainingConfig
 from .env import SmolAgentEnv
+from .evaluation import evaluate_policy
 from .models import ModelLoadError, load_model, load_tokenizer, lora_config
 from .prompts import load_rows
 from .render import MetricLog, iter_jsonl
@@ -96,21 +97,8 @@ class ProgressBar:
 # %% ../nbs/10_run.ipynb #58d22736
 def evaluate(env: SmolAgentEnv, rewards: RewardCalculator, model, rows: list[Row], *,
              success_reward: str | None = None, threshold: float = 1.0, batch_size: int = 64) -> dict[str, Any]:
-    "Greedy success rate and mean reward over `rows`."
-    name = success_reward or next((n for n in rewards.component_names if n not in rewards.step_names), None)
-    if name is None: raise ValueError("evaluation needs a rollout-level reward (or evaluation.success_reward)")
-    if name not in rewards.component_names: raise ValueError(f"evaluation.success_reward '{name}' is not a reward component {rewards.component_names}")
-    was_training = model.training
-    model.eval()
-    try:
-        trajs = []
-        for i in range(0, len(rows), batch_size):
-            trajs += rewards.score_sync(env.rollout_sync(rows[i:i + batch_size], model, greedy=True))
-    finally:
-        if was_training: model.train()
-    ok = [t.rewards.get(name) is not None and t.rewards[name] >= threshold for t in trajs]
-    return {"success_rate": sum(ok) / len(ok), "mean_reward": float(np.mean([t.total_reward for t in trajs])),
-            "tool_call_rate": float(np.mean([t.raw.num_tool_calls > 0 for t in trajs])), "n": len(trajs)}
+    "Greedy success rate, mean reward, reward components, tool use and terminations over `rows` (`evaluate_policy`'s summary)."
+    return evaluate_policy(env, rewards, model, rows, success_reward=success_reward, threshold=threshold, batch_size=batch_size)[0]
 
 # %% ../nbs/10_run.ipynb #fb1c9713
 class SetupError(ValueError):

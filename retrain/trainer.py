@@ -45,6 +45,10 @@ def grpo_config(cfg: TrainingConfig, output_dir: str) -> GRPOConfig:
     if "temperature" in hp and hp["temperature"] != temp:
         raise ConfigError(f"algorithm.hyperparameters.temperature ({hp['temperature']}) differs from "
                           f"environment.sampling.temperature ({temp}); set only environment.sampling.temperature")
+    if cfg.reward_setup.step_reward_configs and hp.get("multi_objective_aggregation", "sum_then_normalize") != "sum_then_normalize":
+        raise ConfigError("algorithm.hyperparameters.multi_objective_aggregation: with step_reward_configs the per-token "
+                          "advantages come from the summed reward of each rollout and turn (sum_then_normalize); "
+                          "'normalize_then_sum' applies to rollout rewards only: remove it or the step rewards")
     cuda = torch.cuda.is_available()
     defaults = dict(
         bf16=cuda and torch.cuda.is_bf16_supported(), fp16=False, use_cpu=not cuda, activation_checkpointing=False,
@@ -77,7 +81,8 @@ def rollout_metrics(rollouts: list[RawRolloutData]) -> dict[str, float]:
          "parse_error_rate": sum(t.parse_error for t in turns) / max(len(turns), 1),
          "mean_turns": len(turns) / n,
          "tokens/model": float(sum(r.n_model_tokens for r in rollouts)),
-         "tokens/env": float(sum(r.n_env_tokens for r in rollouts))}
+         "tokens/env": float(sum(r.n_env_tokens for r in rollouts)),
+         "reasoning_tokens_per_turn": sum(t.reasoning_tokens for t in turns) / max(len(turns), 1)}
     m.update({f"termination/{t.value}": ends.get(t.value, 0) / n for t in Termination})
     return m
 
@@ -135,13 +140,13 @@ class GRPOTrainer(_TRLGRPOTrainer):
                  *, peft_config=None,  # a `peft.LoraConfig`, or None to train all weights
                  sinks: list[StepSink] | None = None,  # receive every logged step
                  step_coef: float = 1.0,  # scale of step-reward advantages on their turn's tokens
-                 mask_check_every: int = 1,  # run `check_rollout` on one rollout every N generation steps (0: never)
+                 mask_check_every: int = 1,  # run `check_rollout` on one rollout (the longest) every N generation steps (0: never)
                  callbacks: list | None = None):
         if not train_rows: raise ValueError("train_rows is empty: give the trainer at least one prompt row")
         self.env, self.rewards, self.rows, self.sinks = env, rewards, list(train_rows), list(sinks or [])
         self.step_coef, self.mask_check_every = step_coef, mask_check_every
         self._pending_records, self._trajs, self._inputs, self._step_seconds, self._gen_calls = [], [], None, 0.0, 0
-        self.mask_check_failures, self._warned_tools = 0, set()
+        self.mask_check_failures, self.template_noted, self._warned_tools = 0, False, set()
         names = rewards.component_names
         funcs = [self._component_fn(n) for n in names]
         args.reward_weights = [rewards.weights[n] for n in names]
@@ -193,13 +198,17 @@ def _rollout(self: GRPOTrainer, prompts: list, trainer=None) -> dict[str, list]:
         (_log.warning if first else _log.debug)("tool %r failed on %d of %d calls in this step (first error: %s)%s", name, bad, n,
                                               err, "; later steps like this are logged at DEBUG" if first else "")
     if self.mask_check_every and self._gen_calls % self.mask_check_every == 0:
-        chk = self.env.check(rollouts[0])
-        if not chk.ok:
+        k = max(range(len(rollouts)), key=lambda j: len(rollouts[j].turns))  # the one that covers the most turns
+        chk = self.env.check(rollouts[k])
+        self._metrics[mode]["mask_check/failures"].append(float(not chk.masks_ok))
+        if not chk.masks_ok:  # a bug, never a property of the template: training would use wrong tokens
             self.mask_check_failures += 1
-            (_log.warning if self.mask_check_failures == 1 else _log.debug)(
-                "mask check failed on a rollout (counted in mask_check/failures; later failures are logged at DEBUG): %s",
-                "; ".join(chk.problems))
-        self._metrics[mode]["mask_check/failures"].append(float(not chk.ok))
+            raise RuntimeError(f"mask check failed on rollout {k} of generation {self._gen_calls}: the trained tokens are "
+                               f"not the sampled ones: {'; '.join(chk.problems)}")
+        if not chk.prefix_preserving and not self.template_noted:
+            self.template_noted = True
+            _log.info("%s. This is a fact about the template, not an error: retrain trains on the tokens the model "
+                      "actually sampled in, never on a re-rendering (reported once per run)", chk.template_note)
     if self.sinks and mode == "train":
         step, n = self.state.global_step + 1, self.num_generations
         self._pending_records += [rollout_record(t, self.env.tokenizer, step=step, index=i, group=i // n)

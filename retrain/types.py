@@ -60,6 +60,7 @@ class Turn:
     error_message: str | None = None  # the error text, when any error flag is set
     generation_seconds: float = 0.0  # this turn's share of the batched generate call
     tool_seconds: float = 0.0  # wall time of the tool call
+    reasoning_tokens: int = 0  # tokens of the reply's reasoning block (`<think>…</think>` by default)
 
     @property
     def n_errors(self) -> int:
@@ -78,6 +79,8 @@ class Termination(str, Enum):
     max_turns = "max_turns"  # the turn limit was reached
     max_tokens = "max_tokens"  # the completion token budget ran out
     eos_without_answer = "eos_without_answer"  # the model stopped without an action or answer
+    truncated_turn = "truncated_turn"  # a reply was cut at `max_tokens_per_turn` (never scored as an answer)
+    truncated_budget = "truncated_budget"  # a reply was cut by the completion budget (never scored as an answer)
 
 # %% ../nbs/00_types.ipynb #22d5a63c
 @dataclass
