@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_validate(args) -> int:
     cfg = TrainingConfig.from_yaml(args.config, overrides=args.overrides)
     print(cfg.to_yaml(), end="")
+    if cfg.environment.mcp_servers:  # connect, list the tools (as YAML comments), report a server that fails
+        from retrain.mcp_tools import MCPServerError, describe_mcp_servers
+        try: print("\n".join("# " + line for line in describe_mcp_servers(cfg.environment).splitlines()))
+        except (MCPServerError, ImportError) as e:
+            print(f"retrain: {e}", file=sys.stderr)
+            return 2
     return 0
 
 
@@ -72,7 +78,9 @@ def cmd_run(args) -> int:
     from retrain.runner import run
     cfg = TrainingConfig.from_yaml(args.config, overrides=args.overrides)
     if args.fresh_state and not args.resume: raise SystemExit("retrain: --fresh-state goes with --resume")
-    results = asyncio.run(run(cfg, resume=args.resume, fresh_state=args.fresh_state, dashboard=False))
+    results = asyncio.run(run(cfg, resume=args.resume, fresh_state=args.fresh_state, dashboard=False))  # user errors: see `main`
+    from retrain.distributed import is_main
+    if not is_main(): return 0  # with several processes the main one reports
     table = summary_table(results)
     (Path(results["run_dir"]) / "summary.txt").write_text(table + "\n")
     print(table)
@@ -115,12 +123,13 @@ COMMANDS = {"validate": cmd_validate, "run": cmd_run, "report": cmd_report, "eva
 
 def user_errors() -> tuple[type[Exception], ...]:
     "The errors whose message says what to change: shown as that message alone, with exit status 2."
+    from retrain.mcp_tools import MCPServerError
     from retrain.models import ModelLoadError
     from retrain.prompts import PromptSourceError
     from retrain.rewards import RewardError
     from retrain.rundir import RunDirError
     from retrain.runner import SetupError
-    return (ConfigError, ModelLoadError, PromptSourceError, RewardError, RunDirError, SetupError, FileExistsError)
+    return (ConfigError, ModelLoadError, PromptSourceError, RewardError, RunDirError, SetupError, MCPServerError, FileExistsError)
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `retrain` command."

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import logging
 import os
@@ -21,6 +22,9 @@ import torch
 import transformers
 
 from .config_models import TrainingConfig
+from .distributed import barrier, ensure_group, is_main, main_first, threads_per_process, world_size
+from .mcp_tools import MCPCallback, MCPTools, mcp_tools_for
+from .trackers import tracker_sink
 from .env import SmolAgentEnv
 from .evaluation import evaluate_policy
 from .models import ModelLoadError, load_model, load_tokenizer, lora_config
@@ -29,7 +33,7 @@ from .render import MetricLog, iter_jsonl
 from .report import report_figures, write_report
 from .rewards import RewardCalculator, RewardError
 from .rowcheck import check_rows
-from .rundir import RunLock, clear_incomplete, complete_checkpoints, plan_start, read_results
+from .rundir import RunLock, StartPlan, clear_incomplete, complete_checkpoints, plan_start, read_results
 from .tools import resolve_tool
 from .trainer import GRPOTrainer, grpo_config
 from .types import Row
@@ -96,9 +100,12 @@ class ProgressBar:
 
 # %% ../nbs/10_run.ipynb #58d22736
 def evaluate(env: SmolAgentEnv, rewards: RewardCalculator, model, rows: list[Row], *,
-             success_reward: str | None = None, threshold: float = 1.0, batch_size: int = 64) -> dict[str, Any]:
+             success_reward: str | None = None, threshold: float = 1.0, batch_size: int = 64,
+             generator=None,  # where turns are sampled (default: the environment's)
+             ) -> dict[str, Any]:
     "Greedy success rate, mean reward, reward components, tool use and terminations over `rows` (`evaluate_policy`'s summary)."
-    return evaluate_policy(env, rewards, model, rows, success_reward=success_reward, threshold=threshold, batch_size=batch_size)[0]
+    return evaluate_policy(env, rewards, model, rows, success_reward=success_reward, threshold=threshold, batch_size=batch_size,
+                           generator=generator)[0]
 
 # %% ../nbs/10_run.ipynb #fb1c9713
 class SetupError(ValueError):
@@ -120,9 +127,27 @@ def _metric_log(history: list[dict]) -> MetricLog:
     for m in history: ml.add(m["step"], m)
     return ml
 
-def _first_process() -> bool: return int(os.environ.get("RANK", "0")) == 0
+def _check_start(cfg: TrainingConfig, run_dir: Path, resume: bool, given_client: bool, fresh_state: bool) -> StartPlan:
+    "What the start does with the run directory (`plan_start`), or a refusal; vLLM needed and missing is refused too."
+    max_steps = grpo_config(cfg, str(run_dir / "checkpoints")).max_steps
+    plan = main_first(lambda: plan_start(run_dir, resume=resume, max_steps=max_steps, fresh_state=fresh_state))
+    backend = cfg.environment.generation.backend
+    if backend != "hf" and not given_client and importlib.util.find_spec("vllm") is None:
+        raise SetupError(f"environment.generation.backend is {backend}, which needs vLLM, and vLLM is not installed: "
+                         "pip install 'retrain[vllm]' on a CUDA machine, or set environment.generation.backend: hf")
+    barrier()
+    return plan
+
+def _set_threads(wanted: int):
+    "`wanted` torch threads, capped (with a warning) when several processes share this machine's cores."
+    n = threads_per_process(wanted)
+    if n < wanted: _log.warning("num_threads %d capped at %d per process: %s processes share this machine's cores",
+                                wanted, n, os.environ.get("LOCAL_WORLD_SIZE"))
+    torch.set_num_threads(n)
 
 def _peak_rss_mb() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def _first_process() -> bool: return int(os.environ.get("RANK", "0")) == 0
 
 
 # %% ../nbs/10_run.ipynb #deb5eff2
@@ -164,25 +189,28 @@ class _Parts:
     eval_rows: list[Row]
     eval_kw: dict[str, Any]
 
-def _build(cfg: TrainingConfig, args) -> _Parts:
-    "Check rewards, tools and prompt rows, then load the model and tokenizer and build the environment."
+def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None = None) -> _Parts:
+    "Check rewards, tools and prompt rows, then load the model and tokenizer and build the environment and GRPO settings."
     rewards = _setup("reward_setup", lambda: RewardCalculator.from_config(cfg.reward_setup))
     _setup("environment.tools", lambda: [resolve_tool(n) for n in cfg.environment.tools])
     _check_imports(cfg.environment.authorized_imports)
     _check_model_dir(cfg.model.name_or_path)
     rows = load_rows(cfg.prompt_source, seed=cfg.seed, check=lambda rs: check_rows(rs, cfg.reward_setup))
+    ev = cfg.evaluation
+    eval_rows = load_rows(ev.prompt_source, seed=cfg.seed, check=lambda rs: check_rows(
+        rs, cfg.reward_setup, what="evaluation.prompt_source")) if ev else []
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_model(cfg.model.model_copy(update={"peft_config": None}))  # TRL applies the adapters
+    args = grpo_config(cfg, str(ckpt_dir))
+    env_cfg = cfg.environment
+    if env_cfg.max_total_tokens is None: env_cfg = env_cfg.model_copy(update={"max_total_tokens": args.max_completion_length})
     per_step = args.generation_batch_size // args.num_generations
     if len(rows) < per_step:
         raise SetupError(f"prompt_source has {len(rows)} rows but each step samples {per_step} prompts "
                          f"(generation batch {args.generation_batch_size} / num_generations {args.num_generations}): "
                          "add prompts or lower algorithm.hyperparameters.per_device_train_batch_size")
-    ev = cfg.evaluation
-    eval_rows = load_rows(ev.prompt_source, seed=cfg.seed, check=lambda rs: check_rows(rs, cfg.reward_setup, what="evaluation.prompt_source")) if ev else []
-    tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model.model_copy(update={"peft_config": None}))  # TRL applies the adapters
-    env_cfg = cfg.environment
-    if env_cfg.max_total_tokens is None: env_cfg = env_cfg.model_copy(update={"max_total_tokens": args.max_completion_length})
-    return _Parts(tokenizer, model, args, SmolAgentEnv.from_config(env_cfg, tokenizer), rewards, rows, eval_rows,
+    return _Parts(tokenizer, model, args, SmolAgentEnv.from_config(env_cfg, tokenizer, mcp_tools.tools if mcp_tools else []), rewards,
+                  rows, eval_rows,
                   dict(success_reward=ev.success_reward, threshold=ev.success_threshold, batch_size=ev.batch_size) if ev else {})
 
 # %% ../nbs/10_run.ipynb #ea84999f
@@ -211,68 +239,93 @@ def _write_results(run_dir: Path, results: dict[str, Any], history: list[dict]) 
     return results
 
 # %% ../nbs/10_run.ipynb #af5bafb7
-async def _train(cfg: TrainingConfig, run_dir: Path, resume: bool, fresh_state: bool, dashboard: bool | None,
-                 progress: bool | None, t_start: float) -> dict[str, Any]:
-    "A run, once its directory's lock is held."
-    args = grpo_config(cfg, str(run_dir / "checkpoints"))
-    plan = plan_start(run_dir, resume=resume, max_steps=args.max_steps, fresh_state=fresh_state)
-    if plan.note: _log.warning(plan.note)
+async def _run(config: dict | TrainingConfig, *, resume: bool = False, fresh_state: bool = False, dashboard: bool | None = None,
+               progress: bool | None = None, mcp_tools: MCPTools | None = None, vllm_client=None) -> dict[str, Any]:
+    "`run`, with the MCP servers' tools already open."
+    t_start = time.perf_counter()
+    transformers.utils.logging.disable_progress_bar()
+    cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
+    logging.getLogger("retrain").setLevel(cfg.logging_level)
+    if cfg.num_threads: _set_threads(cfg.num_threads)
+    _seed_everything(cfg.seed)
+    run_dir = Path(cfg.output_dir) / cfg.experiment_name
+    ckpt_dir = run_dir / "checkpoints"
+    ensure_group()  # launched on several processes (torchrun, accelerate): they agree from here on
+    plan = _check_start(cfg, run_dir, resume, given_client=vllm_client is not None, fresh_state=fresh_state)
+    main = is_main()  # the main process alone writes the run directory
+    if plan.note and main: _log.warning(plan.note)
     prior = read_results(run_dir) if resume else {}
     if plan.finished: return {**prior, "run_dir": str(run_dir), "already_finished": True}
-    p = _build(cfg, args)
-    if _first_process(): clear_incomplete(run_dir, plan)  # the process holding the lock tidies
-    rollback_logs(run_dir, plan.step)  # to the step the checkpoint's trainer state holds
-    cfg.to_yaml(run_dir / "config.yaml")
-    results: dict[str, Any] = {"run_dir": str(run_dir), "experiment_name": cfg.experiment_name, "seed": cfg.seed}
-    ev = cfg.evaluation
+    p = main_first(lambda: _build(cfg, ckpt_dir, mcp_tools))  # an embedded model is built into the cache once
+
+    ckpt, start = plan.resume_from, plan.step  # the step the checkpoint's trainer state holds
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        clear_incomplete(run_dir, plan)
+        rollback_logs(run_dir, start)
+        cfg.to_yaml(run_dir / "config.yaml")
+    barrier()
+    logger = RunLogger(run_dir)
+    sinks, bar = _watchers(run_dir, logger, p.args.max_steps, start, dashboard, progress) if main else ([], None)
+    trackers = tracker_sink(cfg.algorithm.report_to, run_dir, project=p.args.project) if main else None  # held-out figures, rollout tables
+    if trackers: sinks.append(trackers)
+    peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
+    trainer = GRPOTrainer(p.model, p.env, p.rewards, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks,
+                          callbacks=[MCPCallback(mcp_tools)] if mcp_tools else None, vllm_client=vllm_client)
+    results: dict[str, Any] = {"run_dir": str(run_dir), "experiment_name": cfg.experiment_name, "seed": cfg.seed, "world_size": world_size()}
+    ev, n_ev = cfg.evaluation, (len(p.eval_rows), world_size())
     if ev and ev.before:
         if "eval_before" in prior: results["eval_before"] = prior["eval_before"]
         else:
-            _log.info("evaluating before training on %d held-out rows", len(p.eval_rows))
-            results["eval_before"] = await asyncio.to_thread(evaluate, p.env, p.rewards, p.model, p.eval_rows, **p.eval_kw)
-        (run_dir / "results.json").write_text(json.dumps({**prior, **results}, indent=2))
-
-    logger = RunLogger(run_dir)
-    sinks, bar = _watchers(run_dir, logger, p.args.max_steps, plan.step, dashboard, progress)
-    peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
-    trainer = GRPOTrainer(p.model, p.env, p.rewards, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks)
+            if main: _log.info("evaluating before training on %d held-out rows over %d process(es)", *n_ev)
+            with torch.random.fork_rng():  # training samples the same whether or not this ran
+                results["eval_before"] = await asyncio.to_thread(evaluate, p.env, p.rewards, p.model, p.eval_rows,
+                                                                 generator=trainer.generator, **p.eval_kw)
+        if main: (run_dir / "results.json").write_text(json.dumps({**prior, **results}, indent=2))
+        if trackers: trackers.heldout(start, results["eval_before"])
     try:
-        if plan.train: await asyncio.to_thread(trainer.train, resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
-        else: _restore(trainer, plan.resume_from)
+        if plan.train: await asyncio.to_thread(trainer.train, resume_from_checkpoint=str(ckpt) if ckpt else None)
+        else: _restore(trainer, ckpt)
     except RewardError as e:  # the run directory stays resumable: the failed step was neither logged nor saved
         raise RewardError(f"{e}; the run stopped in step {trainer.state.global_step + 1}: fix it, then continue with "
                           "`retrain run --resume`") from e
     finally:
         if bar: bar.close()
-    trainer.save_model(str(run_dir / "final")); p.tokenizer.save_pretrained(run_dir / "final")
+    trainer.save_model(str(run_dir / "final"))
+    if main: p.tokenizer.save_pretrained(run_dir / "final")
 
     if ev and ev.after:
-        _log.info("evaluating after training on %d held-out rows", len(p.eval_rows))
+        if main: _log.info("evaluating after training on %d held-out rows over %d process(es)", *n_ev)
+        if trainer.use_vllm: trainer.vllm_generation.sync_weights()  # TRL syncs before each step; evaluation needs the last update
         policy = trainer.accelerator.unwrap_model(trainer.model)
-        results["eval_after"] = await asyncio.to_thread(evaluate, p.env, p.rewards, policy, p.eval_rows, **p.eval_kw)
+        results["eval_after"] = await asyncio.to_thread(evaluate, p.env, p.rewards, policy, p.eval_rows,
+                                                        generator=trainer.generator, **p.eval_kw)
+    if trackers:
+        if "eval_after" in results: trackers.heldout(trainer.state.global_step, results["eval_after"])
+        trackers.close()
     if "eval_before" in results: results["success_before"] = results["eval_before"]["success_rate"]
     if "eval_after" in results: results["success_after"] = results["eval_after"]["success_rate"]
     results.update(final_metrics=logger.history[-1] if logger.history else {}, global_step=trainer.state.global_step,
                    wall_seconds=round(time.perf_counter() - t_start + prior.get("wall_seconds", 0.0), 2),
                    peak_rss_mb=round(_peak_rss_mb(), 1), mask_check_failures=trainer.mask_check_failures)
-    return _write_results(run_dir, results, logger.history)
+    if mcp_tools: results["mcp"] = mcp_tools.stats()
+    return _write_results(run_dir, results, logger.history) if main else results
 
-# %% ../nbs/10_run.ipynb #909e9b65
+# %% ../nbs/10_run.ipynb #7790d47e
 async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or a validated `TrainingConfig`
               *, resume: bool = False,  # continue from the latest complete checkpoint in the run directory
               fresh_state: bool = False,  # with `resume`: accept a checkpoint whose optimizer/scheduler/RNG state is missing or damaged
               dashboard: bool | None = None,  # show the live dashboard (default: inside a notebook kernel)
               progress: bool | None = None,  # show a terminal progress bar (default: outside notebooks)
+              vllm_client=None,  # vllm_server backend: a `VLLMClient`, or a function making one, instead of the one TRL starts
               ) -> dict[str, Any]:
     "Train an agent as `config` says; returns the run directory, final metrics and evaluation results."
-    t_start = time.perf_counter()
-    transformers.utils.logging.disable_progress_bar()
     cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
-    logging.getLogger("retrain").setLevel(cfg.logging_level)
-    if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
-    _seed_everything(cfg.seed)
-    run_dir = Path(cfg.output_dir) / cfg.experiment_name
-    lock = RunLock(run_dir)
-    if _first_process(): lock.acquire()  # before anything heavy: one process at a time owns a run directory
-    try: return await _train(cfg, run_dir, resume, fresh_state, dashboard, progress, t_start)
+    kw = dict(resume=resume, fresh_state=fresh_state, dashboard=dashboard, progress=progress, vllm_client=vllm_client)
+    lock = RunLock(Path(cfg.output_dir) / cfg.experiment_name)
+    if _first_process(): lock.acquire()  # before anything heavy: one run (process group) at a time owns a run directory
+    try:
+        if not cfg.environment.mcp_servers: return await _run(cfg, **kw)
+        with mcp_tools_for(cfg.environment, log_dir=Path(cfg.output_dir) / cfg.experiment_name / "mcp") as mcp_tools:
+            return await _run(cfg, mcp_tools=mcp_tools, **kw)
     finally: lock.release()

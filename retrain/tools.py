@@ -29,7 +29,8 @@ from smolagents.tools import validate_tool_arguments
 # %% auto #0
 __all__ = ['MAX_EXPRESSION_LENGTH', 'MAX_EXPONENT', 'MAX_MAGNITUDE', 'ToolLike', 'TOOLS', 'format_number', 'calculate',
            'CalculatorTool', 'register_tool', 'resolve_tool', 'tool_schemas', 'with_final_answer', 'ToolOutcome',
-           'timeout_outcome', 'ToolRun', 'wait_runs', 'cut_chars', 'start_tool_call', 'call_tool', 'call_tool_async']
+           'ToolInfrastructureError', 'timeout_outcome', 'ToolRun', 'wait_runs', 'cut_chars', 'start_tool_call',
+           'call_tool', 'call_tool_async']
 
 # %% ../nbs/03_tools.ipynb #108e2046
 MAX_EXPRESSION_LENGTH = 256  # characters
@@ -153,6 +154,10 @@ class ToolOutcome:
     is_final: bool = False  # a code action called `final_answer`
     final_answer: str | None = None  # the answer, when `is_final`
     state: dict[str, Any] | None = None  # a code action's variables after it ran (picklable ones)
+    infra_error: bool = False  # the tool's infrastructure failed (its server went away): not the model's mistake
+
+class ToolInfrastructureError(RuntimeError):
+    "Raised by a tool whose infrastructure failed (e.g. its MCP server went away): recorded as `infra_error`, not `tool_error`."
 
 
 # %% ../nbs/03_tools.ipynb #01108ba9
@@ -199,6 +204,8 @@ def _check_args(tool: Tool, arguments: Any) -> ToolOutcome | None:
 def _error(name: str, e: BaseException, t0: float) -> ToolOutcome:
     if isinstance(e, TimeoutError): return timeout_outcome(name, t0)
     msg = str(e) or type(e).__name__
+    if isinstance(e, ToolInfrastructureError):
+        return ToolOutcome(f"Error: {msg}", infra_error=True, error_message=msg, seconds=time.perf_counter() - t0)
     return ToolOutcome(f"Error: {msg}", tool_error=True, error_message=f"{type(e).__name__}: {msg}",
                        seconds=time.perf_counter() - t0)
 
