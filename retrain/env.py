@@ -27,9 +27,10 @@ from .tools import ToolOutcome, ToolRun, resolve_tool, start_tool_call, tool_sch
 from .types import ActionKind, Message, RawRolloutData, Row, Termination, TokenIds, Turn
 
 _log = logging.getLogger(__name__)
+OBSERVATION_CHARS_PER_TOKEN = 32  # tool output is cut to max_observation_tokens x this many characters before it is tokenized
 
 # %% auto #0
-__all__ = ['SmolAgentEnv']
+__all__ = ['OBSERVATION_CHARS_PER_TOKEN', 'SmolAgentEnv']
 
 # %% ../nbs/04_env.ipynb #09464d00
 class _Uniforms:
@@ -82,6 +83,7 @@ class SmolAgentEnv:
         max_observation_tokens: int = 256,  # tool output is cut to this many tokens
         plain_text_is_final: bool | None = None,  # a reply without an action is the final answer; None: in native only
         draft_tokens: int = 3,  # drafted tokens per step when few episodes are left (see `DecodeBatch.speculate`); 0: off
+        code_state_budget: int = 2**20,  # pickled bytes of variables a code action carries to the episode's next one
         tool_parser: str = "auto",  # native: 'hermes', 'llama_json', 'mistral', or 'auto' (recognised from the template)
         reasoning_tags: tuple[str, str] | None = ("<think>", "</think>"),  # reasoning block, removed from parsed text; None: off
         chat_template_kwargs: dict | None = None,  # more template variables (e.g. enable_thinking)
@@ -106,7 +108,8 @@ class SmolAgentEnv:
         self.tool_timeout, self.authorized_imports = tool_timeout, list(authorized_imports)
         self.max_observation_tokens = max_observation_tokens
         self.plain_text_is_final = (tool_call_format == "native") if plain_text_is_final is None else plain_text_is_final
-        self.draft_tokens = draft_tokens
+        self.draft_tokens, self.code_state_budget = draft_tokens, code_state_budget
+        self.max_observation_chars = max_observation_tokens * OBSERVATION_CHARS_PER_TOKEN
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.generator = generator or HFGenerator(self.pad_id)
 
@@ -120,7 +123,7 @@ class SmolAgentEnv:
                    tool_timeout=cfg.tool_timeout, authorized_imports=cfg.authorized_imports,
                    max_observation_tokens=cfg.max_observation_tokens, plain_text_is_final=cfg.plain_text_is_final,
                    draft_tokens=cfg.draft_tokens, tool_parser=cfg.tool_parser, reasoning_tags=cfg.reasoning_tags,
-                   chat_template_kwargs=cfg.chat_template_kwargs)
+                   chat_template_kwargs=cfg.chat_template_kwargs, code_state_budget=cfg.code_state_budget)
 
     def check(self, rollout: RawRolloutData, strict: bool = False) -> RolloutCheck:
         "`check_rollout` with this environment's tokenizer and tool schemas."
@@ -187,18 +190,25 @@ def _end_turn(self: SmolAgentEnv, e: _Episode, stop_ids: set[int]):
         turn.parse_error, turn.error_message = True, act.error
         e.run = ToolRun("parse", None, outcome=ToolOutcome(f"Error: {act.error}"))
     elif act.code is not None:
-        e.run = start_code_action(act.code, self.tools, timeout=self.tool_timeout,
-                                  authorized_imports=self.authorized_imports, state=e.code_state)
-    else: e.run = start_tool_call(self.tool_map[act.tool_call.name], act.tool_call.arguments, self.tool_timeout)
+        e.run = start_code_action(act.code, self.tools, timeout=self.tool_timeout, authorized_imports=self.authorized_imports,
+                                  state=e.code_state, state_budget=self.code_state_budget,
+                                  max_print_length=self.max_observation_chars)
+    else: e.run = start_tool_call(self.tool_map[act.tool_call.name], act.tool_call.arguments, self.tool_timeout,
+                                  max_chars=self.max_observation_chars)
 
 # %% ../nbs/04_env.ipynb #b3960889
 @patch
 def _cut(self: SmolAgentEnv, text: str) -> str:
-    "Tool output cut to `max_observation_tokens`."
-    if len(text) * 4 <= self.max_observation_tokens: return text
-    ids = self.renderer.encode(text)
-    if len(ids) <= self.max_observation_tokens: return text
-    return self.tokenizer.decode(ids[:self.max_observation_tokens]) + " …(truncated)"
+    "Tool output cut to `max_observation_tokens`: by characters first (bounded work, whatever its size), then by tokens."
+    limit = self.max_observation_tokens
+    if len(text) * 4 <= limit: return text
+    n = limit * 4  # a growing prefix is tokenized until it holds more than `limit` tokens (or the whole text)
+    while True:
+        ids = self.renderer.encode(text[:n])
+        if len(ids) > limit + 1 or n >= min(len(text), self.max_observation_chars): break
+        n *= 4
+    if len(ids) <= limit and n >= len(text): return text
+    return self.tokenizer.decode(ids[:limit]) + " …(truncated)"
 
 @patch
 def _record(self: SmolAgentEnv, e: _Episode, out: ToolOutcome) -> Message | None:
