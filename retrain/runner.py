@@ -127,7 +127,7 @@ def _metric_log(history: list[dict]) -> MetricLog:
     for m in history: ml.add(m["step"], m)
     return ml
 
-def _check_start(cfg: TrainingConfig, run_dir: Path, resume: bool, given_client: bool, fresh_state: bool) -> StartPlan:
+def _check_start(cfg: TrainingConfig, run_dir: Path, resume: bool, given_client: bool, fresh_state: bool = False) -> StartPlan:
     "What the start does with the run directory (`plan_start`), or a refusal; vLLM needed and missing is refused too."
     max_steps = grpo_config(cfg, str(run_dir / "checkpoints")).max_steps
     plan = main_first(lambda: plan_start(run_dir, resume=resume, max_steps=max_steps, fresh_state=fresh_state))
