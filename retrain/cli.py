@@ -77,6 +77,9 @@ def cmd_run(args) -> int:
     except (FileExistsError, ModelLoadError, PromptSourceError, SetupError, LookupError, MCPServerError) as e:  # the message says what to change
         print(f"retrain: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"retrain: interrupted; continue with `retrain run {args.config} --resume` (from the last complete checkpoint)", file=sys.stderr)
+        return 130
     table = summary_table(results)
     (Path(results["run_dir"]) / "summary.txt").write_text(table + "\n")
     print(table)

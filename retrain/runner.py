@@ -223,7 +223,12 @@ async def _run(config: dict | TrainingConfig, *, resume: bool = False, dashboard
     peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
     trainer = GRPOTrainer(p.model, p.env, p.rewards, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks,
                           callbacks=[MCPCallback(mcp_tools)] if mcp_tools else None)
-    try: await asyncio.to_thread(trainer.train, resume_from_checkpoint=str(ckpt) if ckpt else None)
+    training = asyncio.ensure_future(asyncio.to_thread(trainer.train, resume_from_checkpoint=str(ckpt) if ckpt else None))
+    try: await asyncio.shield(training)
+    except asyncio.CancelledError:  # Ctrl-C: training stops at the end of its step, then the run unwinds (servers closed)
+        trainer.control.should_training_stop = True
+        await training
+        raise
     finally:
         if bar: bar.close()
     trainer.save_model(str(run_dir / "final")); p.tokenizer.save_pretrained(run_dir / "final")
