@@ -72,9 +72,10 @@ def cmd_run(args) -> int:
     from retrain.prompts import PromptSourceError
     from retrain.runner import SetupError, run
     from retrain.mcp_tools import MCPServerError
+    from retrain.code_executors import CodeExecutorError
     cfg = TrainingConfig.from_yaml(args.config, overrides=args.overrides)
     try: results = asyncio.run(run(cfg, resume=args.resume, dashboard=False))
-    except (FileExistsError, ModelLoadError, PromptSourceError, SetupError, LookupError, MCPServerError) as e:  # the message says what to change
+    except (FileExistsError, ModelLoadError, PromptSourceError, SetupError, LookupError, MCPServerError, CodeExecutorError) as e:  # the message says what to change
         print(f"retrain: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

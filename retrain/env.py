@@ -70,6 +70,7 @@ class SmolAgentEnv:
         max_observation_tokens: int = 256,  # tool output is cut to this many tokens
         plain_text_is_final: bool | None = None,  # a reply without an action is the final answer; None: in native only
         draft_tokens: int = 3,  # drafted tokens per step when few episodes are left (see `DecodeBatch.speculate`); 0: off
+        code_runner=None,  # runs code actions elsewhere (a `retrain.code_executors.RemoteCodeRunner`); None: the local executor
         tool_parser: str = "auto",  # native: 'hermes', 'llama_json', 'mistral', or 'auto' (recognised from the template)
         reasoning_tags: tuple[str, str] | None = ("<think>", "</think>"),  # reasoning block, removed from parsed text; None: off
         chat_template_kwargs: dict | None = None,  # more template variables (e.g. enable_thinking)
@@ -94,6 +95,7 @@ class SmolAgentEnv:
         self.max_observation_tokens = max_observation_tokens
         self.plain_text_is_final = (tool_call_format == "native") if plain_text_is_final is None else plain_text_is_final
         self.draft_tokens = draft_tokens
+        self.code_runner = code_runner
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     @classmethod
@@ -173,8 +175,8 @@ def _end_turn(self: SmolAgentEnv, e: _Episode, stop_ids: set[int]):
         turn.parse_error, turn.error_message = True, act.error
         e.run = ToolRun("parse", None, outcome=ToolOutcome(f"Error: {act.error}"))
     elif act.code is not None:
-        e.run = start_code_action(act.code, self.tools, timeout=self.tool_timeout,
-                                  authorized_imports=self.authorized_imports, state=e.code_state)
+        e.run = (self.code_runner.start if self.code_runner else start_code_action)(
+            act.code, self.tools, timeout=self.tool_timeout, authorized_imports=self.authorized_imports, state=e.code_state)
     else: e.run = start_tool_call(self.tool_map[act.tool_call.name], act.tool_call.arguments, self.tool_timeout)
 
 # %% ../nbs/04_env.ipynb #b3960889

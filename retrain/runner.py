@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import transformers
 from .config_models import TrainingConfig
 from .mcp_tools import MCPCallback, MCPTools, mcp_tools_for
 from .trackers import tracker_sink
+from .code_executors import RemoteCodeRunner
 from .env import SmolAgentEnv
 from .evaluation import evaluate_policy
 from .models import load_model, load_tokenizer, lora_config
@@ -140,7 +142,7 @@ class _Parts:
     eval_rows: list[Row]
     eval_kw: dict[str, Any]
 
-def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None = None) -> _Parts:
+def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None = None, closing: contextlib.ExitStack | None = None) -> _Parts:
     "Load the model and tokenizer and build the environment, rewards, prompt rows and GRPO settings."
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model.model_copy(update={"peft_config": None}))  # TRL applies the adapters
@@ -154,7 +156,12 @@ def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None = Non
                          f"(generation batch {args.generation_batch_size} / num_generations {args.num_generations}): "
                          "add prompts or lower algorithm.hyperparameters.per_device_train_batch_size")
     ev = cfg.evaluation
-    return _Parts(tokenizer, model, args, SmolAgentEnv.from_config(env_cfg, tokenizer, mcp_tools.tools if mcp_tools else []), RewardCalculator.from_config(cfg.reward_setup),
+    env = SmolAgentEnv.from_config(env_cfg, tokenizer, mcp_tools.tools if mcp_tools else [])
+    if env_cfg.code_executor != "local":  # code actions in smolagents' remote executors, ended with the run
+        env.code_runner = RemoteCodeRunner(env_cfg.code_executor, env.tools, env_cfg.authorized_imports,
+                                           env_cfg.code_executor_workers, **env_cfg.code_executor_kwargs)
+        if closing is not None: closing.callback(env.code_runner.close)
+    return _Parts(tokenizer, model, args, env, RewardCalculator.from_config(cfg.reward_setup),
                   rows, load_rows(ev.prompt_source, seed=cfg.seed) if ev else [],
                   dict(success_reward=ev.success_reward, threshold=ev.success_threshold, batch_size=ev.batch_size) if ev else {})
 
@@ -185,7 +192,7 @@ def _write_results(run_dir: Path, results: dict[str, Any], history: list[dict]) 
 
 # %% ../nbs/10_run.ipynb #af5bafb7
 async def _run(config: dict | TrainingConfig, *, resume: bool = False, dashboard: bool | None = None, progress: bool | None = None,
-               mcp_tools: MCPTools | None = None) -> dict[str, Any]:
+               mcp_tools: MCPTools | None = None, closing: contextlib.ExitStack | None = None) -> dict[str, Any]:
     "`run`, with the MCP servers' tools already open."
     t_start = time.perf_counter()
     transformers.utils.logging.disable_progress_bar()
@@ -198,7 +205,7 @@ async def _run(config: dict | TrainingConfig, *, resume: bool = False, dashboard
     if _holds_run(run_dir) and not resume:
         raise FileExistsError(f"run directory {run_dir} already holds a run: resume it (resume=True, `retrain run --resume`), "
                               "or choose another experiment_name / output_dir")
-    p = _build(cfg, ckpt_dir, mcp_tools)
+    p = _build(cfg, ckpt_dir, mcp_tools, closing)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = latest_checkpoint(ckpt_dir) if resume else None
@@ -256,6 +263,7 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
               ) -> dict[str, Any]:
     "Train an agent as `config` says; returns the run directory, final metrics and evaluation results."
     cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
-    if not cfg.environment.mcp_servers: return await _run(cfg, resume=resume, dashboard=dashboard, progress=progress)
-    with mcp_tools_for(cfg.environment, log_dir=Path(cfg.output_dir) / cfg.experiment_name / "mcp") as mcp_tools:
-        return await _run(cfg, resume=resume, dashboard=dashboard, progress=progress, mcp_tools=mcp_tools)
+    with contextlib.ExitStack() as closing:  # what the run opens (MCP servers, remote executors), closed however it ends
+        env = cfg.environment
+        mcp_tools = closing.enter_context(mcp_tools_for(env, log_dir=Path(cfg.output_dir) / cfg.experiment_name / "mcp")) if env.mcp_servers else None
+        return await _run(cfg, resume=resume, dashboard=dashboard, progress=progress, mcp_tools=mcp_tools, closing=closing)
