@@ -108,8 +108,10 @@ def cmd_eval(args) -> int:
     if args.samples < 0:
         print(f"retrain: --samples must be 0 or more, got {args.samples}", file=sys.stderr)
         return 2
+    from retrain.code_executors import CodeExecutorError
+    from retrain.mcp_tools import MCPServerError
     try: results = evaluate_sync(cfg, args.model or None, samples=args.samples, output_dir=args.out, progress=True)
-    except (ModelLoadError, PromptSourceError, LookupError) as e:  # the message says what to change
+    except (ModelLoadError, PromptSourceError, LookupError, MCPServerError, CodeExecutorError) as e:  # the message says what to change
         print(f"retrain: {e}", file=sys.stderr)
         return 2
     print(eval_text(results))

@@ -5,6 +5,7 @@
 # %% ../nbs/03f_code_executors.ipynb #ed7b7bb0
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -24,7 +25,7 @@ from .tools import ToolInfrastructureError, ToolOutcome, ToolRun
 _log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['EXECUTORS', 'CodeExecutorError', 'register_executor', 'executor_factory', 'RemoteCodeRunner']
+__all__ = ['EXECUTORS', 'CodeExecutorError', 'register_executor', 'executor_factory', 'RemoteCodeRunner', 'code_runner_for']
 
 # %% ../nbs/03f_code_executors.ipynb #6e8683fe
 class CodeExecutorError(ValueError):
@@ -131,3 +132,13 @@ def start(self: RemoteCodeRunner, code: str, tools: list[Tool] | None = None, *,
 def close(self: RemoteCodeRunner):
     "End every executor of the pool."
     for ex in list(self.executors): self._discard(ex)
+
+# %% ../nbs/03f_code_executors.ipynb #97591843
+def code_runner_for(env: Any,  # the `environment` section (a `SmolAgentEnvConfig`)
+                    tools: list[Tool],  # the environment's tools, final_answer included
+                    closing: contextlib.ExitStack) -> RemoteCodeRunner | None:
+    "The `RemoteCodeRunner` for `env.code_executor` (None for 'local'), closed with `closing`."
+    if env.code_executor == "local": return None
+    runner = RemoteCodeRunner(env.code_executor, tools, env.authorized_imports, env.code_executor_workers, **env.code_executor_kwargs)
+    closing.callback(runner.close)
+    return runner

@@ -24,7 +24,7 @@ import transformers
 from .config_models import TrainingConfig
 from .mcp_tools import MCPCallback, MCPTools, mcp_tools_for
 from .trackers import tracker_sink
-from .code_executors import RemoteCodeRunner
+from .code_executors import code_runner_for
 from .env import SmolAgentEnv
 from .evaluation import evaluate_policy
 from .models import load_model, load_tokenizer, lora_config
@@ -142,7 +142,7 @@ class _Parts:
     eval_rows: list[Row]
     eval_kw: dict[str, Any]
 
-def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None = None, closing: contextlib.ExitStack | None = None) -> _Parts:
+def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None, closing: contextlib.ExitStack) -> _Parts:
     "Load the model and tokenizer and build the environment, rewards, prompt rows and GRPO settings."
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model.model_copy(update={"peft_config": None}))  # TRL applies the adapters
@@ -157,10 +157,7 @@ def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None = Non
                          "add prompts or lower algorithm.hyperparameters.per_device_train_batch_size")
     ev = cfg.evaluation
     env = SmolAgentEnv.from_config(env_cfg, tokenizer, mcp_tools.tools if mcp_tools else [])
-    if env_cfg.code_executor != "local":  # code actions in smolagents' remote executors, ended with the run
-        env.code_runner = RemoteCodeRunner(env_cfg.code_executor, env.tools, env_cfg.authorized_imports,
-                                           env_cfg.code_executor_workers, **env_cfg.code_executor_kwargs)
-        if closing is not None: closing.callback(env.code_runner.close)
+    env.code_runner = code_runner_for(env_cfg, env.tools, closing)  # remote executors (None: local), ended with the run
     return _Parts(tokenizer, model, args, env, RewardCalculator.from_config(cfg.reward_setup),
                   rows, load_rows(ev.prompt_source, seed=cfg.seed) if ev else [],
                   dict(success_reward=ev.success_reward, threshold=ev.success_threshold, batch_size=ev.batch_size) if ev else {})
@@ -192,7 +189,7 @@ def _write_results(run_dir: Path, results: dict[str, Any], history: list[dict]) 
 
 # %% ../nbs/10_run.ipynb #af5bafb7
 async def _run(config: dict | TrainingConfig, *, resume: bool = False, dashboard: bool | None = None, progress: bool | None = None,
-               mcp_tools: MCPTools | None = None, closing: contextlib.ExitStack | None = None) -> dict[str, Any]:
+               mcp_tools: MCPTools | None = None, closing: contextlib.ExitStack) -> dict[str, Any]:
     "`run`, with the MCP servers' tools already open."
     t_start = time.perf_counter()
     transformers.utils.logging.disable_progress_bar()

@@ -102,3 +102,16 @@ def test_ctrl_c_stops_the_run_and_its_server(tmp_path):
     time.sleep(0.5)
     import psutil
     assert not psutil.pid_exists(server_pid) or psutil.Process(server_pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_eval_calls_the_mcp_tools(tmp_path):
+    calls = tmp_path / "calls.log"
+    server = {"name": "calc", "command": sys.executable, "args": [SERVER], "tools": ["calculator"], "env": {"MCP_CALL_LOG": str(calls)}}
+    cfg = _config(tmp_path, [server])
+    cache = Path(os.environ.get("RETRAIN_CACHE", Path.home() / ".cache" / "retrain"))
+    r = _retrain("eval", str(cfg), "--samples", "2", "--out", str(tmp_path / "eval"), tmp_path=tmp_path, cache=cache, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    turns = [t for line in (tmp_path / "eval" / "eval_rollouts.jsonl").read_text().splitlines() for t in json.loads(line)["turns"]]
+    answered = [t for t in turns if t["tool_call"] and t["tool_result"] is not None and t["tool_result"].isdigit()]
+    assert answered and calls.read_text().split().count("start:calculator") == len(answered)
+    assert (tmp_path / "eval" / "mcp" / "calc.stderr.log").is_file()
