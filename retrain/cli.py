@@ -81,6 +81,8 @@ def cmd_run(args) -> int:
     except KeyboardInterrupt:
         print(f"retrain: interrupted; continue with `retrain run {args.config} --resume` (from the last complete checkpoint)", file=sys.stderr)
         return 130
+    from retrain.distributed import is_main
+    if not is_main(): return 0  # with several processes the main one reports
     table = summary_table(results)
     (Path(results["run_dir"]) / "summary.txt").write_text(table + "\n")
     print(table)

@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 # %% auto #0
 __all__ = ['EnvironmentConfig', 'PromptSourceConfig', 'ConfigError', 'ModelConfig', 'AlgorithmConfig', 'SamplingConfig',
-           'MCPServerConfig', 'SmolAgentEnvConfig', 'ListPromptSource', 'FilePromptSource', 'HFDatasetPromptSource',
-           'RewardFunctionConfig', 'RewardSetupConfig', 'EvaluationConfig', 'TrainingConfig', 'apply_overrides']
+           'GenerationConfig', 'MCPServerConfig', 'SmolAgentEnvConfig', 'ListPromptSource', 'FilePromptSource',
+           'HFDatasetPromptSource', 'RewardFunctionConfig', 'RewardSetupConfig', 'EvaluationConfig', 'TrainingConfig',
+           'apply_overrides']
 
 # %% ../nbs/01_config.ipynb #1b56fd93
 class ConfigError(ValueError):
@@ -85,6 +86,8 @@ def _grpo_fields() -> dict[str, Any]:
 
 _RESERVED_HPARAMS = {"output_dir": "set the top-level 'output_dir'", "seed": "set the top-level 'seed'",
                      "report_to": "set 'algorithm.report_to'",
+                     "use_vllm": "set 'environment.generation.backend' (hf, vllm_server or vllm_colocate)",
+                     "vllm_mode": "set 'environment.generation.backend' (vllm_server or vllm_colocate)",
                      **{k: f"sampling has one home: set environment.sampling.{k}" for k in ("top_p", "top_k", "min_p", "repetition_penalty")},
                      "generation_kwargs": "retrain's rollout loop samples, not transformers.generate: set environment.sampling",
                      "chat_template_kwargs": "set environment.chat_template_kwargs (it reaches the template the environment renders)",
@@ -126,6 +129,11 @@ class SamplingConfig(_Section):
     top_k: int | None = Field(None, ge=1, description="Keep only the k most likely tokens")
     repetition_penalty: float = Field(1.0, gt=0.0, description="As in `transformers.generate`")
     min_p: float = Field(0.0, ge=0.0, lt=1.0, description="Drop tokens less likely than `min_p` times the most likely one; 0: off")
+
+# %% ../nbs/01_config.ipynb #0e2457d6
+class GenerationConfig(_Section):
+    "Where rollouts are generated: the environment's own decode loop, or vLLM through TRL."
+    backend: Literal["hf", "vllm_server", "vllm_colocate"] = Field("hf", description="'hf': the training model in this process; 'vllm_server': a vLLM server (TRL's server mode); 'vllm_colocate': a vLLM engine beside each training process (TRL's colocate mode)")
 
 # %% ../nbs/01_config.ipynb #c23e4fd0
 class MCPServerConfig(_Section):
@@ -171,6 +179,7 @@ class SmolAgentEnvConfig(_Section):
     reasoning_tags: tuple[str, str] | None = Field(("<think>", "</think>"), description="Reasoning block delimiters: removed from answers and parsed text (kept in the trained tokens); None: no reasoning")
     chat_template_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra variables for the chat template (e.g. enable_thinking: false)")
     draft_tokens: int = Field(3, ge=0, description="When few episodes are left, tokens drafted per step from each one's own history and checked in one forward (exact); 0: off")
+    generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Where turns are sampled")
     mcp_servers: list[MCPServerConfig] = Field(default_factory=list, description="MCP servers whose tools join `tools` (needs `retrain[mcp]`)")
     code_executor: str = Field("local", description="Where code actions run: 'local' (a convenience, not a security boundary), "
                                "'docker', 'e2b' or 'modal' (smolagents' remote executors; see `retrain.code_executors`)")

@@ -18,6 +18,8 @@ from smolagents import Tool
 from .chat import ChatRenderer, RolloutCheck, check_rollout
 from .config_models import SamplingConfig, SmolAgentEnvConfig
 from .batch import DecodeBatch
+from .distributed import LockStep, any_rank, world_size
+from .generation import Generator, HFGenerator
 from .code_actions import start_code_action
 from .parsers import ParsedAction, Reasoning, make_parser, split_reasoning
 from .tools import ToolOutcome, ToolRun, resolve_tool, start_tool_call, tool_schemas, wait_runs, with_final_answer
@@ -74,6 +76,7 @@ class SmolAgentEnv:
         tool_parser: str = "auto",  # native: 'hermes', 'llama_json', 'mistral', or 'auto' (recognised from the template)
         reasoning_tags: tuple[str, str] | None = ("<think>", "</think>"),  # reasoning block, removed from parsed text; None: off
         chat_template_kwargs: dict | None = None,  # more template variables (e.g. enable_thinking)
+        generator: Generator | None = None,  # where turns are sampled (default: `HFGenerator`, this loop's own decoding)
     ):
         if max_turns < 1 or max_tokens_per_turn < 1: raise ValueError("max_turns and max_tokens_per_turn must be >= 1")
         self.tokenizer = tokenizer
@@ -97,6 +100,7 @@ class SmolAgentEnv:
         self.draft_tokens = draft_tokens
         self.code_runner = code_runner
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.generator = generator or HFGenerator(self.pad_id)
 
     @classmethod
     def from_config(cls, cfg: SmolAgentEnvConfig, tokenizer,
@@ -234,10 +238,11 @@ def _stop_ids(self: SmolAgentEnv, model) -> set[int]:
 
 # %% ../nbs/04_env.ipynb #8070f017
 @patch
-async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool):
+async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool, lockstep: LockStep | None = None):
     stop_ids, batch = self._stop_ids(model), DecodeBatch(model)
+    if lockstep is not None: batch.share_prefill = batch.can_split = False  # exactly one forward per step
     live = list(eps)
-    while live:
+    while True:
         ready = [(e, out) for e in live if e.run is not None and (out := e.run.poll()) is not None]
         for e, _ in ready: e.run = None
         if ready: self._observe(ready)
@@ -245,21 +250,29 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool):
         if len(keep) < len(live):
             live = [live[i] for i in keep]
             if live: batch.select(keep)
-        if not live: break
-        if not any(e.feed for e in live):  # every episode waits for a tool
+        feeding = any(e.feed for e in live)
+        if lockstep is None:
+            if not live: break
+        elif not lockstep.any(feeding):  # no rank steps now: done when no rank has a live episode
+            if not lockstep.any(bool(live)): break
+        elif not feeding:  # another rank steps: take part in its collective forward
+            lockstep.idle(model); await asyncio.sleep(0); continue
+        if not feeding:  # every episode waits for a tool (in lock step: or this rank has none left)
             runs = [e.run for e in live if e.run is not None]
-            if not runs: raise RuntimeError("rollout loop: live episodes with neither tokens to feed nor a tool call")
-            await wait_runs(runs, all_of=False)
+            if live and not runs: raise RuntimeError("rollout loop: live episodes with neither tokens to feed nor a tool call")
+            if runs: await wait_runs(runs, all_of=False, timeout=None if lockstep is None else 0.01)
+            else: await asyncio.sleep(0.001)
             continue
         batch.maybe_compact()
         fed = [bool(e.feed) for e in live]
         t0 = time.perf_counter()
-        drafts = self._drafts(live, batch)
+        drafts = self._drafts(live, batch) if lockstep is None else None
         if drafts is not None:
             toks, lps = batch.speculate(model, [e.feed for e in live], drafts, self.pad_id, self.sampling, greedy)
         else:
             toks, lps = batch.step(model, [e.feed for e in live], self.pad_id, self.sampling, greedy)
             toks, lps = [[t] for t in toks], [[lp] for lp in lps]
+            if lockstep is not None: lockstep.step()
         took = time.perf_counter() - t0
         share, started = took / sum(fed), []
         for r, (e, f) in enumerate(zip(live, fed)):
@@ -273,7 +286,7 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool):
                     if e.run is not None: started.append(e.run)
                     break
         await asyncio.sleep(0)  # other coroutines on this event loop get a turn every step
-        if started and 2 * sum(not e.feed for e in live) > len(live):
+        if started and lockstep is None and 2 * sum(not e.feed for e in live) > len(live):
             await wait_runs(started, timeout=took)  # most rows would sit out the next step: give new calls a step's time
 
 
@@ -295,24 +308,55 @@ def _drafts(self: SmolAgentEnv, live: list[_Episode], batch: DecodeBatch) -> lis
         drafts.append(found)
     return drafts if any(drafts) else None
 
+# %% ../nbs/04_env.ipynb #721b5eed
+@patch
+async def _run_turns(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool, gen: Generator):
+    "The loop for generators that sample whole turns: every live episode's turn in one `complete` call, then the tools."
+    stop_ids, live = self._stop_ids(model), list(eps)
+    collective = gen.collective and world_size() > 1
+    while any_rank(bool(live)) if collective else live:
+        asking = [e for e in live if e.feed]
+        if live and not asking: raise RuntimeError("rollout loop: live episodes with neither a turn to sample nor a tool call")
+        t0 = time.perf_counter()
+        outs = gen.complete(model, [e.data.prompt_ids + e.data.completion_ids for e in asking], [e.turn_limit for e in asking],
+                            self.sampling, greedy=greedy, stop_ids=stop_ids)
+        share = (time.perf_counter() - t0) / max(len(asking), 1)
+        for e, o in zip(asking, outs):
+            if not o.ids or len(o.ids) != len(o.logprobs) or len(o.ids) > e.turn_limit:
+                raise RuntimeError(f"{gen.name} returned a turn of {len(o.ids)} tokens with {len(o.logprobs)} log-probs "
+                                   f"(limit {e.turn_limit}): every turn needs 1..limit tokens, each with its log-prob")
+            e.turn_ids, e.turn_lps, e.turn_seconds = list(o.ids), list(o.logprobs), share
+            self._end_turn(e, stop_ids)
+        runs = [e.run for e in live if e.run is not None]
+        if runs: await wait_runs(runs)
+        ready = [(e, e.run.poll()) for e in live if e.run is not None]
+        for e, _ in ready: e.run = None
+        if ready: self._observe(ready)
+        live = [e for e in live if not e.done]
+
 # %% ../nbs/04_env.ipynb #22003106
 @patch
-async def rollout(self: SmolAgentEnv, rows: list[Row], model, *, prompt_field: str = "prompt",
-                   greedy: bool = False) -> list[RawRolloutData]:
-    "Run one episode per row, all in one batch; the rollouts in row order."
+async def rollout(self: SmolAgentEnv, rows: list[Row], model, *, prompt_field: str = "prompt", greedy: bool = False,
+                  generator: Generator | None = None,  # where turns are sampled (default: the environment's)
+                  lockstep: LockStep | None = None,  # pairs forwards across ranks when the model is sharded
+                  ) -> list[RawRolloutData]:
+    "Run one episode per row, all in one batch; the rollouts in row order (with several ranks, every rank calls it)."
+    gen = generator or self.generator
     convs = [_messages(row, prompt_field, self.system_prompt) for row in rows]
     keys = [repr(m) for m in convs]
     unique = dict(zip(keys, convs))  # a group's rollouts share one prompt: render it once
-    prompts = dict(zip(unique, self.renderer.prompts_ids(list(unique.values()))))
+    prompts = dict(zip(unique, self.renderer.prompts_ids(list(unique.values())))) if unique else {}
     eps = []
     for row, msgs, key in zip(rows, convs, keys):
         e = _Episode(RawRolloutData(prompt_ids=list(prompts[key]), messages=msgs, row=dict(row)), feed=list(prompts[key]))
         self._start_turn(e)
         eps.append(e)
-    if not eps: return []
+    if not eps and lockstep is None and not (gen.collective and world_size() > 1): return []
     was_training = model.training
     model.eval()
-    try: await self._run(eps, model, greedy)
+    try:
+        if gen.stepwise: await self._run(eps, model, greedy, lockstep)
+        else: await self._run_turns(eps, model, greedy, gen)
     finally:
         model.train(was_training)
     return [e.data for e in eps]

@@ -22,6 +22,7 @@ import yaml
 from .config_models import TrainingConfig
 from .code_executors import code_runner_for
 from .mcp_tools import mcp_tools_for
+from .distributed import LockStep, all_gather_objects, shard, world_size
 from .env import SmolAgentEnv
 from .models import ModelLoadError, load_model, load_tokenizer
 from .prompts import load_rows
@@ -79,18 +80,22 @@ def _summary(trajs: list[ProcessedTrajectory], name: str, threshold: float) -> d
     return {**m, **health}
 
 def _scored(env: SmolAgentEnv, rewards: RewardCalculator, model, rows: list[Row], greedy: bool, batch_size: int,
-            on_batch) -> list[ProcessedTrajectory]:
+            on_batch, generator=None) -> list[ProcessedTrajectory]:
+    "Every row's scored episode; with several ranks each plays its contiguous share (in as many batches as rank 0) and all are gathered."
+    mine, lockstep = shard(rows), LockStep.when_sharded(model, env.pad_id)
     out = []
-    for i in range(0, len(rows), batch_size):
-        out += rewards.score_sync(env.rollout_sync(rows[i:i + batch_size], model, greedy=greedy))
-        if on_batch: on_batch(len(rows[i:i + batch_size]))
-    return out
+    for b in range(-(-len(shard(rows, 0)) // batch_size)):
+        chunk = mine[b * batch_size:(b + 1) * batch_size]
+        out += rewards.score_sync(env.rollout_sync(chunk, model, greedy=greedy, generator=generator, lockstep=lockstep))
+        if on_batch: on_batch(len(chunk))
+    return out if world_size() == 1 else [t for part in all_gather_objects(out) for t in part]
 
 # %% ../nbs/09a_evaluation.ipynb #c1af4f49
 def evaluate_policy(env: SmolAgentEnv, rewards: RewardCalculator, model, rows: list[Row], *,
                     samples: int = 0,  # K sampled episodes per prompt (for pass@k, mean@k); 0: greedy only
                     success_reward: str | None = None, threshold: float = 1.0, batch_size: int = 64,
                     on_batch=None,  # called with the number of episodes after each batch
+                    generator=None,  # where turns are sampled (default: the environment's); several ranks: rows split, results gathered
                     ) -> tuple[dict[str, Any], list[ProcessedTrajectory], list[ProcessedTrajectory]]:
     "Summary of `model` on `rows` (greedy, and K samples per prompt), with the greedy and sampled trajectories."
     if not rows: raise ValueError("evaluation has no prompts")
@@ -99,10 +104,11 @@ def evaluate_policy(env: SmolAgentEnv, rewards: RewardCalculator, model, rows: l
     was_training = model.training
     model.eval()
     try:
-        greedy = _scored(env, rewards, model, rows, True, batch_size, on_batch)
-        sampled = _scored(env, rewards, model, [r for r in rows for _ in range(samples)], False, batch_size, on_batch)
+        greedy = _scored(env, rewards, model, rows, True, batch_size, on_batch, generator)
+        sampled = _scored(env, rewards, model, [r for r in rows for _ in range(samples)], False, batch_size, on_batch, generator)
     finally: model.train(was_training)
-    out = {**_summary(greedy, name, threshold), "success_reward": name, "threshold": threshold}
+    out = {**_summary(greedy, name, threshold), "success_reward": name, "threshold": threshold,
+           "per_rank": [len(shard(rows, r)) for r in range(world_size())]}
     if samples:
         c = [sum(succeeded(t, name, threshold) for t in sampled[i * samples:(i + 1) * samples]) for i in range(len(rows))]
         s = _summary(sampled, name, threshold)

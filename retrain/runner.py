@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ import torch
 import transformers
 
 from .config_models import TrainingConfig
+from .distributed import barrier, ensure_group, is_main, main_first, threads_per_process, world_size
 from .mcp_tools import MCPCallback, MCPTools, mcp_tools_for
 from .trackers import tracker_sink
 from .code_executors import code_runner_for
@@ -98,9 +100,12 @@ class ProgressBar:
 
 # %% ../nbs/10_run.ipynb #58d22736
 def evaluate(env: SmolAgentEnv, rewards: RewardCalculator, model, rows: list[Row], *,
-             success_reward: str | None = None, threshold: float = 1.0, batch_size: int = 64) -> dict[str, Any]:
+             success_reward: str | None = None, threshold: float = 1.0, batch_size: int = 64,
+             generator=None,  # where turns are sampled (default: the environment's)
+             ) -> dict[str, Any]:
     "Greedy success rate, mean reward, reward components, tool use and terminations over `rows` (`evaluate_policy`'s summary)."
-    return evaluate_policy(env, rewards, model, rows, success_reward=success_reward, threshold=threshold, batch_size=batch_size)[0]
+    return evaluate_policy(env, rewards, model, rows, success_reward=success_reward, threshold=threshold, batch_size=batch_size,
+                           generator=generator)[0]
 
 # %% ../nbs/10_run.ipynb #fb1c9713
 class SetupError(ValueError):
@@ -125,6 +130,24 @@ def _metric_log(history: list[dict]) -> MetricLog:
 def _holds_run(run_dir: Path) -> bool:
     "Whether a run already trained (or started training) here."
     return (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").is_dir() or (run_dir / "results.json").exists()
+
+def _check_start(cfg: TrainingConfig, run_dir: Path, resume: bool, given_client: bool) -> None:
+    "Refuse to start over a run, or on vLLM without vLLM; every rank checks before any rank writes or loads weights."
+    if _holds_run(run_dir) and not resume:
+        raise FileExistsError(f"run directory {run_dir} already holds a run: resume it (resume=True, `retrain run --resume`), "
+                              "or choose another experiment_name / output_dir")
+    backend = cfg.environment.generation.backend
+    if backend != "hf" and not given_client and importlib.util.find_spec("vllm") is None:
+        raise SetupError(f"environment.generation.backend is {backend}, which needs vLLM, and vLLM is not installed: "
+                         "pip install 'retrain[vllm]' on a CUDA machine, or set environment.generation.backend: hf")
+    barrier()
+
+def _set_threads(wanted: int):
+    "`wanted` torch threads, capped (with a warning) when several processes share this machine's cores."
+    n = threads_per_process(wanted)
+    if n < wanted: _log.warning("num_threads %d capped at %d per process: %s processes share this machine's cores",
+                                wanted, n, os.environ.get("LOCAL_WORLD_SIZE"))
+    torch.set_num_threads(n)
 
 def _peak_rss_mb() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -189,44 +212,47 @@ def _write_results(run_dir: Path, results: dict[str, Any], history: list[dict]) 
 
 # %% ../nbs/10_run.ipynb #af5bafb7
 async def _run(config: dict | TrainingConfig, *, resume: bool = False, dashboard: bool | None = None, progress: bool | None = None,
-               mcp_tools: MCPTools | None = None, closing: contextlib.ExitStack) -> dict[str, Any]:
+               mcp_tools: MCPTools | None = None, vllm_client=None, closing: contextlib.ExitStack) -> dict[str, Any]:
     "`run`, with the MCP servers' tools already open."
     t_start = time.perf_counter()
     transformers.utils.logging.disable_progress_bar()
     cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
     logging.getLogger("retrain").setLevel(cfg.logging_level)
-    if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
+    if cfg.num_threads: _set_threads(cfg.num_threads)
     _seed_everything(cfg.seed)
     run_dir = Path(cfg.output_dir) / cfg.experiment_name
     ckpt_dir = run_dir / "checkpoints"
-    if _holds_run(run_dir) and not resume:
-        raise FileExistsError(f"run directory {run_dir} already holds a run: resume it (resume=True, `retrain run --resume`), "
-                              "or choose another experiment_name / output_dir")
-    p = _build(cfg, ckpt_dir, mcp_tools, closing)
+    ensure_group()  # launched on several processes (torchrun, accelerate): they agree from here on
+    _check_start(cfg, run_dir, resume, given_client=vllm_client is not None)
+    p = main_first(lambda: _build(cfg, ckpt_dir, mcp_tools, closing))  # an embedded model is built into the cache once
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    main = is_main()  # the main process alone writes the run directory
     ckpt = latest_checkpoint(ckpt_dir) if resume else None
     start = int(ckpt.name.split("-")[-1]) if ckpt else 0
     prior = json.loads((run_dir / "results.json").read_text()) if resume and (run_dir / "results.json").exists() else {}
-    rollback_logs(run_dir, start)
-    cfg.to_yaml(run_dir / "config.yaml")
-    results: dict[str, Any] = {"run_dir": str(run_dir), "experiment_name": cfg.experiment_name, "seed": cfg.seed}
-    ev = cfg.evaluation
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        rollback_logs(run_dir, start)
+        cfg.to_yaml(run_dir / "config.yaml")
+    barrier()
+    logger = RunLogger(run_dir)
+    sinks, bar = _watchers(run_dir, logger, p.args.max_steps, start, dashboard, progress) if main else ([], None)
+    trackers = tracker_sink(cfg.algorithm.report_to, run_dir, project=p.args.project) if main else None  # held-out figures, rollout tables
+    if trackers: sinks.append(trackers)
+    peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
+    trainer = GRPOTrainer(p.model, p.env, p.rewards, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks,
+                          callbacks=[MCPCallback(mcp_tools)] if mcp_tools else None, vllm_client=vllm_client)
+    results: dict[str, Any] = {"run_dir": str(run_dir), "experiment_name": cfg.experiment_name, "seed": cfg.seed, "world_size": world_size()}
+    ev, n_ev = cfg.evaluation, (len(p.eval_rows), world_size())
     if ev and ev.before:
         if "eval_before" in prior: results["eval_before"] = prior["eval_before"]
         else:
-            _log.info("evaluating before training on %d held-out rows", len(p.eval_rows))
-            results["eval_before"] = await asyncio.to_thread(evaluate, p.env, p.rewards, p.model, p.eval_rows, **p.eval_kw)
-        (run_dir / "results.json").write_text(json.dumps({**prior, **results}, indent=2))
-
-    logger = RunLogger(run_dir)
-    sinks, bar = _watchers(run_dir, logger, p.args.max_steps, start, dashboard, progress)
-    if trackers := tracker_sink(cfg.algorithm.report_to, run_dir, project=p.args.project):  # held-out figures, rollout tables
-        sinks.append(trackers)
-        if "eval_before" in results: trackers.heldout(start, results["eval_before"])
-    peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
-    trainer = GRPOTrainer(p.model, p.env, p.rewards, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks,
-                          callbacks=[MCPCallback(mcp_tools)] if mcp_tools else None)
+            if main: _log.info("evaluating before training on %d held-out rows over %d process(es)", *n_ev)
+            with torch.random.fork_rng():  # training samples the same whether or not this ran
+                results["eval_before"] = await asyncio.to_thread(evaluate, p.env, p.rewards, p.model, p.eval_rows,
+                                                                 generator=trainer.generator, **p.eval_kw)
+        if main: (run_dir / "results.json").write_text(json.dumps({**prior, **results}, indent=2))
+        if trackers: trackers.heldout(start, results["eval_before"])
     training = asyncio.ensure_future(asyncio.to_thread(trainer.train, resume_from_checkpoint=str(ckpt) if ckpt else None))
     try: await asyncio.shield(training)
     except asyncio.CancelledError:  # Ctrl-C: training stops at the end of its step, then the run unwinds (servers closed)
@@ -235,12 +261,15 @@ async def _run(config: dict | TrainingConfig, *, resume: bool = False, dashboard
         raise
     finally:
         if bar: bar.close()
-    trainer.save_model(str(run_dir / "final")); p.tokenizer.save_pretrained(run_dir / "final")
+    trainer.save_model(str(run_dir / "final"))
+    if main: p.tokenizer.save_pretrained(run_dir / "final")
 
     if ev and ev.after:
-        _log.info("evaluating after training on %d held-out rows", len(p.eval_rows))
+        if main: _log.info("evaluating after training on %d held-out rows over %d process(es)", *n_ev)
+        if trainer.use_vllm: trainer.vllm_generation.sync_weights()  # TRL syncs before each step; evaluation needs the last update
         policy = trainer.accelerator.unwrap_model(trainer.model)
-        results["eval_after"] = await asyncio.to_thread(evaluate, p.env, p.rewards, policy, p.eval_rows, **p.eval_kw)
+        results["eval_after"] = await asyncio.to_thread(evaluate, p.env, p.rewards, policy, p.eval_rows,
+                                                        generator=trainer.generator, **p.eval_kw)
     if trackers:
         if "eval_after" in results: trackers.heldout(trainer.state.global_step, results["eval_after"])
         trackers.close()
@@ -250,17 +279,19 @@ async def _run(config: dict | TrainingConfig, *, resume: bool = False, dashboard
                    wall_seconds=round(time.perf_counter() - t_start + prior.get("wall_seconds", 0.0), 2),
                    peak_rss_mb=round(_peak_rss_mb(), 1), mask_check_failures=trainer.mask_check_failures)
     if mcp_tools: results["mcp"] = mcp_tools.stats()
-    return _write_results(run_dir, results, logger.history)
+    return _write_results(run_dir, results, logger.history) if main else results
 
 # %% ../nbs/10_run.ipynb #7790d47e
 async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or a validated `TrainingConfig`
               *, resume: bool = False,  # continue from the latest complete checkpoint in the run directory
               dashboard: bool | None = None,  # show the live dashboard (default: inside a notebook kernel)
               progress: bool | None = None,  # show a terminal progress bar (default: outside notebooks)
+              vllm_client=None,  # vllm_server backend: a `VLLMClient`, or a function making one, instead of the one TRL starts
               ) -> dict[str, Any]:
     "Train an agent as `config` says; returns the run directory, final metrics and evaluation results."
     cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
+    kw = dict(resume=resume, dashboard=dashboard, progress=progress, vllm_client=vllm_client)
     with contextlib.ExitStack() as closing:  # what the run opens (MCP servers, remote executors), closed however it ends
         env = cfg.environment
         mcp_tools = closing.enter_context(mcp_tools_for(env, log_dir=Path(cfg.output_dir) / cfg.experiment_name / "mcp")) if env.mcp_servers else None
-        return await _run(cfg, resume=resume, dashboard=dashboard, progress=progress, mcp_tools=mcp_tools, closing=closing)
+        return await _run(cfg, mcp_tools=mcp_tools, closing=closing, **kw)
