@@ -174,6 +174,7 @@ class SmolAgentEnvConfig(_Section):
     tool_timeout: float = Field(10.0, gt=0, description="Wall-clock seconds per tool call or code action")
     authorized_imports: list[str] = Field(default_factory=list, description="Modules a code action may import")
     max_observation_tokens: int = Field(256, ge=1, description="Tool output longer than this is truncated")
+    code_state_budget: int = Field(2**20, ge=0, description="Pickled bytes of variables a code action may carry to the episode's next one; larger ones are dropped with a note to the model")
     plain_text_is_final: bool | None = Field(None, description="A reply with no action is the final answer; None: yes in native, no in json and code")
     tool_parser: Literal["auto", "hermes", "llama_json", "mistral"] = Field("auto", description="Native format: how tool calls are written; auto: recognised from the chat template")
     reasoning_tags: tuple[str, str] | None = Field(("<think>", "</think>"), description="Reasoning block delimiters: removed from answers and parsed text (kept in the trained tokens); None: no reasoning")
@@ -248,6 +249,7 @@ class RewardSetupConfig(_Section):
     "Step-level and rollout-level reward functions."
     step_reward_configs: dict[str, RewardFunctionConfig] = Field(default_factory=dict, description="Scored per turn")
     rollout_reward_configs: dict[str, RewardFunctionConfig] = Field(default_factory=dict, description="Scored per episode")
+    timeout: float | None = Field(60.0, gt=0, description="Seconds one reward or verifier call may take; a slower call stops the run (None: no limit)")
 
     @model_validator(mode="after")
     def _some_reward(self):

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from fastcore.basics import patch
 from smolagents import Tool
 
@@ -26,11 +27,19 @@ from .tools import ToolOutcome, ToolRun, resolve_tool, start_tool_call, tool_sch
 from .types import ActionKind, Message, RawRolloutData, Row, Termination, TokenIds, Turn
 
 _log = logging.getLogger(__name__)
+OBSERVATION_CHARS_PER_TOKEN = 32  # tool output is cut to max_observation_tokens x this many characters before it is tokenized
 
 # %% auto #0
-__all__ = ['SmolAgentEnv']
+__all__ = ['OBSERVATION_CHARS_PER_TOKEN', 'SmolAgentEnv']
 
 # %% ../nbs/04_env.ipynb #09464d00
+class _Uniforms:
+    "An episode's own stream of uniform numbers: its k-th sampled token is drawn with the k-th."
+    def __init__(self, seed: int): self.gen, self.buf = torch.Generator().manual_seed(seed), []
+    def take(self, start: int, n: int) -> list[float]:
+        while len(self.buf) < start + n: self.buf += torch.rand(64, generator=self.gen).tolist()
+        return self.buf[start:start + n]
+
 @dataclass
 class _Episode:
     data: RawRolloutData
@@ -42,6 +51,8 @@ class _Episode:
     run: ToolRun | None = None  # the running tool call (or the outcome of a malformed action)
     code_state: dict[str, Any] = field(default_factory=dict)  # a code agent's variables between actions
     done: bool = False
+    uniforms: _Uniforms | None = None  # the episode's own random stream (sampled rollouts)
+    drawn: int = 0  # tokens sampled so far: the next one uses uniform number `drawn`
 
 def _messages(row: Row, prompt_field: str, system_prompt: str | None) -> list[Message]:
     if prompt_field not in row:
@@ -72,11 +83,12 @@ class SmolAgentEnv:
         max_observation_tokens: int = 256,  # tool output is cut to this many tokens
         plain_text_is_final: bool | None = None,  # a reply without an action is the final answer; None: in native only
         draft_tokens: int = 3,  # drafted tokens per step when few episodes are left (see `DecodeBatch.speculate`); 0: off
-        code_runner=None,  # runs code actions elsewhere (a `retrain.code_executors.RemoteCodeRunner`); None: the local executor
+        code_state_budget: int = 2**20,  # pickled bytes of variables a code action carries to the episode's next one
         tool_parser: str = "auto",  # native: 'hermes', 'llama_json', 'mistral', or 'auto' (recognised from the template)
         reasoning_tags: tuple[str, str] | None = ("<think>", "</think>"),  # reasoning block, removed from parsed text; None: off
         chat_template_kwargs: dict | None = None,  # more template variables (e.g. enable_thinking)
         generator: Generator | None = None,  # where turns are sampled (default: `HFGenerator`, this loop's own decoding)
+        code_runner=None,  # runs code actions elsewhere (a `retrain.code_executors.RemoteCodeRunner`); None: the local executor
     ):
         if max_turns < 1 or max_tokens_per_turn < 1: raise ValueError("max_turns and max_tokens_per_turn must be >= 1")
         self.tokenizer = tokenizer
@@ -97,10 +109,11 @@ class SmolAgentEnv:
         self.tool_timeout, self.authorized_imports = tool_timeout, list(authorized_imports)
         self.max_observation_tokens = max_observation_tokens
         self.plain_text_is_final = (tool_call_format == "native") if plain_text_is_final is None else plain_text_is_final
-        self.draft_tokens = draft_tokens
-        self.code_runner = code_runner
+        self.draft_tokens, self.code_state_budget = draft_tokens, code_state_budget
+        self.max_observation_chars = max_observation_tokens * OBSERVATION_CHARS_PER_TOKEN
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.generator = generator or HFGenerator(self.pad_id)
+        self.code_runner = code_runner
 
     @classmethod
     def from_config(cls, cfg: SmolAgentEnvConfig, tokenizer,
@@ -112,7 +125,7 @@ class SmolAgentEnv:
                    tool_timeout=cfg.tool_timeout, authorized_imports=cfg.authorized_imports,
                    max_observation_tokens=cfg.max_observation_tokens, plain_text_is_final=cfg.plain_text_is_final,
                    draft_tokens=cfg.draft_tokens, tool_parser=cfg.tool_parser, reasoning_tags=cfg.reasoning_tags,
-                   chat_template_kwargs=cfg.chat_template_kwargs)
+                   chat_template_kwargs=cfg.chat_template_kwargs, code_state_budget=cfg.code_state_budget)
 
     def check(self, rollout: RawRolloutData, strict: bool = False) -> RolloutCheck:
         "`check_rollout` with this environment's tokenizer and tool schemas."
@@ -180,17 +193,24 @@ def _end_turn(self: SmolAgentEnv, e: _Episode, stop_ids: set[int]):
         e.run = ToolRun("parse", None, outcome=ToolOutcome(f"Error: {act.error}"))
     elif act.code is not None:
         e.run = (self.code_runner.start if self.code_runner else start_code_action)(
-            act.code, self.tools, timeout=self.tool_timeout, authorized_imports=self.authorized_imports, state=e.code_state)
-    else: e.run = start_tool_call(self.tool_map[act.tool_call.name], act.tool_call.arguments, self.tool_timeout)
+            act.code, self.tools, timeout=self.tool_timeout, authorized_imports=self.authorized_imports,
+            state=e.code_state, state_budget=self.code_state_budget, max_print_length=self.max_observation_chars)
+    else: e.run = start_tool_call(self.tool_map[act.tool_call.name], act.tool_call.arguments, self.tool_timeout,
+                                  max_chars=self.max_observation_chars)
 
 # %% ../nbs/04_env.ipynb #b3960889
 @patch
 def _cut(self: SmolAgentEnv, text: str) -> str:
-    "Tool output cut to `max_observation_tokens`."
-    if len(text) * 4 <= self.max_observation_tokens: return text
-    ids = self.renderer.encode(text)
-    if len(ids) <= self.max_observation_tokens: return text
-    return self.tokenizer.decode(ids[:self.max_observation_tokens]) + " …(truncated)"
+    "Tool output cut to `max_observation_tokens`: by characters first (bounded work, whatever its size), then by tokens."
+    limit = self.max_observation_tokens
+    if len(text) * 4 <= limit: return text
+    n = limit * 4  # a growing prefix is tokenized until it holds more than `limit` tokens (or the whole text)
+    while True:
+        ids = self.renderer.encode(text[:n])
+        if len(ids) > limit + 1 or n >= min(len(text), self.max_observation_chars): break
+        n *= 4
+    if len(ids) <= limit and n >= len(text): return text
+    return self.tokenizer.decode(ids[:limit]) + " …(truncated)"
 
 @patch
 def _record(self: SmolAgentEnv, e: _Episode, out: ToolOutcome) -> Message | None:
@@ -268,9 +288,12 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool, loc
         t0 = time.perf_counter()
         drafts = self._drafts(live, batch) if lockstep is None else None
         if drafts is not None:
-            toks, lps = batch.speculate(model, [e.feed for e in live], drafts, self.pad_id, self.sampling, greedy)
+            k = max(map(len, drafts)) + 1
+            u = None if greedy else torch.tensor([e.uniforms.take(e.drawn, k) for e in live])
+            toks, lps = batch.speculate(model, [e.feed for e in live], drafts, self.pad_id, self.sampling, greedy, u)
         else:
-            toks, lps = batch.step(model, [e.feed for e in live], self.pad_id, self.sampling, greedy)
+            u = None if greedy else torch.tensor([e.uniforms.take(e.drawn, 1) if e.feed else [0.5] for e in live])
+            toks, lps = batch.step(model, [e.feed for e in live], self.pad_id, self.sampling, greedy, u)
             toks, lps = [[t] for t in toks], [[lp] for lp in lps]
             if lockstep is not None: lockstep.step()
         took = time.perf_counter() - t0
@@ -278,7 +301,7 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool, loc
         for r, (e, f) in enumerate(zip(live, fed)):
             if not f: continue
             for j, (t, lp) in enumerate(zip(toks[r], lps[r])):
-                e.turn_ids.append(t); e.turn_lps.append(lp); e.turn_seconds += share / len(toks[r])
+                e.turn_ids.append(t); e.turn_lps.append(lp); e.turn_seconds += share / len(toks[r]); e.drawn += 1
                 e.feed = [t]
                 if t in stop_ids or len(e.turn_ids) >= e.turn_limit:
                     batch.rewind(r, len(toks[r]) - 1 - j)  # kept drafts after the turn's end are not part of it
@@ -351,6 +374,8 @@ async def rollout(self: SmolAgentEnv, rows: list[Row], model, *, prompt_field: s
         e = _Episode(RawRolloutData(prompt_ids=list(prompts[key]), messages=msgs, row=dict(row)), feed=list(prompts[key]))
         self._start_turn(e)
         eps.append(e)
+    if not greedy:
+        for e, seed in zip(eps, torch.randint(0, 2**62, (len(eps),)).tolist()): e.uniforms = _Uniforms(seed)
     if not eps and lockstep is None and not (gen.collective and world_size() > 1): return []
     was_training = model.training
     model.eval()

@@ -25,6 +25,7 @@ from .distributed import LockStep, all_gather_objects, gather_objects, is_main, 
 from .env import SmolAgentEnv
 from .generation import ClientVLLMGeneration, make_generator, trl_vllm_settings
 from .rewards import RewardCalculator
+from .rundir import seal_checkpoint
 from .advantages import rollout_rewards, token_advantages
 from .types import ActionKind, ProcessedTrajectory, RawRolloutData, Row, Termination, jsonable
 
@@ -32,7 +33,7 @@ _log = logging.getLogger(__name__)
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # `rollout_func` is how retrain plugs in, by design
 
 # %% auto #0
-__all__ = ['CHECKPOINT_DONE', 'grpo_config', 'rollout_counts', 'rollout_metrics', 'reward_figures', 'rollout_record', 'StepSink',
+__all__ = ['grpo_config', 'rollout_counts', 'rollout_metrics', 'failing_tools', 'reward_figures', 'rollout_record', 'StepSink',
            'GRPOTrainer']
 
 # %% ../nbs/08_trainer.ipynb #3351eff7
@@ -96,6 +97,17 @@ def rollout_metrics(rollouts: list[RawRolloutData], reduce=None) -> dict[str, fl
          "reasoning_tokens_per_turn": c["reasoning_tokens"] / n_turns}
     m.update({f"termination/{t.value}": c[f"termination/{t.value}"] / n for t in Termination})
     return m
+
+# %% ../nbs/08_trainer.ipynb #ft41737
+def failing_tools(rollouts: list[RawRolloutData], min_calls: int = 4, rate: float = 0.9) -> dict[str, tuple[int, int, str | None]]:
+    "Tools that failed on at least `rate` of their calls (and at least `min_calls` calls): name -> (failed, calls, first error)."
+    seen: dict[str, list] = {}
+    for t in (t for r in rollouts for t in r.turns if t.action == ActionKind.tool_call and t.tool_call is not None):
+        s = seen.setdefault(t.tool_call.name, [0, 0, None])
+        bad = bool(t.tool_error or t.invalid_arguments or t.timed_out)
+        s[0] += bad; s[1] += 1
+        if bad and s[2] is None: s[2] = t.error_message
+    return {k: (b, n, e) for k, (b, n, e) in seen.items() if n >= min_calls and b >= rate * n}
 
 # %% ../nbs/08_trainer.ipynb #c4014e45
 def reward_figures(trajs: list[ProcessedTrajectory]) -> dict[str, float]:
@@ -172,7 +184,7 @@ class GRPOTrainer(_TRLGRPOTrainer):
         self.env, self.rewards, self.rows, self.sinks = env, rewards, list(train_rows), list(sinks or [])
         self.step_coef, self.mask_check_every = step_coef, mask_check_every
         self._pending_records, self._trajs, self._inputs, self._step_seconds, self._gen_calls = [], [], None, 0.0, 0
-        self.mask_check_failures, self.template_noted = 0, False
+        self.mask_check_failures, self.template_noted, self._warned_tools = 0, False, set()
         names = rewards.component_names
         funcs = [self._component_fn(n) for n in names]
         args.reward_weights = [rewards.weights[n] for n in names]
@@ -246,6 +258,11 @@ def _rollout(self: GRPOTrainer, prompts: list, trainer=None) -> dict[str, list]:
     self._gen_calls += 1
     mode = "train" if self.model.training else "eval"
     for k, v in rollout_metrics(rollouts, reduce=sum_over_ranks).items(): self._metrics[mode][k].append(v)
+    for name, (bad, n, err) in failing_tools(rollouts).items():
+        first = name not in self._warned_tools
+        self._warned_tools.add(name)
+        (_log.warning if first else _log.debug)("tool %r failed on %d of %d calls in this step (first error: %s)%s", name, bad, n,
+                                              err, "; later steps like this are logged at DEBUG" if first else "")
     for k, v in _reward_figures_over_ranks(self._trajs).items(): self._metrics[mode][k].append(v)
     if self.mask_check_every and self._gen_calls % self.mask_check_every == 0 and rollouts:
         k = max(range(len(rollouts)), key=lambda j: len(rollouts[j].turns))  # the one that covers the most turns
@@ -269,14 +286,11 @@ def _rollout(self: GRPOTrainer, prompts: list, trainer=None) -> dict[str, list]:
             "logprobs": [r.logprobs for r in rollouts], "env_mask": [r.env_mask for r in rollouts]}
 
 # %% ../nbs/08_trainer.ipynb #7e8badaf
-CHECKPOINT_DONE = "retrain_checkpoint_complete"
-
 @patch
 def _save_checkpoint(self: GRPOTrainer, model, trial):
     _TRLGRPOTrainer._save_checkpoint(self, model, trial)
     ckpt = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}")
-    if self.args.should_save and os.path.isdir(ckpt):
-        with open(os.path.join(ckpt, CHECKPOINT_DONE), "w") as f: f.write(str(self.state.global_step)); f.flush(); os.fsync(f.fileno())
+    if self.args.should_save and os.path.isdir(ckpt): seal_checkpoint(ckpt, self.state.global_step)  # manifest, then marker
 
 
 # %% ../nbs/08_trainer.ipynb #502c63e3
