@@ -123,13 +123,14 @@ COMMANDS = {"validate": cmd_validate, "run": cmd_run, "report": cmd_report, "eva
 
 def user_errors() -> tuple[type[Exception], ...]:
     "The errors whose message says what to change: shown as that message alone, with exit status 2."
+    from retrain.code_executors import CodeExecutorError
     from retrain.mcp_tools import MCPServerError
     from retrain.models import ModelLoadError
     from retrain.prompts import PromptSourceError
     from retrain.rewards import RewardError
     from retrain.rundir import RunDirError
     from retrain.runner import SetupError
-    return (ConfigError, ModelLoadError, PromptSourceError, RewardError, RunDirError, SetupError, MCPServerError, FileExistsError)
+    return (ConfigError, ModelLoadError, PromptSourceError, RewardError, RunDirError, SetupError, MCPServerError, CodeExecutorError, FileExistsError)
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `retrain` command."

@@ -182,12 +182,18 @@ class SmolAgentEnvConfig(_Section):
     draft_tokens: int = Field(3, ge=0, description="When few episodes are left, tokens drafted per step from each one's own history and checked in one forward (exact); 0: off")
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Where turns are sampled")
     mcp_servers: list[MCPServerConfig] = Field(default_factory=list, description="MCP servers whose tools join `tools` (needs `retrain[mcp]`)")
+    code_executor: str = Field("local", description="Where code actions run: 'local' (a convenience, not a security boundary), "
+                               "'docker', 'e2b' or 'modal' (smolagents' remote executors; see `retrain.code_executors`)")
+    code_executor_kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to a remote executor's constructor")
+    code_executor_workers: int = Field(4, ge=1, description="Remote executors at most, each running one code action at a time")
 
     @model_validator(mode="after")
     def _mcp_servers_fit(self):
         names = [s.name for s in self.mcp_servers]
         if dup := sorted({n for n in names if names.count(n) > 1}):
             raise ValueError(f"mcp_servers: two servers are named {dup}; give each its own name")
+        if self.code_executor != "local" and self.tool_call_format != "code":
+            raise ValueError(f"code_executor '{self.code_executor}' runs code actions: set tool_call_format: code (or code_executor: local)")
         if self.mcp_servers and self.tool_call_format == "code":
             raise ValueError("mcp_servers: code actions run in a separate process that cannot reach MCP servers; "
                              "use tool_call_format native or json")

@@ -88,6 +88,7 @@ class SmolAgentEnv:
         reasoning_tags: tuple[str, str] | None = ("<think>", "</think>"),  # reasoning block, removed from parsed text; None: off
         chat_template_kwargs: dict | None = None,  # more template variables (e.g. enable_thinking)
         generator: Generator | None = None,  # where turns are sampled (default: `HFGenerator`, this loop's own decoding)
+        code_runner=None,  # runs code actions elsewhere (a `retrain.code_executors.RemoteCodeRunner`); None: the local executor
     ):
         if max_turns < 1 or max_tokens_per_turn < 1: raise ValueError("max_turns and max_tokens_per_turn must be >= 1")
         self.tokenizer = tokenizer
@@ -112,6 +113,7 @@ class SmolAgentEnv:
         self.max_observation_chars = max_observation_tokens * OBSERVATION_CHARS_PER_TOKEN
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.generator = generator or HFGenerator(self.pad_id)
+        self.code_runner = code_runner
 
     @classmethod
     def from_config(cls, cfg: SmolAgentEnvConfig, tokenizer,
@@ -190,9 +192,9 @@ def _end_turn(self: SmolAgentEnv, e: _Episode, stop_ids: set[int]):
         turn.parse_error, turn.error_message = True, act.error
         e.run = ToolRun("parse", None, outcome=ToolOutcome(f"Error: {act.error}"))
     elif act.code is not None:
-        e.run = start_code_action(act.code, self.tools, timeout=self.tool_timeout, authorized_imports=self.authorized_imports,
-                                  state=e.code_state, state_budget=self.code_state_budget,
-                                  max_print_length=self.max_observation_chars)
+        e.run = (self.code_runner.start if self.code_runner else start_code_action)(
+            act.code, self.tools, timeout=self.tool_timeout, authorized_imports=self.authorized_imports,
+            state=e.code_state, state_budget=self.code_state_budget, max_print_length=self.max_observation_chars)
     else: e.run = start_tool_call(self.tool_map[act.tool_call.name], act.tool_call.arguments, self.tool_timeout,
                                   max_chars=self.max_observation_chars)
 

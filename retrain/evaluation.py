@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import html
 import json
@@ -19,6 +20,8 @@ import numpy as np
 import yaml
 
 from .config_models import TrainingConfig
+from .code_executors import code_runner_for
+from .mcp_tools import mcp_tools_for
 from .distributed import LockStep, all_gather_objects, shard, world_size
 from .env import SmolAgentEnv
 from .models import ModelLoadError, load_model, load_tokenizer
@@ -225,16 +228,20 @@ def evaluate_sync(config: dict | TrainingConfig | str | Path, model: str | list[
         env_cfg = env_cfg.model_copy(update={"max_total_tokens": grpo_config(cfg, str(out_dir)).max_completion_length})
     results = {"prompt_source": (ev.prompt_source if ev else cfg.prompt_source).model_dump(mode="json"), "n_prompts": len(rows),
                "samples": samples, "success_reward": name, "threshold": thr, "models": {}, "output_dir": str(out_dir)}
+    closing = contextlib.ExitStack()  # the config's MCP servers and remote executors, closed at the end
+    mcp_tools = closing.enter_context(mcp_tools_for(env_cfg, log_dir=out_dir / "mcp")) if env_cfg.mcp_servers else None
     records, bar = [], tqdm(total=len(targets) * len(rows) * (1 + samples), desc="evaluating", unit="episode", disable=not progress)
     try:
         for label, path in targets:
             bar.set_description(f"evaluating {label}")
             policy, tok = load_for_eval(cfg, path)
-            summary, greedy, sampled = evaluate_policy(SmolAgentEnv.from_config(env_cfg, tok), rewards, policy, rows, samples=samples,
+            env = SmolAgentEnv.from_config(env_cfg, tok, mcp_tools.tools if mcp_tools else [])
+            env.code_runner = code_runner_for(env_cfg, env.tools, closing)
+            summary, greedy, sampled = evaluate_policy(env, rewards, policy, rows, samples=samples,
                                                        success_reward=name, threshold=thr, batch_size=bs, on_batch=bar.update)
             results["models"][label] = {"name_or_path": path, **summary}
             records += _records(greedy, tok, label, "greedy", 1, name, thr) + _records(sampled, tok, label, "sample", max(samples, 1), name, thr)
-    finally: bar.close()
+    finally: bar.close(); closing.close()
     results["wall_seconds"] = round(time.perf_counter() - t0, 2)
     _write(out_dir, results, records)
     return results

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import logging
@@ -25,6 +26,7 @@ from .config_models import TrainingConfig
 from .distributed import barrier, ensure_group, is_main, main_first, threads_per_process, world_size
 from .mcp_tools import MCPCallback, MCPTools, mcp_tools_for
 from .trackers import tracker_sink
+from .code_executors import code_runner_for
 from .env import SmolAgentEnv
 from .evaluation import evaluate_policy
 from .models import ModelLoadError, load_model, load_tokenizer, lora_config
@@ -189,7 +191,7 @@ class _Parts:
     eval_rows: list[Row]
     eval_kw: dict[str, Any]
 
-def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None = None) -> _Parts:
+def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None, closing: contextlib.ExitStack) -> _Parts:
     "Check rewards, tools and prompt rows, then load the model and tokenizer and build the environment and GRPO settings."
     rewards = _setup("reward_setup", lambda: RewardCalculator.from_config(cfg.reward_setup))
     _setup("environment.tools", lambda: [resolve_tool(n) for n in cfg.environment.tools])
@@ -209,9 +211,20 @@ def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None = Non
         raise SetupError(f"prompt_source has {len(rows)} rows but each step samples {per_step} prompts "
                          f"(generation batch {args.generation_batch_size} / num_generations {args.num_generations}): "
                          "add prompts or lower algorithm.hyperparameters.per_device_train_batch_size")
-    return _Parts(tokenizer, model, args, SmolAgentEnv.from_config(env_cfg, tokenizer, mcp_tools.tools if mcp_tools else []), rewards,
+    env = SmolAgentEnv.from_config(env_cfg, tokenizer, mcp_tools.tools if mcp_tools else [])
+    env.code_runner = code_runner_for(env_cfg, env.tools, closing)  # remote executors (None: local), ended with the run
+    return _Parts(tokenizer, model, args, env, rewards,
                   rows, eval_rows,
                   dict(success_reward=ev.success_reward, threshold=ev.success_threshold, batch_size=ev.batch_size) if ev else {})
+
+# %% ../nbs/10_run.ipynb #7972fa95
+async def _train(trainer: GRPOTrainer, ckpt: Path | None):
+    training = asyncio.ensure_future(asyncio.to_thread(trainer.train, resume_from_checkpoint=str(ckpt) if ckpt else None))
+    try: await asyncio.shield(training)
+    except asyncio.CancelledError:
+        trainer.control.should_training_stop = True
+        await training
+        raise
 
 # %% ../nbs/10_run.ipynb #ea84999f
 def _watchers(run_dir: Path, logger: RunLogger, max_steps: int, start: int, dashboard: bool | None, progress: bool | None):
@@ -240,7 +253,8 @@ def _write_results(run_dir: Path, results: dict[str, Any], history: list[dict]) 
 
 # %% ../nbs/10_run.ipynb #af5bafb7
 async def _run(config: dict | TrainingConfig, *, resume: bool = False, fresh_state: bool = False, dashboard: bool | None = None,
-               progress: bool | None = None, mcp_tools: MCPTools | None = None, vllm_client=None) -> dict[str, Any]:
+               progress: bool | None = None, mcp_tools: MCPTools | None = None, vllm_client=None,
+               closing: contextlib.ExitStack) -> dict[str, Any]:
     "`run`, with the MCP servers' tools already open."
     t_start = time.perf_counter()
     transformers.utils.logging.disable_progress_bar()
@@ -256,7 +270,7 @@ async def _run(config: dict | TrainingConfig, *, resume: bool = False, fresh_sta
     if plan.note and main: _log.warning(plan.note)
     prior = read_results(run_dir) if resume else {}
     if plan.finished: return {**prior, "run_dir": str(run_dir), "already_finished": True}
-    p = main_first(lambda: _build(cfg, ckpt_dir, mcp_tools))  # an embedded model is built into the cache once
+    p = main_first(lambda: _build(cfg, ckpt_dir, mcp_tools, closing))  # an embedded model is built into the cache once
 
     ckpt, start = plan.resume_from, plan.step  # the step the checkpoint's trainer state holds
     if main:
@@ -284,7 +298,7 @@ async def _run(config: dict | TrainingConfig, *, resume: bool = False, fresh_sta
         if main: (run_dir / "results.json").write_text(json.dumps({**prior, **results}, indent=2))
         if trackers: trackers.heldout(start, results["eval_before"])
     try:
-        if plan.train: await asyncio.to_thread(trainer.train, resume_from_checkpoint=str(ckpt) if ckpt else None)
+        if plan.train: await _train(trainer, ckpt)
         else: _restore(trainer, ckpt)
     except RewardError as e:  # the run directory stays resumable: the failed step was neither logged nor saved
         raise RewardError(f"{e}; the run stopped in step {trainer.state.global_step + 1}: fix it, then continue with "
@@ -325,7 +339,8 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
     lock = RunLock(Path(cfg.output_dir) / cfg.experiment_name)
     if _first_process(): lock.acquire()  # before anything heavy: one run (process group) at a time owns a run directory
     try:
-        if not cfg.environment.mcp_servers: return await _run(cfg, **kw)
-        with mcp_tools_for(cfg.environment, log_dir=Path(cfg.output_dir) / cfg.experiment_name / "mcp") as mcp_tools:
-            return await _run(cfg, mcp_tools=mcp_tools, **kw)
+        with contextlib.ExitStack() as closing:  # what the run opens (MCP servers, remote executors), closed however it ends
+            env = cfg.environment
+            mcp_tools = closing.enter_context(mcp_tools_for(env, log_dir=Path(cfg.output_dir) / cfg.experiment_name / "mcp")) if env.mcp_servers else None
+            return await _run(cfg, mcp_tools=mcp_tools, closing=closing, **kw)
     finally: lock.release()

@@ -75,3 +75,43 @@ def test_two_step_run_calls_mcp_tools_and_survives_the_server_being_killed(tmp_p
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2] and max(m["tool_infra_error_rate"] for m in metrics) > 0
     assert (run_dir / "mcp" / "calc.stderr.log").is_file()  # each stdio server's stderr is kept
+
+
+def test_ctrl_c_stops_the_run_and_its_server(tmp_path):
+    import signal
+    import time
+    pid_file = tmp_path / "server.pid"
+    server = {"name": "calc", "command": sys.executable, "args": [SERVER], "tools": ["calculator"], "env": {"MCP_PID_FILE": str(pid_file)}}
+    cfg = _config(tmp_path, [server])
+    data = yaml.safe_load(cfg.read_text()); data["algorithm"]["hyperparameters"]["max_steps"] = 50
+    cfg.write_text(yaml.safe_dump(data))
+    cache = Path(os.environ.get("RETRAIN_CACHE", Path.home() / ".cache" / "retrain"))
+    env = {**os.environ, "RETRAIN_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
+    p = subprocess.Popen([sys.executable, "-m", "retrain.cli", "run", str(cfg)], cwd=ROOT, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "runs" / "mcp" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None and not (metrics.exists() and metrics.read_text().count("\n") >= 1):
+        time.sleep(0.1)
+    assert p.poll() is None, p.stderr.read()[-2000:]
+    server_pid = int(pid_file.read_text())
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=120)[1]
+    assert p.returncode == 130 and "Traceback" not in err and "--resume" in err, err[-2000:]
+    assert len(metrics.read_text().splitlines()) < 50  # training stopped at the end of the step it was in
+    time.sleep(0.5)
+    import psutil
+    assert not psutil.pid_exists(server_pid) or psutil.Process(server_pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_eval_calls_the_mcp_tools(tmp_path):
+    calls = tmp_path / "calls.log"
+    server = {"name": "calc", "command": sys.executable, "args": [SERVER], "tools": ["calculator"], "env": {"MCP_CALL_LOG": str(calls)}}
+    cfg = _config(tmp_path, [server])
+    cache = Path(os.environ.get("RETRAIN_CACHE", Path.home() / ".cache" / "retrain"))
+    r = _retrain("eval", str(cfg), "--samples", "2", "--out", str(tmp_path / "eval"), tmp_path=tmp_path, cache=cache, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    turns = [t for line in (tmp_path / "eval" / "eval_rollouts.jsonl").read_text().splitlines() for t in json.loads(line)["turns"]]
+    answered = [t for t in turns if t["tool_call"] and t["tool_result"] is not None and t["tool_result"].isdigit()]
+    assert answered and calls.read_text().split().count("start:calculator") == len(answered)
+    assert (tmp_path / "eval" / "mcp" / "calc.stderr.log").is_file()
