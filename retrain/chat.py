@@ -11,19 +11,24 @@ from fastcore.basics import patch
 from .types import Message, RawRolloutData, TokenIds
 
 # %% auto #0
-__all__ = ['ChatRenderer', 'RolloutCheck', 'check_rollout']
+__all__ = ['TemplateError', 'ChatRenderer', 'RolloutCheck', 'check_rollout']
 
 # %% ../nbs/03a_chat.ipynb #31c7295c
 _SENTINEL = "\u2063retrain-sentinel\u2063"
 
+class TemplateError(ValueError):
+    "A chat template that cannot serve the chosen tool-call format; the message says what to use instead."
+
 class ChatRenderer:
     "Renders conversations with a tokenizer's chat template, token-exact."
-    def __init__(self, tokenizer, tools: list[dict] | None = None):  # tools: JSON schemas passed to the template
+    def __init__(self, tokenizer, tools: list[dict] | None = None,  # tools: JSON schemas passed to the template
+                 template_kwargs: dict | None = None):  # more template variables (e.g. `enable_thinking`)
         if getattr(tokenizer, "chat_template", None) is None:
             raise ValueError("the tokenizer has no chat template; set tokenizer.chat_template or use a chat model")
-        self.tokenizer, self.tools = tokenizer, (tools or None)
+        self.tokenizer, self.tools, self.template_kwargs = tokenizer, (tools or None), dict(template_kwargs or {})
         self.eos_token_id = tokenizer.eos_token_id
-        self.closing_ids = self.encode(self._closing_text())
+        self.closing_text = self._closing_text()
+        self.closing_ids = self.encode(self.closing_text)
 
     def text(self, messages: list[Message], add_generation_prompt: bool = False) -> str:
         "The template's rendering of `messages`."
@@ -41,13 +46,18 @@ class ChatRenderer:
         "`text` of many conversations in one template call."
         if not conversations: return []
         return self.tokenizer.apply_chat_template(conversations, tools=self.tools, tokenize=False,
-                                                  add_generation_prompt=add_generation_prompt)
+                                                  add_generation_prompt=add_generation_prompt, **self.template_kwargs)
 
     def prompts_ids(self, conversations: list[list[Message]]) -> list[TokenIds]:
         "`prompt_ids` of many conversations: one template call and one batched encode (half the time for 32)."
         if not conversations: return []
         return self.tokenizer(self.texts(conversations, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
 
+    def generation_prompt(self) -> str:
+        "What the template writes to open an assistant turn (e.g. `<|assistant|>`, or `...<think>` for R1-style templates)."
+        u = [{"role": "user", "content": "x"}]
+        a, b = self.text(u), self.text(u, add_generation_prompt=True)
+        return b[len(a):] if b.startswith(a) else ""
 
 # %% ../nbs/03a_chat.ipynb #6346e53d
 @patch
@@ -56,14 +66,36 @@ def _closing_text(self: ChatRenderer) -> str:
     if _SENTINEL not in t: raise ValueError("the chat template does not render assistant message content")
     return t.split(_SENTINEL, 1)[1]
 
+def _stand_in(msg: Message) -> Message:
+    "A neutral stand-in for the model's own message: a sentinel text and the same tool calls."
+    return {"role": "assistant", "content": _SENTINEL, **({"tool_calls": msg["tool_calls"]} if msg.get("tool_calls") else {})}
+
+@patch
+def _tail(self: ChatRenderer, before: str, after: str) -> str | None:
+    "What `after` adds past the assistant message that ends `before` (None when that message cannot be found)."
+    if after.startswith(before): return after[len(before):]
+    k = next((i for i, (x, y) in enumerate(zip(before, after)) if x != y), min(len(before), len(after)))
+    c = self.closing_text  # the message is rendered differently once followed: the observation starts after its closing
+    j = after.find(c, max(0, k - len(c) + 1)) if c else -1
+    return after[j + len(c):] if j >= 0 else None
+
+@patch
+def observation_texts(self: ChatRenderer, turns: list[tuple[list[Message], Message]]) -> list[str]:
+    "Per (messages ending in the model's message, observation): what the template writes after that message."
+    ctxs = [[*m[:-1], _stand_in(m[-1])] for m, _ in turns]
+    before = self.texts(ctxs)
+    after = self.texts([[*c, o] for c, (_, o) in zip(ctxs, turns)], add_generation_prompt=True)
+    out = [self._tail(a, b) for a, b in zip(before, after)]
+    for t, (_, o) in zip(out, turns):
+        if t is None: raise ValueError(
+            f"the chat template does not close an assistant message with {self.closing_text!r} when a '{o.get('role')}' "
+            "message follows it; it cannot be used for multi-turn rollouts")
+    return out
+
 @patch
 def observation_text(self: ChatRenderer, messages: list[Message], observation: Message) -> str:
     "What the template writes after `messages` (ending in an assistant message) when `observation` follows."
-    for conv in (messages, [{"role": "user", "content": "x"}, messages[-1]]):
-        a, b = self.text(conv), self.text([*conv, observation], add_generation_prompt=True)
-        if b.startswith(a): return b[len(a):]
-    raise ValueError("the chat template does not render an observation message as an extension of the "
-                     f"conversation (role '{observation.get('role')}'); it cannot be used for multi-turn rollouts")
+    return self.observation_texts([(messages, observation)])[0]
 
 @patch
 def _closing_rest(self: ChatRenderer, sampled_ids: TokenIds) -> TokenIds:
@@ -82,12 +114,29 @@ def env_ids_after_turn(self: ChatRenderer, sampled_ids: TokenIds, messages: list
 def env_ids_after_turns(self: ChatRenderer, turns: list[tuple[TokenIds, list[Message], Message]]) -> list[TokenIds]:
     "`env_ids_after_turn` for many (sampled ids, messages, observation): two template calls and one encode."
     if not turns: return []
-    before = self.texts([m for _, m, _ in turns])
-    after = self.texts([[*m, o] for _, m, o in turns], add_generation_prompt=True)
-    obs = [b[len(a):] if b.startswith(a) else self.observation_text(m, o)
-           for (_, m, o), a, b in zip(turns, before, after)]
+    obs = self.observation_texts([(m, o) for _, m, o in turns])
     return [self._closing_rest(s) + ids
             for (s, _, _), ids in zip(turns, self.tokenizer(obs, add_special_tokens=False)["input_ids"])]
+
+# %% ../nbs/03a_chat.ipynb #5a6fe089
+_NO_TOOLS_FIX = ("set environment.tool_call_format: json (or code): retrain then describes the tools in the system prompt "
+                 "and returns tool results as user messages, which any chat template renders")
+
+def _first_line(e: BaseException) -> str: return (str(e) or type(e).__name__).splitlines()[0]
+
+@patch
+def check_tool_support(self: ChatRenderer, tool_names: list[str]) -> None:
+    "Raise `TemplateError` unless the template shows the tools and renders 'tool' messages (what `native` needs)."
+    user = [{"role": "user", "content": "x"}]
+    try: t = self.text(user, add_generation_prompt=True)
+    except Exception as e: raise TemplateError(f"the chat template fails when given tools ({_first_line(e)}); {_NO_TOOLS_FIX}") from None
+    missing = [n for n in tool_names if n not in t]
+    if missing: raise TemplateError(f"the chat template ignores `tools` (the model would never see {missing}); {_NO_TOOLS_FIX}")
+    call = {"type": "function", "function": {"name": tool_names[0], "arguments": {}}}
+    conv = [*user, {"role": "assistant", "content": "", "tool_calls": [call]}, {"role": "tool", "name": tool_names[0], "content": _SENTINEL}]
+    try: t = self.text(conv, add_generation_prompt=True)
+    except Exception as e: raise TemplateError(f"the chat template raises on a 'tool' message ({_first_line(e)}); {_NO_TOOLS_FIX}") from None
+    if _SENTINEL not in t: raise TemplateError(f"the chat template drops 'tool' messages (the model would never see a tool result); {_NO_TOOLS_FIX}")
 
 # %% ../nbs/03a_chat.ipynb #78eee0b8
 @dataclass
@@ -97,10 +146,11 @@ class RolloutCheck:
     prefix_preserving: bool  # re-rendering the conversation reproduces the rollout's text
     retokenizes_exactly: bool  # ... and its token ids
     mismatch_at: int | None = None  # first differing token of prompt + completion against the re-rendering
-    problems: list[str] = field(default_factory=list)  # what is wrong, one line each
+    problems: list[str] = field(default_factory=list)  # what is wrong with the masks, one line each
+    template_note: str | None = None  # where re-rendering differs, when the template is not prefix-preserving
 
     @property
-    def ok(self) -> bool: return self.masks_ok and self.prefix_preserving
+    def ok(self) -> bool: return self.masks_ok
 
 def _mask_problems(ro: RawRolloutData, renderer: ChatRenderer) -> list[str]:
     probs, pos, msgs = [], 0, ro.messages
@@ -127,16 +177,16 @@ def _mask_problems(ro: RawRolloutData, renderer: ChatRenderer) -> list[str]:
     if pos != len(ro.completion_ids): probs.append(f"completion has {len(ro.completion_ids) - pos} tokens after the last turn")
     return probs
 
-
 # %% ../nbs/03a_chat.ipynb #57c7bf50
 def check_rollout(
     rollout: RawRolloutData,
     tokenizer,  # the tokenizer the rollout was made with
     tools: list[dict] | None = None,  # the tool schemas given to the chat template, if any
-    strict: bool = False,  # raise `ValueError` unless masks are right and the template is prefix-preserving
+    strict: bool = False,  # raise `ValueError` unless the masks are right
+    template_kwargs: dict | None = None,  # the template variables the rollout was rendered with
 ) -> RolloutCheck:
     "Verify a rollout's token masks and observations, and whether re-rendering reproduces it."
-    renderer = ChatRenderer(tokenizer, tools)
+    renderer = ChatRenderer(tokenizer, tools, template_kwargs)
     probs = _mask_problems(rollout, renderer)
     masks_ok = not probs
     ids = rollout.prompt_ids + rollout.completion_ids
@@ -146,10 +196,11 @@ def check_rollout(
     full = renderer.encode(full_text)
     mismatch = next((i for i, (x, y) in enumerate(zip(ids, full)) if x != y), None)
     if mismatch is None and len(full) < len(ids): mismatch = len(full)
+    note = None
     if not prefix_ok:
         i = next((i for i, (x, y) in enumerate(zip(text, full_text)) if x != y), min(len(text), len(full_text)))
-        probs.append(f"the chat template is not prefix-preserving: re-rendering the conversation differs at character "
-                     f"{i}: {full_text[max(0, i - 30):i + 30]!r} instead of {text[max(0, i - 30):i + 30]!r}")
-    res = RolloutCheck(masks_ok, prefix_ok, mismatch is None, mismatch, probs)
+        note = (f"the chat template is not prefix-preserving: re-rendering the conversation differs at character "
+                f"{i}: {full_text[max(0, i - 30):i + 30]!r} instead of {text[max(0, i - 30):i + 30]!r}")
+    res = RolloutCheck(masks_ok, prefix_ok, mismatch is None, mismatch, probs, note)
     if strict and not res.ok: raise ValueError("rollout check failed:\n" + "\n".join(probs))
     return res

@@ -6,14 +6,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import retrain
 from .config_models import ConfigError, TrainingConfig
 
 # %% auto #0
-__all__ = ['COMMANDS', 'build_parser', 'cmd_validate', 'summary_table', 'cmd_run', 'cmd_report', 'cmd_eval', 'main']
+__all__ = ['COMMANDS', 'build_parser', 'cmd_validate', 'summary_table', 'cmd_run', 'cmd_report', 'cmd_eval', 'user_errors',
+           'main']
 
 # %% ../nbs/11_cli.ipynb #a9bb2143
 def build_parser() -> argparse.ArgumentParser:
@@ -21,16 +24,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="retrain", description="Teach LLM agents to use tools with reinforcement learning.")
     p.add_argument("--version", action="version", version=f"retrain {retrain.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    v = sub.add_parser("validate", help="check a config and print it resolved")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the traceback of an error (or set RETRAIN_DEBUG=1)")
+    v = sub.add_parser("validate", help="check a config and print it resolved", parents=[common])
     v.add_argument("config", help="YAML config file")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a field")
-    r = sub.add_parser("run", help="train as a config says")
+    r = sub.add_parser("run", help="train as a config says", parents=[common])
     r.add_argument("config", help="YAML config file")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a field")
     r.add_argument("--resume", action="store_true", help="continue from the run directory's latest complete checkpoint")
-    rp = sub.add_parser("report", help="rebuild report.html of a run directory from its logs")
+    r.add_argument("--fresh-state", action="store_true", help="with --resume: continue from a checkpoint whose optimizer, "
+                   "scheduler or RNG state is missing or damaged, starting those afresh")
+    rp = sub.add_parser("report", help="rebuild report.html of a run directory from its logs", parents=[common])
     rp.add_argument("run_dir", help="a run directory (output_dir/experiment_name)")
-    e = sub.add_parser("eval", help="evaluate model(s) on a config's held-out prompts, without training")
+    e = sub.add_parser("eval", help="evaluate model(s) on a config's held-out prompts, without training", parents=[common])
     e.add_argument("config", help="YAML config file (its environment, rewards and evaluation prompts)")
     e.add_argument("--model", action="append", default=[], metavar="PATH", help="hub id, directory, checkpoint or run directory (repeatable: side by side)")
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a field")
@@ -42,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_validate(args) -> int:
     cfg = TrainingConfig.from_yaml(args.config, overrides=args.overrides)
     print(cfg.to_yaml(), end="")
+    if cfg.environment.mcp_servers:  # connect, list the tools (as YAML comments), report a server that fails
+        from retrain.mcp_tools import MCPServerError, describe_mcp_servers
+        try: print("\n".join("# " + line for line in describe_mcp_servers(cfg.environment).splitlines()))
+        except (MCPServerError, ImportError) as e:
+            print(f"retrain: {e}", file=sys.stderr)
+            return 2
     return 0
 
 
@@ -62,14 +75,12 @@ def summary_table(results: dict) -> str:
 # %% ../nbs/11_cli.ipynb #86517c88
 def cmd_run(args) -> int:
     import asyncio
-    from retrain.models import ModelLoadError
-    from retrain.prompts import PromptSourceError
-    from retrain.runner import SetupError, run
+    from retrain.runner import run
     cfg = TrainingConfig.from_yaml(args.config, overrides=args.overrides)
-    try: results = asyncio.run(run(cfg, resume=args.resume, dashboard=False))
-    except (FileExistsError, ModelLoadError, PromptSourceError, SetupError, LookupError) as e:  # the message says what to change
-        print(f"retrain: {e}", file=sys.stderr)
-        return 2
+    if args.fresh_state and not args.resume: raise SystemExit("retrain: --fresh-state goes with --resume")
+    results = asyncio.run(run(cfg, resume=args.resume, fresh_state=args.fresh_state, dashboard=False))  # user errors: see `main`
+    from retrain.distributed import is_main
+    if not is_main(): return 0  # with several processes the main one reports
     table = summary_table(results)
     (Path(results["run_dir"]) / "summary.txt").write_text(table + "\n")
     print(table)
@@ -80,11 +91,14 @@ def cmd_run(args) -> int:
 # %% ../nbs/11_cli.ipynb #b3e76456
 def cmd_report(args) -> int:
     from retrain.report import write_report
+    from retrain.rundir import RunDirError, RunLock
     run_dir = Path(args.run_dir)
     if not (run_dir / "metrics.jsonl").is_file():
         print(f"retrain: {run_dir} is not a run directory (no metrics.jsonl)", file=sys.stderr)
         return 2
-    print(write_report(run_dir))
+    with RunLock(run_dir):  # not while a run writes there
+        try: print(write_report(run_dir))
+        except ValueError as e: raise RunDirError(f"cannot write the report of {run_dir}: {e}") from e
     return 0
 
 
@@ -107,14 +121,31 @@ def cmd_eval(args) -> int:
 # %% ../nbs/11_cli.ipynb #e1228fa3
 COMMANDS = {"validate": cmd_validate, "run": cmd_run, "report": cmd_report, "eval": cmd_eval}
 
+def user_errors() -> tuple[type[Exception], ...]:
+    "The errors whose message says what to change: shown as that message alone, with exit status 2."
+    from retrain.code_executors import CodeExecutorError
+    from retrain.mcp_tools import MCPServerError
+    from retrain.models import ModelLoadError
+    from retrain.prompts import PromptSourceError
+    from retrain.rewards import RewardError
+    from retrain.rundir import RunDirError
+    from retrain.runner import SetupError
+    return (ConfigError, ModelLoadError, PromptSourceError, RewardError, RunDirError, SetupError, MCPServerError, CodeExecutorError, FileExistsError)
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `retrain` command."
     import warnings
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl)\.")
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("RETRAIN_DEBUG", "") not in ("", "0")
     try: return COMMANDS[args.command](args)
-    except ConfigError as e:
-        print(f"retrain: invalid config\n{e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("retrain: interrupted (a run continues from its last checkpoint with --resume)", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if not isinstance(e, user_errors()): raise
+        if debug: traceback.print_exc()
+        print(f"retrain: {'invalid config' + chr(10) if isinstance(e, ConfigError) else ''}{e}", file=sys.stderr)
         return 2
 
 # %% ../nbs/11_cli.ipynb #d5876fd4

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import html
 import json
@@ -19,6 +20,9 @@ import numpy as np
 import yaml
 
 from .config_models import TrainingConfig
+from .code_executors import code_runner_for
+from .mcp_tools import mcp_tools_for
+from .distributed import LockStep, all_gather_objects, shard, world_size
 from .env import SmolAgentEnv
 from .models import ModelLoadError, load_model, load_tokenizer
 from .prompts import load_rows
@@ -76,18 +80,22 @@ def _summary(trajs: list[ProcessedTrajectory], name: str, threshold: float) -> d
     return {**m, **health}
 
 def _scored(env: SmolAgentEnv, rewards: RewardCalculator, model, rows: list[Row], greedy: bool, batch_size: int,
-            on_batch) -> list[ProcessedTrajectory]:
+            on_batch, generator=None) -> list[ProcessedTrajectory]:
+    "Every row's scored episode; with several ranks each plays its contiguous share (in as many batches as rank 0) and all are gathered."
+    mine, lockstep = shard(rows), LockStep.when_sharded(model, env.pad_id)
     out = []
-    for i in range(0, len(rows), batch_size):
-        out += rewards.score_sync(env.rollout_sync(rows[i:i + batch_size], model, greedy=greedy))
-        if on_batch: on_batch(len(rows[i:i + batch_size]))
-    return out
+    for b in range(-(-len(shard(rows, 0)) // batch_size)):
+        chunk = mine[b * batch_size:(b + 1) * batch_size]
+        out += rewards.score_sync(env.rollout_sync(chunk, model, greedy=greedy, generator=generator, lockstep=lockstep))
+        if on_batch: on_batch(len(chunk))
+    return out if world_size() == 1 else [t for part in all_gather_objects(out) for t in part]
 
 # %% ../nbs/09a_evaluation.ipynb #c1af4f49
 def evaluate_policy(env: SmolAgentEnv, rewards: RewardCalculator, model, rows: list[Row], *,
                     samples: int = 0,  # K sampled episodes per prompt (for pass@k, mean@k); 0: greedy only
                     success_reward: str | None = None, threshold: float = 1.0, batch_size: int = 64,
                     on_batch=None,  # called with the number of episodes after each batch
+                    generator=None,  # where turns are sampled (default: the environment's); several ranks: rows split, results gathered
                     ) -> tuple[dict[str, Any], list[ProcessedTrajectory], list[ProcessedTrajectory]]:
     "Summary of `model` on `rows` (greedy, and K samples per prompt), with the greedy and sampled trajectories."
     if not rows: raise ValueError("evaluation has no prompts")
@@ -96,10 +104,11 @@ def evaluate_policy(env: SmolAgentEnv, rewards: RewardCalculator, model, rows: l
     was_training = model.training
     model.eval()
     try:
-        greedy = _scored(env, rewards, model, rows, True, batch_size, on_batch)
-        sampled = _scored(env, rewards, model, [r for r in rows for _ in range(samples)], False, batch_size, on_batch)
+        greedy = _scored(env, rewards, model, rows, True, batch_size, on_batch, generator)
+        sampled = _scored(env, rewards, model, [r for r in rows for _ in range(samples)], False, batch_size, on_batch, generator)
     finally: model.train(was_training)
-    out = {**_summary(greedy, name, threshold), "success_reward": name, "threshold": threshold}
+    out = {**_summary(greedy, name, threshold), "success_reward": name, "threshold": threshold,
+           "per_rank": [len(shard(rows, r)) for r in range(world_size())]}
     if samples:
         c = [sum(succeeded(t, name, threshold) for t in sampled[i * samples:(i + 1) * samples]) for i in range(len(rows))]
         s = _summary(sampled, name, threshold)
@@ -219,16 +228,20 @@ def evaluate_sync(config: dict | TrainingConfig | str | Path, model: str | list[
         env_cfg = env_cfg.model_copy(update={"max_total_tokens": grpo_config(cfg, str(out_dir)).max_completion_length})
     results = {"prompt_source": (ev.prompt_source if ev else cfg.prompt_source).model_dump(mode="json"), "n_prompts": len(rows),
                "samples": samples, "success_reward": name, "threshold": thr, "models": {}, "output_dir": str(out_dir)}
+    closing = contextlib.ExitStack()  # the config's MCP servers and remote executors, closed at the end
+    mcp_tools = closing.enter_context(mcp_tools_for(env_cfg, log_dir=out_dir / "mcp")) if env_cfg.mcp_servers else None
     records, bar = [], tqdm(total=len(targets) * len(rows) * (1 + samples), desc="evaluating", unit="episode", disable=not progress)
     try:
         for label, path in targets:
             bar.set_description(f"evaluating {label}")
             policy, tok = load_for_eval(cfg, path)
-            summary, greedy, sampled = evaluate_policy(SmolAgentEnv.from_config(env_cfg, tok), rewards, policy, rows, samples=samples,
+            env = SmolAgentEnv.from_config(env_cfg, tok, mcp_tools.tools if mcp_tools else [])
+            env.code_runner = code_runner_for(env_cfg, env.tools, closing)
+            summary, greedy, sampled = evaluate_policy(env, rewards, policy, rows, samples=samples,
                                                        success_reward=name, threshold=thr, batch_size=bs, on_batch=bar.update)
             results["models"][label] = {"name_or_path": path, **summary}
             records += _records(greedy, tok, label, "greedy", 1, name, thr) + _records(sampled, tok, label, "sample", max(samples, 1), name, thr)
-    finally: bar.close()
+    finally: bar.close(); closing.close()
     results["wall_seconds"] = round(time.perf_counter() - t0, 2)
     _write(out_dir, results, records)
     return results

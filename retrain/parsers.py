@@ -17,7 +17,8 @@ from smolagents.utils import extract_code_from_text, parse_json_blob
 from .types import ActionKind, ToolCall
 
 # %% auto #0
-__all__ = ['PARSERS', 'ParsedAction', 'ActionParser', 'NativeParser', 'JsonParser', 'CodeParser', 'make_parser']
+__all__ = ['PARSERS', 'NATIVE_PARSERS', 'ParsedAction', 'ActionParser', 'NativeParser', 'LlamaJsonParser', 'MistralParser',
+           'JsonParser', 'CodeParser', 'Reasoning', 'split_reasoning', 'detect_tool_parser', 'make_parser']
 
 # %% ../nbs/03e_parsers.ipynb #0642329b
 @dataclass
@@ -28,15 +29,16 @@ class ParsedAction:
     final_answer: str | None = None  # the answer for final_answer; the stripped reply for text
     error: str | None = None  # what is wrong, for parse errors
     code: str | None = None  # the code, for code actions
+    content: str | None = None  # the reply's text besides the tool call (the assistant message's content)
 
-def _call_action(name: Any, args: Any, tools: dict[str, Tool]) -> ParsedAction:
+def _call_action(name: Any, args: Any, tools: dict[str, Tool], key: str = "arguments") -> ParsedAction:
     "A ParsedAction for a parsed `{name, arguments}` pair."
     if not isinstance(name, str): return _perr(f"the tool call needs a string 'name', got {name!r}")
     if isinstance(args, str):
         try: args = json.loads(args) if args.strip() else {}
-        except json.JSONDecodeError: return _perr(f"the 'arguments' of '{name}' are not a JSON object: {args!r}")
+        except json.JSONDecodeError: return _perr(f"the '{key}' of '{name}' are not a JSON object: {args!r}")
     if args is None: args = {}
-    if not isinstance(args, dict): return _perr(f"the 'arguments' of '{name}' must be a JSON object, got {args!r}")
+    if not isinstance(args, dict): return _perr(f"the '{key}' of '{name}' must be a JSON object, got {args!r}")
     if name not in tools: return _perr(f"unknown tool '{name}'; available tools: {', '.join(sorted(tools))}")
     if name == "final_answer" and set(args) == {"answer"}:
         return ParsedAction(ActionKind.final_answer, ToolCall(name, args), final_answer=str(args["answer"]))
@@ -64,11 +66,18 @@ class ActionParser:
         "The system prompt that explains this format (None: the chat template renders the tools)."
         return None
 
+    def _text(self, text: str, syntax: str | None = None) -> ParsedAction:
+        "A reply without a call in this syntax: plain text, or (given the `syntax` to name) a parse error if it looks like a call."
+        if syntax is not None and _LOOKS_LIKE_CALL.search(text):
+            return _perr(f"this looks like a tool call but is not written as this model writes them: {syntax}")
+        return ParsedAction(ActionKind.text, final_answer=text.strip(), content=text)
+
+_LOOKS_LIKE_CALL = re.compile(r'\{\s*"name"\s*:')
 
 # %% ../nbs/03e_parsers.ipynb #189ae19c
 class NativeParser(ActionParser):
-    "`<tool_call>{json}</tool_call>`, as chat templates write tool calls."
-    format = "native"
+    "`<tool_call>{json}</tool_call>`, as Hermes-style chat templates (Qwen 2.5/3, the tiny one) write tool calls."
+    format, name = "native", "hermes"
 
     def __init__(self, tools: list[Tool], open_tag: str = "<tool_call>", close_tag: str = "</tool_call>"):
         super().__init__(tools)
@@ -79,21 +88,64 @@ class NativeParser(ActionParser):
         blobs = self.pattern.findall(text)
         if not blobs:
             if self.open_tag in text: return _perr(f"{self.open_tag} is not closed by {self.close_tag}")
-            return ParsedAction(ActionKind.text, final_answer=text.strip())
+            return self._text(text, f'{self.open_tag}{{"name": ..., "arguments": {{...}}}}{self.close_tag}')
         if len(blobs) > 1: return _perr(f"{len(blobs)} tool calls in one reply; make one call per reply")
         try: d = json.loads(blobs[0])
         except json.JSONDecodeError as e: return _perr(f"the tool call is not valid JSON ({e.msg} at char {e.pos})")
         if not isinstance(d, dict): return _perr("the tool call must be a JSON object with 'name' and 'arguments'")
-        return _call_action(d.get("name"), d.get("arguments", {}), self.tools)
+        act = _call_action(d.get("name"), d.get("arguments", {}), self.tools)
+        act.content = self.pattern.sub("", text, count=1)
+        return act
 
+# %% ../nbs/03e_parsers.ipynb #c4d1f4da
+class LlamaJsonParser(ActionParser):
+    "Llama 3.x: the reply is `{\"name\": ..., \"parameters\": {...}}` (optionally after `<|python_tag|>`)."
+    format, name = "native", "llama_json"
+
+    def parse(self, text: str) -> ParsedAction:
+        body = text.strip().removeprefix("<|python_tag|>").strip()
+        if not body.startswith("{"): return self._text(text, '{"name": ..., "parameters": {...}} as the whole reply')
+        try: d = json.loads(body)
+        except json.JSONDecodeError as e:
+            return _perr(f"the tool call is not valid JSON ({e.msg} at char {e.pos}); write one object "
+                         '{"name": ..., "parameters": {...}} and nothing else')
+        if not isinstance(d, dict) or "name" not in d:
+            return _perr('the tool call must be a JSON object {"name": ..., "parameters": {...}}')
+        key = "parameters" if "parameters" in d else "arguments"
+        act = _call_action(d.get("name"), d.get(key, {}), self.tools, key)
+        act.content = ""
+        return act
+
+# %% ../nbs/03e_parsers.ipynb #57a6c59f
+class MistralParser(ActionParser):
+    "Mistral: `[TOOL_CALLS][{\"name\": ..., \"arguments\": {...}}]`, or `[TOOL_CALLS]name[ARGS]{...}`."
+    format, name, tag = "native", "mistral", "[TOOL_CALLS]"
+
+    def parse(self, text: str) -> ParsedAction:
+        if self.tag not in text: return self._text(text, f'{self.tag}[{{"name": ..., "arguments": {{...}}}}]')
+        content, _, body = text.partition(self.tag)
+        body = body.strip()
+        try:
+            if "[ARGS]" in body:
+                name, _, args = body.partition("[ARGS]")
+                calls = [{"name": name.strip(), "arguments": json.loads(args)}]
+            else: calls = json.loads(body)
+        except json.JSONDecodeError as e: return _perr(f"the tool call after {self.tag} is not valid JSON ({e.msg} at char {e.pos})")
+        if isinstance(calls, dict): calls = [calls]
+        if not isinstance(calls, list) or not calls or not all(isinstance(c, dict) for c in calls):
+            return _perr(f'{self.tag} must be followed by a JSON list of {{"name": ..., "arguments": {{...}}}} objects')
+        if len(calls) > 1: return _perr(f"{len(calls)} tool calls in one reply; make one call per reply")
+        act = _call_action(calls[0].get("name"), calls[0].get("arguments", {}), self.tools)
+        act.content = content
+        return act
 
 # %% ../nbs/03e_parsers.ipynb #c750b70f
 class JsonParser(ActionParser):
     "A smolagents ToolCallingAgent-style JSON action blob."
-    format = "json"
+    format, name = "json", "json"
 
     def parse(self, text: str) -> ParsedAction:
-        if "{" not in text: return ParsedAction(ActionKind.text, final_answer=text.strip())
+        if "{" not in text: return self._text(text)
         try: d, _ = parse_json_blob(text)
         except ValueError as e: return _perr(str(e).split("\n")[0])
         if not isinstance(d, dict): return _perr("the action must be a JSON object with 'name' and 'arguments'")
@@ -105,18 +157,17 @@ class JsonParser(ActionParser):
                 "You will see its result as an Observation. Call one tool per reply. "
                 'When you know the answer, call "final_answer".')
 
-
 # %% ../nbs/03e_parsers.ipynb #d398f73a
 class CodeParser(ActionParser):
     "CodeAgent-style code in `<code>...</code>` or a ```py block."
-    format = "code"
+    format, name = "code", "code"
     code_tags = ("<code>", "</code>")
 
     def parse(self, text: str) -> ParsedAction:
         code = extract_code_from_text(text, self.code_tags) or extract_code_from_text(text, ("```(?:python|py)", "\n```"))
         if code is None:
             if "<code>" in text or "```" in text: return _perr("the code block is not closed")
-            return ParsedAction(ActionKind.text, final_answer=text.strip())
+            return self._text(text)
         try: ast.parse(code)
         except SyntaxError as e: return _perr(f"the code has a syntax error: {e.msg} (line {e.lineno})")
         return ParsedAction(ActionKind.tool_call, ToolCall("python_interpreter", {"code": code}), code=code)
@@ -126,12 +177,59 @@ class CodeParser(ActionParser):
                 "print(result)\n```\nWhat the code prints is shown to you. These tools are Python functions:\n"
                 + _tool_lines(list(self.tools.values())) + "\nWhen you know the answer, run ```py\nfinal_answer(answer)\n```")
 
+# %% ../nbs/03e_parsers.ipynb #adc3980c
+@dataclass
+class Reasoning:
+    "A reply split at its reasoning block."
+    text: str  # the reply without its reasoning: what is parsed for actions and answers
+    reasoning: str | None = None  # the reasoning, when there is some
+    unclosed: bool = False  # the block was opened and never closed (no answer in this reply)
+
+def split_reasoning(
+    text: str,  # one reply
+    tags: tuple[str, str] | None = ("<think>", "</think>"),  # the block's delimiters; None: no reasoning
+    starts_open: bool = False,  # the generation prompt opened the block (R1-style templates)
+) -> Reasoning:
+    "`text` split into its reasoning block and the rest."
+    if not tags: return Reasoning(text)
+    open_, close = tags
+    if close in text:
+        head, _, rest = text.rpartition(close)
+        return Reasoning(rest.lstrip(), head.split(open_, 1)[-1] if open_ in head else head)
+    if starts_open: return Reasoning("", text, unclosed=True)
+    if open_ in text:
+        before, _, reasoning = text.partition(open_)
+        return Reasoning(before.strip(), reasoning, unclosed=True)
+    return Reasoning(text)
 
 # %% ../nbs/03e_parsers.ipynb #da5ff024
 PARSERS: dict[str, type[ActionParser]] = {"native": NativeParser, "json": JsonParser, "code": CodeParser}
+NATIVE_PARSERS: dict[str, type[ActionParser]] = {"hermes": NativeParser, "llama_json": LlamaJsonParser, "mistral": MistralParser}
+_PROBE_CALL = {"type": "function", "function": {"name": "retrain_probe", "arguments": {"x": 1}}}
 
-def make_parser(tool_call_format: str, tools: list[Tool]) -> ActionParser:
-    "The parser for `tool_call_format` ('native', 'json' or 'code')."
+def detect_tool_parser(tokenizer, template_kwargs: dict | None = None) -> str | None:
+    "The `NATIVE_PARSERS` name for the tool-call syntax `tokenizer`'s chat template writes; None when unrecognised."
+    msgs = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "", "tool_calls": [_PROBE_CALL]}]
+    try: text = tokenizer.apply_chat_template(msgs, tokenize=False, **(template_kwargs or {}))
+    except Exception: return None  # cannot render a tool call at all: the environment's template check says so
+    if "retrain_probe" not in text: return None
+    if "[TOOL_CALLS]" in text: return "mistral"
+    if "<tool_call>" in text: return "hermes"
+    if re.search(r'"parameters"\s*:', text): return "llama_json"
+    return None
+
+def make_parser(
+    tool_call_format: str,  # 'native', 'json' or 'code'
+    tools: list[Tool],  # the agent's tools (final_answer included)
+    tool_parser: str = "auto",  # native: a `NATIVE_PARSERS` name, or 'auto' (recognised from `tokenizer`)
+    tokenizer=None,  # the chat tokenizer, for 'auto'
+    template_kwargs: dict | None = None,  # template variables, for 'auto'
+) -> ActionParser:
+    "The parser for `tool_call_format` (and, in 'native', `tool_parser`)."
     if tool_call_format not in PARSERS:
         raise ValueError(f"unknown tool_call_format '{tool_call_format}': choose one of {sorted(PARSERS)}")
-    return PARSERS[tool_call_format](tools)
+    if tool_call_format != "native": return PARSERS[tool_call_format](tools)
+    if tool_parser == "auto": tool_parser = (detect_tool_parser(tokenizer, template_kwargs) if tokenizer is not None else None) or "hermes"
+    if tool_parser not in NATIVE_PARSERS:
+        raise ValueError(f"unknown tool_parser '{tool_parser}': choose 'auto' or one of {sorted(NATIVE_PARSERS)}")
+    return NATIVE_PARSERS[tool_parser](tools)

@@ -21,8 +21,9 @@ from .kv_cache import cache_kwarg, gather_cache_, merge_cache_, output_cache, sp
 from .models import cache_dir, save_atomically
 
 # %% auto #0
-__all__ = ['TINY_SPECIAL_TOKENS', 'TINY_TOOL_TAGS', 'TINY_CHAT_TEMPLATE', 'DEFAULT_CORPUS', 'build_tiny_tokenizer',
-           'build_tiny_model', 'build_tiny_random', 'ModelStep', 'ScriptedPolicy', 'demo_logs', 'write_demo_run']
+__all__ = ['TINY_SPECIAL_TOKENS', 'TINY_TOOL_TAGS', 'TINY_CHAT_TEMPLATE', 'DEFAULT_CORPUS', 'IMITATION_TEMPLATES',
+           'build_tiny_tokenizer', 'build_tiny_model', 'build_tiny_random', 'imitation_template', 'tool_call_reply',
+           'ModelStep', 'ScriptedPolicy', 'demo_logs', 'write_demo_run']
 
 # %% ../nbs/12_testing.ipynb #b30fc195
 TINY_SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>"]
@@ -111,6 +112,85 @@ def build_tiny_random() -> Path:
         model, tok = build_tiny_model(seed=0)
         model.save_pretrained(d); tok.save_pretrained(d)
     return save_atomically(cache_dir() / "tiny-random-v1", write)
+
+# %% ../nbs/12_testing.ipynb #9f27b61f
+_TOOL_LIST = (
+    "{%- set ns.sigs = [] -%}"
+    "{%- for t in tools -%}{%- set f = t.function if t.function is defined else t -%}"
+    "{%- set ns.sigs = ns.sigs + [f.name ~ '(' ~ ((f.parameters.properties if f.parameters is defined else {}).keys() | join(', ')) ~ ')'] -%}"
+    "{%- endfor -%}"
+    "{%- set ns.sys = (ns.sys ~ ' ' if ns.sys else '') ~ 'Tools: ' ~ (ns.sigs | join(' ')) -%}")
+_HERMES_CALLS = ("{%- for tc in (m.tool_calls or []) -%}{%- set f = tc.function if tc.function is defined else tc -%}"
+                 "<tool_call>{{ {'name': f.name, 'arguments': f.arguments} | tojson }}</tool_call>{%- endfor -%}")
+_SPLIT = ("{%- set c = m.content or '' -%}{%- set r = '' -%}"
+          "{%- if '</think>' in c -%}{%- set r = c.split('</think>')[0].split('<think>')[-1] -%}"
+          "{%- set c = c.split('</think>')[-1] -%}{%- endif -%}")
+
+def imitation_template(
+    system: str = "{%- if ns.sys -%}<|system|>{{ ns.sys }}<|end|>{%- endif -%}",  # how the system block is written
+    assistant: str = "{{ m.content or '' }}",  # the assistant's content (`c`, `r`: content and reasoning after `_SPLIT`)
+    calls: str = _HERMES_CALLS,  # how an assistant's tool calls are written
+    tool: str = "<|tool|>{{ m.content }}<|end|>",  # how a tool result is written
+    generation: str = "<|assistant|>",  # the generation prompt
+    with_tools: bool = True,  # the template lists `tools`
+    header: str = "",  # Jinja run first (namespace set-up)
+) -> str:
+    "A chat template for the tiny tokenizer, built from the pieces where real families differ."
+    return ("{%- set ns = namespace(sys='', sigs=[], q=-1) -%}"
+            "{%- if messages and messages[0].role == 'system' -%}{%- set ns.sys = messages[0].content -%}{%- endif -%}"
+            + header + ("{%- if tools -%}" + _TOOL_LIST + "{%- endif -%}" if with_tools else "") + system +
+            "{%- for m in messages -%}"
+            "{%- if m.role == 'user' -%}<|user|>{{ m.content }}<|end|>"
+            "{%- elif m.role == 'assistant' -%}<|assistant|>" + _SPLIT + assistant + calls + "<|end|>"
+            "{%- elif m.role == 'tool' -%}" + tool + "{%- endif -%}"
+            "{%- endfor -%}"
+            "{%- if add_generation_prompt -%}" + generation + "{%- endif -%}")
+
+_LAST_USER = ("{%- for m in messages -%}{%- if m.role == 'user' -%}{%- set ns.q = loop.index0 -%}{%- endif -%}{%- endfor -%}")
+_LLAMA_CALLS = ("{%- for tc in (m.tool_calls or []) -%}{%- set f = tc.function if tc.function is defined else tc -%}"
+                "{{ {'name': f.name, 'parameters': f.arguments} | tojson }}{%- endfor -%}")
+_LLAMA_TOOLS_SYS = ("{%- if tools -%}{%- set ns.sys = (ns.sys ~ ' ' if ns.sys else '') ~ 'Respond with a JSON object "
+                    "{\"name\": function name, \"parameters\": arguments} to call one of:' -%}"
+                    "{%- for t in tools -%}{%- set ns.sys = ns.sys ~ ' ' ~ (t | tojson) -%}{%- endfor -%}{%- endif -%}")
+_MISTRAL_CALLS = ("{%- if m.tool_calls -%}[TOOL_CALLS]{{ m.tool_calls | map(attribute='function') | list | tojson }}{%- endif -%}")
+
+IMITATION_TEMPLATES: dict[str, str] = {
+    "hermes": imitation_template(),
+    "r1_strip": imitation_template(assistant="{{ c }}", generation="<|assistant|><think>\n"),
+    "qwen3_last_user": imitation_template(header=_LAST_USER,
+        assistant="{%- if loop.index0 > ns.q and (loop.last or r) -%}<think>{{ r }}</think>{%- endif -%}{{ c }}"),
+    "reasoning_last_only": imitation_template(assistant="{%- if loop.last and r -%}<think>{{ r }}</think>{%- endif -%}{{ c }}"),
+    "forced_think_last": imitation_template(
+        assistant="{%- if loop.last -%}<think>{{ r }}</think>{{ c }}{%- else -%}{{ m.content or '' }}{%- endif -%}"),
+    "default_system": imitation_template(
+        system="<|system|>{{ ns.sys or 'You are a helpful assistant.' }}<|end|>"),
+    "date_line": imitation_template(
+        system="<|system|>Today Date: {{ strftime_now('%d %b %Y') }}\n{{ ns.sys }}<|end|>"),
+    "tool_followed": imitation_template(
+        tool="<|tool|>{{ m.content }}{{ '' if loop.last else ' [seen]' }}<|end|>"),
+    "llama_json": imitation_template(with_tools=False, header=_LLAMA_TOOLS_SYS, calls=_LLAMA_CALLS),
+    "mistral": imitation_template(calls=_MISTRAL_CALLS),
+    "no_tools_drop": imitation_template(with_tools=False, calls="", tool=""),
+    "no_tools_raise": imitation_template(with_tools=False, calls="",
+        tool="{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"),
+}
+
+# %% ../nbs/12_testing.ipynb #f48afcc9
+def tool_call_reply(
+    syntax: str,  # a parser name: 'hermes', 'llama_json', 'mistral', 'json' or 'code'
+    name: str,  # the tool
+    arguments: dict[str, Any],
+    reasoning: str | None = None,  # text written first (e.g. '<think>…</think>')
+) -> str:
+    "The text of a reply that calls `name` with `arguments` in `syntax`."
+    call = {"name": name, "arguments": arguments}
+    body = {"hermes": lambda: f"<tool_call>{json.dumps(call)}</tool_call>",
+            "llama_json": lambda: json.dumps({"name": name, "parameters": arguments}),
+            "mistral": lambda: f"[TOOL_CALLS]{json.dumps([call])}",
+            "json": lambda: f"Action:\n{json.dumps(call)}",
+            "code": lambda: "```py\n" + f"{name}({', '.join(f'{k}={v!r}' for k, v in arguments.items())})" + "\n```"}
+    if syntax not in body: raise ValueError(f"unknown syntax '{syntax}': choose one of {sorted(body)}")
+    return (reasoning or "") + body[syntax]()
 
 # %% ../nbs/12_testing.ipynb #111a2fe6
 @dataclass

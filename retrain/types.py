@@ -58,9 +58,11 @@ class Turn:
     tool_error: bool = False  # the tool raised
     invalid_arguments: bool = False  # the arguments failed the tool's schema
     timed_out: bool = False  # the tool call ran past its time limit
+    infra_error: bool = False  # the tool's infrastructure failed (not counted in `n_errors`: not the model's doing)
     error_message: str | None = None  # the error text, when any error flag is set
     generation_seconds: float = 0.0  # this turn's share of the batched generate call
     tool_seconds: float = 0.0  # wall time of the tool call
+    reasoning_tokens: int = 0  # tokens of the reply's reasoning block (`<think>…</think>` by default)
 
     @property
     def n_errors(self) -> int:
@@ -79,6 +81,8 @@ class Termination(str, Enum):
     max_turns = "max_turns"  # the turn limit was reached
     max_tokens = "max_tokens"  # the completion token budget ran out
     eos_without_answer = "eos_without_answer"  # the model stopped without an action or answer
+    truncated_turn = "truncated_turn"  # a reply was cut at `max_tokens_per_turn` (never scored as an answer)
+    truncated_budget = "truncated_budget"  # a reply was cut by the completion budget (never scored as an answer)
     infra_failure = "infra_failure"  # the environment's infrastructure failed (see `InfrastructureError`)
 
 # %% ../nbs/00_types.ipynb #22d5a63c
