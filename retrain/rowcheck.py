@@ -31,7 +31,7 @@ def register_row_check(name: str,  # a reward or verifier name (or 'package.modu
 register_row_check("numeric_match", "answer", lambda v: parse_number(v) is not None, "a number")
 
 # %% ../nbs/07d_rowcheck.ipynb #dc76f058
-_POSITIONAL = {"rollout": 1, "step": 2, "batch": 0}  # inputs passed positionally, by level
+_POSITIONAL = {"rollout": 1, "step": 2, "batch": 0, "group": 1}  # inputs passed positionally, by level
 _TRL_INPUTS = {"prompts", "completions", "completion_ids"}  # given to batch-level rewards, not read from rows
 
 def required_fields(spec: RewardSpec, params: dict[str, Any] | None = None) -> list[str]:
