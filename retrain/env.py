@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from fastcore.basics import patch
 from smolagents import Tool
 
@@ -32,6 +33,13 @@ OBSERVATION_CHARS_PER_TOKEN = 32  # tool output is cut to max_observation_tokens
 __all__ = ['OBSERVATION_CHARS_PER_TOKEN', 'SmolAgentEnv']
 
 # %% ../nbs/04_env.ipynb #09464d00
+class _Uniforms:
+    "An episode's own stream of uniform numbers: its k-th sampled token is drawn with the k-th."
+    def __init__(self, seed: int): self.gen, self.buf = torch.Generator().manual_seed(seed), []
+    def take(self, start: int, n: int) -> list[float]:
+        while len(self.buf) < start + n: self.buf += torch.rand(64, generator=self.gen).tolist()
+        return self.buf[start:start + n]
+
 @dataclass
 class _Episode:
     data: RawRolloutData
@@ -43,6 +51,8 @@ class _Episode:
     run: ToolRun | None = None  # the running tool call (or the outcome of a malformed action)
     code_state: dict[str, Any] = field(default_factory=dict)  # a code agent's variables between actions
     done: bool = False
+    uniforms: _Uniforms | None = None  # the episode's own random stream (sampled rollouts)
+    drawn: int = 0  # tokens sampled so far: the next one uses uniform number `drawn`
 
 def _messages(row: Row, prompt_field: str, system_prompt: str | None) -> list[Message]:
     if prompt_field not in row:
@@ -276,9 +286,12 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool, loc
         t0 = time.perf_counter()
         drafts = self._drafts(live, batch) if lockstep is None else None
         if drafts is not None:
-            toks, lps = batch.speculate(model, [e.feed for e in live], drafts, self.pad_id, self.sampling, greedy)
+            k = max(map(len, drafts)) + 1
+            u = None if greedy else torch.tensor([e.uniforms.take(e.drawn, k) for e in live])
+            toks, lps = batch.speculate(model, [e.feed for e in live], drafts, self.pad_id, self.sampling, greedy, u)
         else:
-            toks, lps = batch.step(model, [e.feed for e in live], self.pad_id, self.sampling, greedy)
+            u = None if greedy else torch.tensor([e.uniforms.take(e.drawn, 1) if e.feed else [0.5] for e in live])
+            toks, lps = batch.step(model, [e.feed for e in live], self.pad_id, self.sampling, greedy, u)
             toks, lps = [[t] for t in toks], [[lp] for lp in lps]
             if lockstep is not None: lockstep.step()
         took = time.perf_counter() - t0
@@ -286,7 +299,7 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool, loc
         for r, (e, f) in enumerate(zip(live, fed)):
             if not f: continue
             for j, (t, lp) in enumerate(zip(toks[r], lps[r])):
-                e.turn_ids.append(t); e.turn_lps.append(lp); e.turn_seconds += share / len(toks[r])
+                e.turn_ids.append(t); e.turn_lps.append(lp); e.turn_seconds += share / len(toks[r]); e.drawn += 1
                 e.feed = [t]
                 if t in stop_ids or len(e.turn_ids) >= e.turn_limit:
                     batch.rewind(r, len(toks[r]) - 1 - j)  # kept drafts after the turn's end are not part of it
@@ -359,6 +372,8 @@ async def rollout(self: SmolAgentEnv, rows: list[Row], model, *, prompt_field: s
         e = _Episode(RawRolloutData(prompt_ids=list(prompts[key]), messages=msgs, row=dict(row)), feed=list(prompts[key]))
         self._start_turn(e)
         eps.append(e)
+    if not greedy:
+        for e, seed in zip(eps, torch.randint(0, 2**62, (len(eps),)).tolist()): e.uniforms = _Uniforms(seed)
     if not eps and lockstep is None and not (gen.collective and world_size() > 1): return []
     was_training = model.training
     model.eval()

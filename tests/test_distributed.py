@@ -46,7 +46,7 @@ def test_two_processes_server_mode(tmp_path):
     for o in ranks:
         assert o["step"] == 2 and len(o["diffs"]) == 2
         for worst, checks_ok, n in o["diffs"]:  # each rank's 8 rollouts: token-exact, log-probs of the policy being trained
-            assert checks_ok and n == 8 and worst < 1e-5, o["diffs"]
+            assert checks_ok and n == 8 and worst < 5e-5, o["diffs"]  # float32 noise ~1e-5; unsynced > 1e-3
     counts = ranks[0]["counts"]
     assert counts["/update_weights"] == 2 and counts["/reset_prefix_cache"] == 2, counts
     assert ranks[0]["prompts"] >= 2 * 16  # every turn of both ranks' 16 episodes per step went through rank 0

@@ -78,7 +78,8 @@ def test_server_mode_two_steps(tmp_path):
     # weights synced once per step (through TRL's VLLMGeneration.sync_weights), prefix cache reset after each sync
     assert counts["/update_weights"] == 2 and counts["/reset_prefix_cache"] == 2, counts
     # sampling log-probs are those of the policy being trained, also after the first update
-    assert max(trainer.max_lp_diff) < 1e-5, trainer.max_lp_diff
+    # float32 noise between a KV-cached decode and one full forward is ~1e-5 (seen: 4.9e-6 to 1.5e-5); an unsynced server is off by > 1e-3
+    assert max(trainer.max_lp_diff) < 5e-5, trainer.max_lp_diff
     assert trainer.max_lp_diff_initial[1] > 1e-3  # the first update moved them: a server left unsynced would be off
     rollouts = [r for step in trainer.seen for r in step]
     assert all(env.check(r).ok for r in rollouts)  # token-exact: sampled ids + observation tokens
