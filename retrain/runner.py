@@ -131,12 +131,12 @@ def _metric_log(history: list[dict]) -> MetricLog:
 
 def _check_start(cfg: TrainingConfig, run_dir: Path, resume: bool, given_client: bool, fresh_state: bool = False) -> StartPlan:
     "What the start does with the run directory (`plan_start`), or a refusal; vLLM needed and missing is refused too."
-    max_steps = grpo_config(cfg, str(run_dir / "checkpoints")).max_steps
-    plan = main_first(lambda: plan_start(run_dir, resume=resume, max_steps=max_steps, fresh_state=fresh_state))
     backend = cfg.environment.generation.backend
     if backend != "hf" and not given_client and importlib.util.find_spec("vllm") is None:
         raise SetupError(f"environment.generation.backend is {backend}, which needs vLLM, and vLLM is not installed: "
                          "pip install 'retrain[vllm]' on a CUDA machine, or set environment.generation.backend: hf")
+    max_steps = grpo_config(cfg, str(run_dir / "checkpoints")).max_steps
+    plan = main_first(lambda: plan_start(run_dir, resume=resume, max_steps=max_steps, fresh_state=fresh_state))  # main tidies first
     barrier()
     return plan
 
