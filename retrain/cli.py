@@ -59,9 +59,10 @@ def cmd_run(args) -> int:
     from retrain.models import ModelLoadError
     from retrain.prompts import PromptSourceError
     from retrain.runner import SetupError, run
+    from retrain.chat import TemplateError
     cfg = TrainingConfig.from_yaml(args.config, overrides=args.overrides)
     try: results = asyncio.run(run(cfg, resume=args.resume, dashboard=False))
-    except (FileExistsError, ModelLoadError, PromptSourceError, SetupError, LookupError) as e:  # the message says what to change
+    except (TemplateError, FileExistsError, ModelLoadError, PromptSourceError, SetupError, LookupError) as e:  # the message says what to change
         print(f"retrain: {e}", file=sys.stderr)
         return 2
     table = summary_table(results)
@@ -69,7 +70,6 @@ def cmd_run(args) -> int:
     print(table)
     print(f"run directory: {results['run_dir']}")
     return 0
-
 
 # %% ../nbs/11_cli.ipynb #b3e76456
 def cmd_report(args) -> int:
