@@ -131,11 +131,12 @@ def _metric_log(history: list[dict]) -> MetricLog:
     return ml
 
 def _holds_run(run_dir: Path) -> bool:
-    "Whether a run already trained (or started training) here."
-    return (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").is_dir() or (run_dir / "results.json").exists()
+    "Whether a run trained here (logged a step, saved a checkpoint or finished); a crash before step 1 leaves nothing to protect."
+    m, r = run_dir / "metrics.jsonl", run_dir / "results.json"
+    if (m.is_file() and m.stat().st_size > 0) or any((run_dir / "checkpoints").glob("checkpoint-*")): return True
+    return r.is_file() and "global_step" in r.read_text()
 
 def _peak_rss_mb() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
 
 # %% ../nbs/10_run.ipynb #30ab84a3
 @dataclass
@@ -204,6 +205,8 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
     transformers.utils.logging.disable_progress_bar()
     cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
     logging.getLogger("retrain").setLevel(cfg.logging_level)
+    if not logging.getLogger("retrain").handlers and not logging.getLogger().handlers:  # else logging_level would show nothing
+        logging.getLogger("retrain").addHandler(logging.StreamHandler())
     if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
     _seed_everything(cfg.seed)
     run_dir = Path(cfg.output_dir) / cfg.experiment_name
