@@ -34,10 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 # %% ../nbs/11_cli.ipynb #0e0ba6a8
 def cmd_validate(args) -> int:
+    from retrain.validate import check_run
     cfg = TrainingConfig.from_yaml(args.config, overrides=args.overrides)
+    problems = check_run(cfg)  # names, levels, params, rows, the chat template: everything but the weights
+    if problems:
+        print("retrain: the run cannot start:\n" + "\n".join(problems), file=sys.stderr)
+        return 2
     print(cfg.to_yaml(), end="")
     return 0
-
 
 # %% ../nbs/11_cli.ipynb #3f4f6be7
 def summary_table(results: dict) -> str:

@@ -27,6 +27,7 @@ from .prompts import load_rows
 from .render import MetricLog, iter_jsonl
 from .report import report_figures, write_report
 from .rewards import RewardCalculator
+from .validate import check_run
 from .trainer import CHECKPOINT_DONE, GRPOTrainer, grpo_config
 from .types import Row
 
@@ -154,6 +155,8 @@ class _Parts:
 def _build(cfg: TrainingConfig, ckpt_dir: Path) -> _Parts:
     "Load the model and tokenizer and build the environment, rewards, prompt rows and GRPO settings."
     tokenizer = load_tokenizer(cfg.model)
+    if problems := check_run(cfg, tokenizer):  # every name, level, parameter and row, before any weights load
+        raise SetupError("the run cannot start:\n" + "\n".join(problems))
     model = load_model(cfg.model.model_copy(update={"peft_config": None}))  # TRL applies the adapters
     args = grpo_config(cfg, str(ckpt_dir))
     env_cfg = cfg.environment
