@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 # This file is kept by hand: nbdev does not generate it.
 _LAZY = {
     "run": "retrain.runner",
+    "evaluate": "retrain.evaluation",
     "TrainingConfig": "retrain.config_models",
     "ConfigError": "retrain.config_models",
     "SmolAgentEnv": "retrain.env",

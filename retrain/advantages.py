@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
 from .types import ProcessedTrajectory
 
 # %% auto #0
-__all__ = ['ScaleRewards', 'normalize_rewards', 'Advantages', 'token_advantages', 'pad_advantages']
+__all__ = ['ScaleRewards', 'RolloutRewards', 'normalize_rewards', 'Advantages', 'rollout_rewards', 'token_advantages',
+           'pad_advantages']
 
 # %% ../nbs/06_advantages.ipynb #dbb335b6
 ScaleRewards = Literal["group", "batch", "none"]
@@ -70,6 +71,26 @@ def _turn_rewards(i: int, t: ProcessedTrajectory) -> list[float]:
         raise ValueError(f"rollout {i} has {n} turns but {len(t.turn_rewards)} turn rewards; score it with RewardCalculator")
     return list(t.turn_rewards)
 
+# %% ../nbs/06_advantages.ipynb #1615f311
+RolloutRewards = tuple[Any, float, list[float]]  # (group key, R_i, turn rewards) of one rollout
+
+def rollout_rewards(
+    trajectories: list[ProcessedTrajectory],  # scored rollouts
+    keys: list | None = None,  # per rollout, what identifies its group (e.g. the prompt row's index); None: not checked
+) -> list[RolloutRewards]:
+    "What advantages need from each rollout, small enough to gather across ranks: (group key, R_i, turn rewards)."
+    keys = [None] * len(trajectories) if keys is None else list(keys)
+    if len(keys) != len(trajectories): raise ValueError(f"{len(keys)} group keys for {len(trajectories)} rollouts")
+    return [(k, _rollout_reward(t), _turn_rewards(i, t)) for i, (k, t) in enumerate(zip(keys, trajectories))]
+
+def _check_groups(keys: list, num_generations: int):
+    "Each consecutive block of `num_generations` keys must be one group."
+    for g in range(0, len(keys), num_generations):
+        block = set(map(repr, keys[g:g + num_generations]))
+        if len(block) > 1:
+            raise ValueError(f"rollouts {g}..{g + num_generations - 1} should form one group but come from different prompts "
+                             f"({sorted(block)[:2]}): groups must be consecutive blocks of num_generations")
+
 # %% ../nbs/06_advantages.ipynb #4742d911
 def token_advantages(
     trajectories: list[ProcessedTrajectory],  # scored rollouts, in TRL's order: consecutive groups of `num_generations`
@@ -78,17 +99,24 @@ def token_advantages(
     scale_rewards: ScaleRewards | bool = "group",  # as `trl.GRPOConfig.scale_rewards`
     step_coef: float = 1.0,  # λ, the weight of the step term
     eps: float = 1e-4,  # added to the std (TRL's value)
+    batch: list[RolloutRewards] | None = None,  # every rank's `rollout_rewards`, in rank order, when `trajectories` are one rank's share
+    offset: int = 0,  # where `trajectories` start in `batch`
 ) -> Advantages:
     "Turn-level credit: the group-normalised rollout advantage on every model token plus each turn's normalised step reward on its own tokens."
-    B = len(trajectories)
-    R = torch.tensor([[_rollout_reward(t)] for t in trajectories], dtype=torch.float32).reshape(B, 1)
-    A = normalize_rewards(R, num_generations, scale_rewards, eps)[:, 0]
-    s = [_turn_rewards(i, t) for i, t in enumerate(trajectories)]
+    batch = rollout_rewards(trajectories) if batch is None else batch
+    B, b = len(batch), len(trajectories)
+    if not 0 <= offset <= B - b: raise ValueError(f"{b} rollouts at offset {offset} do not fit in a batch of {B}")
+    if any(k is not None for k, _, _ in batch): _check_groups([k for k, _, _ in batch], num_generations)
+    R = torch.tensor([[r] for _, r, _ in batch], dtype=torch.float32).reshape(B, 1)
+    A = normalize_rewards(R, num_generations, scale_rewards, eps)[offset:offset + b, 0]
+    s = [list(x) for _, _, x in batch]
     K = max((len(x) for x in s), default=0)
     S = torch.tensor([x + [math.nan] * (K - len(x)) for x in s], dtype=torch.float32).reshape(B, K)
-    S = normalize_rewards(S, num_generations, scale_rewards, eps)
+    S, s = normalize_rewards(S, num_generations, scale_rewards, eps)[offset:offset + b], s[offset:offset + b]
     tokens, A_, S_ = [], A.tolist(), S.tolist()
     for i, t in enumerate(trajectories):
+        if len(s[i]) not in (0, len(t.raw.turns)):
+            raise ValueError(f"rollout {i} has {len(t.raw.turns)} turns but its batch entry has {len(s[i])} turn rewards")
         n = len(t.completion_ids)
         a = [A_[i]] * n
         for k, turn in enumerate(t.raw.turns if s[i] else []):

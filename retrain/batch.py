@@ -156,7 +156,8 @@ def _shared_prefill(self: DecodeBatch, model, feeds: list[TokenIds], pad_id: int
 @patch
 @torch.inference_mode()
 def step(self: DecodeBatch, model, feeds: list[TokenIds], pad_id: int, sampling: SamplingConfig,
-         greedy: bool = False) -> tuple[list[int], list[float]]:
+         greedy: bool = False, u: torch.Tensor | None = None,  # (B, 1) each row's uniform number (see `speculate`)
+         ) -> tuple[list[int], list[float]]:
     "One forward over every row's new tokens (an empty feed: none) and a sampled token and its log-prob per row."
     lens = [len(f) for f in feeds]
     wm = self._split_width(lens)
@@ -171,14 +172,16 @@ def step(self: DecodeBatch, model, feeds: list[TokenIds], pad_id: int, sampling:
         if ids is None: ids, m = self._chunks(feeds, pad_id)
         if self.seen is None: self.seen = torch.zeros(len(feeds), logits.shape[-1], device=self.device)
         self.seen.scatter_add_(1, ids, m.to(self.seen.dtype))
-    tok, lp = sample_tokens(logits, sampling, greedy, self.seen)  # `tok` is counted in `seen` when it is fed
+    tok, lp = sample_tokens(logits, sampling, greedy, self.seen, u)  # `tok` is counted in `seen` when it is fed
     return tok.tolist(), lp.tolist()
 
 # %% ../nbs/03c_batch.ipynb #ac956bb9
 @patch
 @torch.inference_mode()
 def speculate(self: DecodeBatch, model, feeds: list[TokenIds], drafts: list[TokenIds], pad_id: int, sampling: SamplingConfig,
-              greedy: bool = False) -> tuple[list[list[int]], list[list[float]]]:
+              greedy: bool = False,
+              u: torch.Tensor | None = None,  # (B, k+1): row r's uniform numbers for its next k+1 tokens; None: drawn here
+              ) -> tuple[list[list[int]], list[list[float]]]:
     "Feed each row its token (`feeds`: one each) and `drafts`; per row, the accepted drafts plus one drawn token."
     if self.exact_feeds or self.cache is None or sampling.repetition_penalty != 1.0:
         raise ValueError("drafts need a started batch, a model without `exact_feeds`, and no repetition penalty")
@@ -187,23 +190,17 @@ def speculate(self: DecodeBatch, model, feeds: list[TokenIds], drafts: list[Toke
     self.uneven = self.uneven or len({len(d) for d in drafts}) > 1
     lp = sampling_logprobs(self._feed(model, ids, m, keep=w), sampling, greedy)  # (B, w, V)
     greedy = greedy or sampling.temperature == 0
-    u = torch.rand(len(feeds), max(1, max(map(len, drafts)))).tolist()
+    if u is None: u = torch.rand(len(feeds), max(map(len, drafts)) + 1)
     toks, lps = [], []
     for r, d in enumerate(drafts):
-        col, kept = w - len(d) - 1, []  # the column whose logits predict the token after `feeds[r]`
-        for i, t in enumerate(d):
+        col, out = w - len(d) - 1, []  # the column whose logits predict the token after `feeds[r]`
+        for i in range(len(d) + 1):  # the token a plain step would draw with the same uniform; a draft is kept if it is that token
             p = lp[r, col + i]
-            if not (int(p.argmax()) == t if greedy else u[r][i] < float(p[t].exp())): break
-            kept.append(t)
-        p = lp[r, col + len(kept)]
-        if greedy: x = int(p.argmax())
-        else:
-            probs = p.exp()
-            if len(kept) < len(d): probs[d[len(kept)]] = 0.0  # refused: draw from the rest
-            x = int(draw_tokens(probs[None])[0])
-        toks.append(kept + [x])
-        lps.append([float(lp[r, col + i, t]) for i, t in enumerate(kept + [x])])
-        self.rewind(r, len(d) - len(kept))  # refused drafts: holes
+            out.append(int(p.argmax()) if greedy else int(draw_tokens(p.exp()[None], u[r:r + 1, i:i + 1])[0]))
+            if i == len(d) or out[-1] != d[i]: break
+        toks.append(out)
+        lps.append([float(lp[r, col + i, t]) for i, t in enumerate(out)])
+        self.rewind(r, len(d) - (len(out) - 1))  # refused drafts: holes
     return toks, lps
 
 @patch

@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 # %% auto #0
 __all__ = ['EnvironmentConfig', 'PromptSourceConfig', 'ConfigError', 'ModelConfig', 'AlgorithmConfig', 'SamplingConfig',
-           'SmolAgentEnvConfig', 'ListPromptSource', 'FilePromptSource', 'HFDatasetPromptSource',
-           'RewardFunctionConfig', 'RewardSetupConfig', 'EvaluationConfig', 'TrainingConfig', 'apply_overrides']
+           'GenerationConfig', 'MCPServerConfig', 'SmolAgentEnvConfig', 'ListPromptSource', 'FilePromptSource',
+           'HFDatasetPromptSource', 'RewardFunctionConfig', 'RewardSetupConfig', 'EvaluationConfig', 'TrainingConfig',
+           'apply_overrides']
 
 # %% ../nbs/01_config.ipynb #1b56fd93
 class ConfigError(ValueError):
@@ -85,6 +86,8 @@ def _grpo_fields() -> dict[str, Any]:
 
 _RESERVED_HPARAMS = {"output_dir": "set the top-level 'output_dir'", "seed": "set the top-level 'seed'",
                      "report_to": "set 'algorithm.report_to'",
+                     "use_vllm": "set 'environment.generation.backend' (hf, vllm_server or vllm_colocate)",
+                     "vllm_mode": "set 'environment.generation.backend' (vllm_server or vllm_colocate)",
                      **{k: f"sampling has one home: set environment.sampling.{k}" for k in ("top_p", "top_k", "min_p", "repetition_penalty")},
                      "generation_kwargs": "retrain's rollout loop samples, not transformers.generate: set environment.sampling",
                      "chat_template_kwargs": "set environment.chat_template_kwargs (it reaches the template the environment renders)",
@@ -127,6 +130,36 @@ class SamplingConfig(_Section):
     repetition_penalty: float = Field(1.0, gt=0.0, description="As in `transformers.generate`")
     min_p: float = Field(0.0, ge=0.0, lt=1.0, description="Drop tokens less likely than `min_p` times the most likely one; 0: off")
 
+# %% ../nbs/01_config.ipynb #0e2457d6
+class GenerationConfig(_Section):
+    "Where rollouts are generated: the environment's own decode loop, or vLLM through TRL."
+    backend: Literal["hf", "vllm_server", "vllm_colocate"] = Field("hf", description="'hf': the training model in this process; 'vllm_server': a vLLM server (TRL's server mode); 'vllm_colocate': a vLLM engine beside each training process (TRL's colocate mode)")
+
+# %% ../nbs/01_config.ipynb #c23e4fd0
+class MCPServerConfig(_Section):
+    "An MCP server whose tools join the environment's: a stdio `command` that retrain starts, or the `url` of a streamable-HTTP server."
+    name: str = Field(pattern=r"^[\w.\-]+$", description="Names the server in logs and errors")
+    command: str | None = Field(None, description="stdio: the program to start (e.g. 'python', 'npx', 'uvx')")
+    args: list[str] = Field(default_factory=list, description="stdio: its arguments")
+    env: dict[str, str] | None = Field(None, description="stdio: variables added to the few it inherits (HOME, PATH, USER, ...)")
+    cwd: Path | None = Field(None, description="stdio: its working directory")
+    url: str | None = Field(None, description="streamable HTTP: the server's MCP endpoint, e.g. http://127.0.0.1:8000/mcp")
+    headers: dict[str, str] = Field(default_factory=dict, description="streamable HTTP: request headers (e.g. Authorization)")
+    tools: list[str] | None = Field(None, min_length=1, description="Take only these of its tools, by name; None takes all")
+    connect_timeout: float = Field(30.0, gt=0, description="Seconds for the server to start and list its tools")
+    max_restarts: int = Field(1, ge=0, description="Restarts allowed in a run when it dies; past them training stops")
+
+    @model_validator(mode="after")
+    def _one_transport(self):
+        if (self.command is None) == (self.url is None):
+            raise ValueError(f"mcp server '{self.name}': give 'command' (a stdio server) or 'url' (streamable HTTP), "
+                             f"not {'both' if self.command is not None else 'neither'}")
+        if self.url is not None and (self.args or self.env is not None or self.cwd is not None):
+            raise ValueError(f"mcp server '{self.name}': args, env and cwd are for a stdio server ('command'), not a 'url'")
+        if self.command is not None and self.headers:
+            raise ValueError(f"mcp server '{self.name}': headers are for a streamable-HTTP server ('url'), not a 'command'")
+        return self
+
 # %% ../nbs/01_config.ipynb #489fcf3f
 class SmolAgentEnvConfig(_Section):
     "A multi-turn environment over smolagents tools."
@@ -141,11 +174,30 @@ class SmolAgentEnvConfig(_Section):
     tool_timeout: float = Field(10.0, gt=0, description="Wall-clock seconds per tool call or code action")
     authorized_imports: list[str] = Field(default_factory=list, description="Modules a code action may import")
     max_observation_tokens: int = Field(256, ge=1, description="Tool output longer than this is truncated")
+    code_state_budget: int = Field(2**20, ge=0, description="Pickled bytes of variables a code action may carry to the episode's next one; larger ones are dropped with a note to the model")
     plain_text_is_final: bool | None = Field(None, description="A reply with no action is the final answer; None: yes in native, no in json and code")
     tool_parser: Literal["auto", "hermes", "llama_json", "mistral"] = Field("auto", description="Native format: how tool calls are written; auto: recognised from the chat template")
     reasoning_tags: tuple[str, str] | None = Field(("<think>", "</think>"), description="Reasoning block delimiters: removed from answers and parsed text (kept in the trained tokens); None: no reasoning")
     chat_template_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra variables for the chat template (e.g. enable_thinking: false)")
     draft_tokens: int = Field(3, ge=0, description="When few episodes are left, tokens drafted per step from each one's own history and checked in one forward (exact); 0: off")
+    generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Where turns are sampled")
+    mcp_servers: list[MCPServerConfig] = Field(default_factory=list, description="MCP servers whose tools join `tools` (needs `retrain[mcp]`)")
+    code_executor: str = Field("local", description="Where code actions run: 'local' (a convenience, not a security boundary), "
+                               "'docker', 'e2b' or 'modal' (smolagents' remote executors; see `retrain.code_executors`)")
+    code_executor_kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to a remote executor's constructor")
+    code_executor_workers: int = Field(4, ge=1, description="Remote executors at most, each running one code action at a time")
+
+    @model_validator(mode="after")
+    def _mcp_servers_fit(self):
+        names = [s.name for s in self.mcp_servers]
+        if dup := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"mcp_servers: two servers are named {dup}; give each its own name")
+        if self.code_executor != "local" and self.tool_call_format != "code":
+            raise ValueError(f"code_executor '{self.code_executor}' runs code actions: set tool_call_format: code (or code_executor: local)")
+        if self.mcp_servers and self.tool_call_format == "code":
+            raise ValueError("mcp_servers: code actions run in a separate process that cannot reach MCP servers; "
+                             "use tool_call_format native or json")
+        return self
 
 EnvironmentConfig = SmolAgentEnvConfig  # a tagged union once there is a second environment type
 
@@ -197,6 +249,7 @@ class RewardSetupConfig(_Section):
     "Step-level and rollout-level reward functions."
     step_reward_configs: dict[str, RewardFunctionConfig] = Field(default_factory=dict, description="Scored per turn")
     rollout_reward_configs: dict[str, RewardFunctionConfig] = Field(default_factory=dict, description="Scored per episode")
+    timeout: float | None = Field(60.0, gt=0, description="Seconds one reward or verifier call may take; a slower call stops the run (None: no limit)")
 
     @model_validator(mode="after")
     def _some_reward(self):
@@ -264,6 +317,7 @@ def _fields_at(loc: tuple) -> list[str]:
     val_type: Any = None
     for part in loc:
         if m is dict: m = _model_in(val_type); continue  # a key of a dict[str, Model]
+        if isinstance(part, int): continue  # an item of a list[Model]
         if part in tagged: m = tagged[part]; continue
         f = getattr(m, "model_fields", {}).get(part)
         if f is None: return []

@@ -12,23 +12,34 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from fastcore.basics import patch
 from smolagents import Tool
 
 from .chat import ChatRenderer, RolloutCheck, check_rollout
 from .config_models import SamplingConfig, SmolAgentEnvConfig
 from .batch import DecodeBatch
+from .distributed import LockStep, any_rank, world_size
+from .generation import Generator, HFGenerator
 from .code_actions import start_code_action
 from .parsers import ParsedAction, Reasoning, make_parser, split_reasoning
 from .tools import ToolOutcome, ToolRun, resolve_tool, start_tool_call, tool_schemas, wait_runs, with_final_answer
 from .types import ActionKind, Message, RawRolloutData, Row, Termination, TokenIds, Turn
 
 _log = logging.getLogger(__name__)
+OBSERVATION_CHARS_PER_TOKEN = 32  # tool output is cut to max_observation_tokens x this many characters before it is tokenized
 
 # %% auto #0
-__all__ = ['SmolAgentEnv']
+__all__ = ['OBSERVATION_CHARS_PER_TOKEN', 'SmolAgentEnv']
 
 # %% ../nbs/04_env.ipynb #09464d00
+class _Uniforms:
+    "An episode's own stream of uniform numbers: its k-th sampled token is drawn with the k-th."
+    def __init__(self, seed: int): self.gen, self.buf = torch.Generator().manual_seed(seed), []
+    def take(self, start: int, n: int) -> list[float]:
+        while len(self.buf) < start + n: self.buf += torch.rand(64, generator=self.gen).tolist()
+        return self.buf[start:start + n]
+
 @dataclass
 class _Episode:
     data: RawRolloutData
@@ -40,6 +51,8 @@ class _Episode:
     run: ToolRun | None = None  # the running tool call (or the outcome of a malformed action)
     code_state: dict[str, Any] = field(default_factory=dict)  # a code agent's variables between actions
     done: bool = False
+    uniforms: _Uniforms | None = None  # the episode's own random stream (sampled rollouts)
+    drawn: int = 0  # tokens sampled so far: the next one uses uniform number `drawn`
 
 def _messages(row: Row, prompt_field: str, system_prompt: str | None) -> list[Message]:
     if prompt_field not in row:
@@ -70,9 +83,12 @@ class SmolAgentEnv:
         max_observation_tokens: int = 256,  # tool output is cut to this many tokens
         plain_text_is_final: bool | None = None,  # a reply without an action is the final answer; None: in native only
         draft_tokens: int = 3,  # drafted tokens per step when few episodes are left (see `DecodeBatch.speculate`); 0: off
+        code_state_budget: int = 2**20,  # pickled bytes of variables a code action carries to the episode's next one
         tool_parser: str = "auto",  # native: 'hermes', 'llama_json', 'mistral', or 'auto' (recognised from the template)
         reasoning_tags: tuple[str, str] | None = ("<think>", "</think>"),  # reasoning block, removed from parsed text; None: off
         chat_template_kwargs: dict | None = None,  # more template variables (e.g. enable_thinking)
+        generator: Generator | None = None,  # where turns are sampled (default: `HFGenerator`, this loop's own decoding)
+        code_runner=None,  # runs code actions elsewhere (a `retrain.code_executors.RemoteCodeRunner`); None: the local executor
     ):
         if max_turns < 1 or max_tokens_per_turn < 1: raise ValueError("max_turns and max_tokens_per_turn must be >= 1")
         self.tokenizer = tokenizer
@@ -93,19 +109,23 @@ class SmolAgentEnv:
         self.tool_timeout, self.authorized_imports = tool_timeout, list(authorized_imports)
         self.max_observation_tokens = max_observation_tokens
         self.plain_text_is_final = (tool_call_format == "native") if plain_text_is_final is None else plain_text_is_final
-        self.draft_tokens = draft_tokens
+        self.draft_tokens, self.code_state_budget = draft_tokens, code_state_budget
+        self.max_observation_chars = max_observation_tokens * OBSERVATION_CHARS_PER_TOKEN
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.generator = generator or HFGenerator(self.pad_id)
+        self.code_runner = code_runner
 
     @classmethod
-    def from_config(cls, cfg: SmolAgentEnvConfig, tokenizer) -> SmolAgentEnv:
+    def from_config(cls, cfg: SmolAgentEnvConfig, tokenizer,
+                    extra_tools: list[Tool] = ()) -> SmolAgentEnv:  # tools opened elsewhere (e.g. from `mcp_servers`)
         "An environment from the `environment` section of a `TrainingConfig`."
-        return cls(tokenizer, [resolve_tool(n) for n in cfg.tools], tool_call_format=cfg.tool_call_format,
+        return cls(tokenizer, [resolve_tool(n) for n in cfg.tools] + list(extra_tools), tool_call_format=cfg.tool_call_format,
                    max_turns=cfg.max_turns, max_tokens_per_turn=cfg.max_tokens_per_turn,
                    max_total_tokens=cfg.max_total_tokens, system_prompt=cfg.system_prompt, sampling=cfg.sampling,
                    tool_timeout=cfg.tool_timeout, authorized_imports=cfg.authorized_imports,
                    max_observation_tokens=cfg.max_observation_tokens, plain_text_is_final=cfg.plain_text_is_final,
                    draft_tokens=cfg.draft_tokens, tool_parser=cfg.tool_parser, reasoning_tags=cfg.reasoning_tags,
-                   chat_template_kwargs=cfg.chat_template_kwargs)
+                   chat_template_kwargs=cfg.chat_template_kwargs, code_state_budget=cfg.code_state_budget)
 
     def check(self, rollout: RawRolloutData, strict: bool = False) -> RolloutCheck:
         "`check_rollout` with this environment's tokenizer and tool schemas."
@@ -172,24 +192,32 @@ def _end_turn(self: SmolAgentEnv, e: _Episode, stop_ids: set[int]):
         turn.parse_error, turn.error_message = True, act.error
         e.run = ToolRun("parse", None, outcome=ToolOutcome(f"Error: {act.error}"))
     elif act.code is not None:
-        e.run = start_code_action(act.code, self.tools, timeout=self.tool_timeout,
-                                  authorized_imports=self.authorized_imports, state=e.code_state)
-    else: e.run = start_tool_call(self.tool_map[act.tool_call.name], act.tool_call.arguments, self.tool_timeout)
+        e.run = (self.code_runner.start if self.code_runner else start_code_action)(
+            act.code, self.tools, timeout=self.tool_timeout, authorized_imports=self.authorized_imports,
+            state=e.code_state, state_budget=self.code_state_budget, max_print_length=self.max_observation_chars)
+    else: e.run = start_tool_call(self.tool_map[act.tool_call.name], act.tool_call.arguments, self.tool_timeout,
+                                  max_chars=self.max_observation_chars)
 
 # %% ../nbs/04_env.ipynb #b3960889
 @patch
 def _cut(self: SmolAgentEnv, text: str) -> str:
-    "Tool output cut to `max_observation_tokens`."
-    if len(text) * 4 <= self.max_observation_tokens: return text
-    ids = self.renderer.encode(text)
-    if len(ids) <= self.max_observation_tokens: return text
-    return self.tokenizer.decode(ids[:self.max_observation_tokens]) + " …(truncated)"
+    "Tool output cut to `max_observation_tokens`: by characters first (bounded work, whatever its size), then by tokens."
+    limit = self.max_observation_tokens
+    if len(text) * 4 <= limit: return text
+    n = limit * 4  # a growing prefix is tokenized until it holds more than `limit` tokens (or the whole text)
+    while True:
+        ids = self.renderer.encode(text[:n])
+        if len(ids) > limit + 1 or n >= min(len(text), self.max_observation_chars): break
+        n *= 4
+    if len(ids) <= limit and n >= len(text): return text
+    return self.tokenizer.decode(ids[:limit]) + " …(truncated)"
 
 @patch
 def _record(self: SmolAgentEnv, e: _Episode, out: ToolOutcome) -> Message | None:
     "Record a tool outcome on the last turn; the observation message to append, or None if the episode ended."
     turn = e.data.turns[-1]
     turn.tool_error, turn.invalid_arguments, turn.timed_out = out.tool_error, out.invalid_arguments, out.timed_out
+    turn.infra_error = out.infra_error
     if out.error_message is not None: turn.error_message = out.error_message
     turn.tool_seconds = out.seconds
     if out.state is not None: e.code_state = out.state
@@ -230,10 +258,11 @@ def _stop_ids(self: SmolAgentEnv, model) -> set[int]:
 
 # %% ../nbs/04_env.ipynb #8070f017
 @patch
-async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool):
+async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool, lockstep: LockStep | None = None):
     stop_ids, batch = self._stop_ids(model), DecodeBatch(model)
+    if lockstep is not None: batch.share_prefill = batch.can_split = False  # exactly one forward per step
     live = list(eps)
-    while live:
+    while True:
         ready = [(e, out) for e in live if e.run is not None and (out := e.run.poll()) is not None]
         for e, _ in ready: e.run = None
         if ready: self._observe(ready)
@@ -241,27 +270,38 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool):
         if len(keep) < len(live):
             live = [live[i] for i in keep]
             if live: batch.select(keep)
-        if not live: break
-        if not any(e.feed for e in live):  # every episode waits for a tool
+        feeding = any(e.feed for e in live)
+        if lockstep is None:
+            if not live: break
+        elif not lockstep.any(feeding):  # no rank steps now: done when no rank has a live episode
+            if not lockstep.any(bool(live)): break
+        elif not feeding:  # another rank steps: take part in its collective forward
+            lockstep.idle(model); await asyncio.sleep(0); continue
+        if not feeding:  # every episode waits for a tool (in lock step: or this rank has none left)
             runs = [e.run for e in live if e.run is not None]
-            if not runs: raise RuntimeError("rollout loop: live episodes with neither tokens to feed nor a tool call")
-            await wait_runs(runs, all_of=False)
+            if live and not runs: raise RuntimeError("rollout loop: live episodes with neither tokens to feed nor a tool call")
+            if runs: await wait_runs(runs, all_of=False, timeout=None if lockstep is None else 0.01)
+            else: await asyncio.sleep(0.001)
             continue
         batch.maybe_compact()
         fed = [bool(e.feed) for e in live]
         t0 = time.perf_counter()
-        drafts = self._drafts(live, batch)
+        drafts = self._drafts(live, batch) if lockstep is None else None
         if drafts is not None:
-            toks, lps = batch.speculate(model, [e.feed for e in live], drafts, self.pad_id, self.sampling, greedy)
+            k = max(map(len, drafts)) + 1
+            u = None if greedy else torch.tensor([e.uniforms.take(e.drawn, k) for e in live])
+            toks, lps = batch.speculate(model, [e.feed for e in live], drafts, self.pad_id, self.sampling, greedy, u)
         else:
-            toks, lps = batch.step(model, [e.feed for e in live], self.pad_id, self.sampling, greedy)
+            u = None if greedy else torch.tensor([e.uniforms.take(e.drawn, 1) if e.feed else [0.5] for e in live])
+            toks, lps = batch.step(model, [e.feed for e in live], self.pad_id, self.sampling, greedy, u)
             toks, lps = [[t] for t in toks], [[lp] for lp in lps]
+            if lockstep is not None: lockstep.step()
         took = time.perf_counter() - t0
         share, started = took / sum(fed), []
         for r, (e, f) in enumerate(zip(live, fed)):
             if not f: continue
             for j, (t, lp) in enumerate(zip(toks[r], lps[r])):
-                e.turn_ids.append(t); e.turn_lps.append(lp); e.turn_seconds += share / len(toks[r])
+                e.turn_ids.append(t); e.turn_lps.append(lp); e.turn_seconds += share / len(toks[r]); e.drawn += 1
                 e.feed = [t]
                 if t in stop_ids or len(e.turn_ids) >= e.turn_limit:
                     batch.rewind(r, len(toks[r]) - 1 - j)  # kept drafts after the turn's end are not part of it
@@ -269,7 +309,7 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool):
                     if e.run is not None: started.append(e.run)
                     break
         await asyncio.sleep(0)  # other coroutines on this event loop get a turn every step
-        if started and 2 * sum(not e.feed for e in live) > len(live):
+        if started and lockstep is None and 2 * sum(not e.feed for e in live) > len(live):
             await wait_runs(started, timeout=took)  # most rows would sit out the next step: give new calls a step's time
 
 
@@ -291,24 +331,57 @@ def _drafts(self: SmolAgentEnv, live: list[_Episode], batch: DecodeBatch) -> lis
         drafts.append(found)
     return drafts if any(drafts) else None
 
+# %% ../nbs/04_env.ipynb #721b5eed
+@patch
+async def _run_turns(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool, gen: Generator):
+    "The loop for generators that sample whole turns: every live episode's turn in one `complete` call, then the tools."
+    stop_ids, live = self._stop_ids(model), list(eps)
+    collective = gen.collective and world_size() > 1
+    while any_rank(bool(live)) if collective else live:
+        asking = [e for e in live if e.feed]
+        if live and not asking: raise RuntimeError("rollout loop: live episodes with neither a turn to sample nor a tool call")
+        t0 = time.perf_counter()
+        outs = gen.complete(model, [e.data.prompt_ids + e.data.completion_ids for e in asking], [e.turn_limit for e in asking],
+                            self.sampling, greedy=greedy, stop_ids=stop_ids)
+        share = (time.perf_counter() - t0) / max(len(asking), 1)
+        for e, o in zip(asking, outs):
+            if not o.ids or len(o.ids) != len(o.logprobs) or len(o.ids) > e.turn_limit:
+                raise RuntimeError(f"{gen.name} returned a turn of {len(o.ids)} tokens with {len(o.logprobs)} log-probs "
+                                   f"(limit {e.turn_limit}): every turn needs 1..limit tokens, each with its log-prob")
+            e.turn_ids, e.turn_lps, e.turn_seconds = list(o.ids), list(o.logprobs), share
+            self._end_turn(e, stop_ids)
+        runs = [e.run for e in live if e.run is not None]
+        if runs: await wait_runs(runs)
+        ready = [(e, e.run.poll()) for e in live if e.run is not None]
+        for e, _ in ready: e.run = None
+        if ready: self._observe(ready)
+        live = [e for e in live if not e.done]
+
 # %% ../nbs/04_env.ipynb #22003106
 @patch
-async def rollout(self: SmolAgentEnv, rows: list[Row], model, *, prompt_field: str = "prompt",
-                   greedy: bool = False) -> list[RawRolloutData]:
-    "Run one episode per row, all in one batch; the rollouts in row order."
+async def rollout(self: SmolAgentEnv, rows: list[Row], model, *, prompt_field: str = "prompt", greedy: bool = False,
+                  generator: Generator | None = None,  # where turns are sampled (default: the environment's)
+                  lockstep: LockStep | None = None,  # pairs forwards across ranks when the model is sharded
+                  ) -> list[RawRolloutData]:
+    "Run one episode per row, all in one batch; the rollouts in row order (with several ranks, every rank calls it)."
+    gen = generator or self.generator
     convs = [_messages(row, prompt_field, self.system_prompt) for row in rows]
     keys = [repr(m) for m in convs]
     unique = dict(zip(keys, convs))  # a group's rollouts share one prompt: render it once
-    prompts = dict(zip(unique, self.renderer.prompts_ids(list(unique.values()))))
+    prompts = dict(zip(unique, self.renderer.prompts_ids(list(unique.values())))) if unique else {}
     eps = []
     for row, msgs, key in zip(rows, convs, keys):
         e = _Episode(RawRolloutData(prompt_ids=list(prompts[key]), messages=msgs, row=dict(row)), feed=list(prompts[key]))
         self._start_turn(e)
         eps.append(e)
-    if not eps: return []
+    if not greedy:
+        for e, seed in zip(eps, torch.randint(0, 2**62, (len(eps),)).tolist()): e.uniforms = _Uniforms(seed)
+    if not eps and lockstep is None and not (gen.collective and world_size() > 1): return []
     was_training = model.training
     model.eval()
-    try: await self._run(eps, model, greedy)
+    try:
+        if gen.stepwise: await self._run(eps, model, greedy, lockstep)
+        else: await self._run_turns(eps, model, greedy, gen)
     finally:
         model.train(was_training)
     return [e.data for e in eps]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ class PromptSourceError(ValueError):
 # %% ../nbs/07_prompts.ipynb #17596f7c
 def _read_file(path: Path, fmt: str) -> list[dict[str, Any]]:
     if not path.is_file(): raise PromptSourceError(f"prompt_source.path: no such file '{path}' (relative paths are read from {Path.cwd()})")
-    text = path.read_text()
+    try: text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise PromptSourceError(f"{path}: not valid UTF-8 (byte {e.start}: {e.reason}); save the file as UTF-8") from None
     try:
         if fmt == "jsonl": return [json.loads(line) for line in text.splitlines() if line.strip()]
         if fmt == "json":
@@ -52,7 +55,9 @@ def _read_hf(cfg: HFDatasetPromptSource) -> list[dict[str, Any]]:
     return ds.to_list()
 
 # %% ../nbs/07_prompts.ipynb #f0470a84
-def load_rows(cfg: PromptSourceConfig, seed: int = 0) -> list[Row]:
+def load_rows(cfg: PromptSourceConfig, seed: int = 0,
+              check: Callable[[list[Row]], None] | None = None,  # called on every row, in the source's order, before shuffling
+              ) -> list[Row]:
     "The rows of a prompt source: `{'prompt': ..., **fields}`."
     if isinstance(cfg, ListPromptSource): raw = [p if isinstance(p, dict) else {cfg.prompt_field: p} for p in cfg.prompts]
     elif isinstance(cfg, FilePromptSource):
@@ -71,5 +76,6 @@ def load_rows(cfg: PromptSourceConfig, seed: int = 0) -> list[Row]:
         if missing: raise PromptSourceError(f"prompt_source.fields: row {i} lacks {missing} (columns: {sorted(r)})")
         keep = cfg.fields if cfg.fields is not None else [k for k in r if k != cfg.prompt_field]
         rows.append({"prompt": r[cfg.prompt_field], **{k: r[k] for k in keep if k != "prompt"}})
+    if check is not None: check(rows)
     if cfg.shuffle: random.Random(seed).shuffle(rows)
     return rows[: cfg.limit] if cfg.limit else rows

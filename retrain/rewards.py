@@ -9,9 +9,12 @@ import asyncio
 import difflib
 import importlib
 import inspect
+import logging
 import math
 import numbers
 import re
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +26,8 @@ import numpy as np
 
 from .config_models import RewardFunctionConfig, RewardSetupConfig
 from .types import ActionKind, ProcessedTrajectory, RawRolloutData, Turn
+
+_log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['Level', 'RewardSpec', 'register_reward', 'register_verifier', 'reward', 'verifier', 'get_reward', 'get_verifier',
@@ -247,26 +252,6 @@ def _as_float(v: Any, what: tuple) -> float:
     if not math.isfinite(f): raise RewardError(f"{_describe(*what)} returned {f}; a reward must be finite (None means 'not applicable')")
     return f
 
-class _Calls:
-    "Function calls made at once; the awaitables that async functions return are awaited together in `results`."
-    def __init__(self): self.values, self.whats, self.pending = [], [], []
-
-    def add(self, fn: Callable, args: tuple, kwargs: dict, what: tuple) -> int:
-        try: v = fn(*args, **kwargs)
-        except Exception as e:
-            for j in self.pending: getattr(self.values[j], "close", lambda: None)()  # no 'never awaited' warnings
-            raise RewardError(f"{_describe(*what)} raised {type(e).__name__}: {e}") from e
-        if inspect.isawaitable(v): self.pending.append(len(self.values))
-        self.values.append(v); self.whats.append(what)
-        return len(self.values) - 1
-
-    async def results(self) -> list:
-        async def wait(j):
-            try: return await self.values[j]
-            except Exception as e: raise RewardError(f"{_describe(*self.whats[j])} raised {type(e).__name__}: {e}") from e
-        for j, v in zip(self.pending, await asyncio.gather(*(wait(j) for j in self.pending))): self.values[j] = v
-        return self.values
-
 def _as_bool(v: Any, what: tuple) -> bool:
     if not isinstance(v, (bool, np.bool_)): raise RewardError(f"{_describe(*what)} returned {v!r}; a verifier returns True or False")
     return bool(v)
@@ -278,6 +263,76 @@ def _nansum(xs) -> float:
 def _nanmean(xs) -> float:
     xs = [x for x in xs if not math.isnan(x)]
     return math.fsum(xs) / len(xs) if xs else math.nan
+
+# %% ../nbs/05_rewards.ipynb #40239705
+class _Lane:
+    "Calls of one function, made one after another on a daemon thread (a call that hangs is abandoned, never joined)."
+    def __init__(self, jobs: list, idx: list[int]):
+        self.jobs, self.idx, self.values, self.error, self.current, self.t0, self.done = jobs, idx, {}, None, None, None, False
+
+    def run(self):
+        try:
+            for j in self.idx:
+                fn, args, kwargs = self.jobs[j]
+                self.current, self.t0 = j, time.perf_counter()
+                try: self.values[j] = fn(*args, **kwargs)
+                except BaseException as e: self.error = (j, e); return  # SystemExit and KeyboardInterrupt too
+        finally: self.done = True
+
+    def running_for(self) -> float: return 0.0 if self.t0 is None else time.perf_counter() - self.t0
+
+class _Calls:
+    "Function calls of one scoring pass: each component's calls on a thread of their own (components run concurrently), each within `timeout` seconds; awaitables that async functions return are awaited together."
+    def __init__(self, timeout: float | None = None): self.timeout, self.jobs, self.whats = timeout, [], []
+
+    def add(self, fn: Callable, args: tuple, kwargs: dict, what: tuple) -> int:
+        self.jobs.append((fn, args, kwargs)); self.whats.append(what)
+        return len(self.jobs) - 1
+
+    def _raised(self, j: int, e: BaseException) -> RewardError:
+        return RewardError(f"{_describe(*self.whats[j])} raised {type(e).__name__}: {e}")
+
+    def _late(self, j: int) -> RewardError:
+        return RewardError(f"{_describe(*self.whats[j])} took longer than {self.timeout:g} s (reward_setup.timeout)")
+
+    async def _run_lanes(self) -> list:
+        by_label: dict[str, list[int]] = {}  # one lane per component (or verifier)
+        for j, what in enumerate(self.whats): by_label.setdefault(what[0], []).append(j)
+        lanes = [_Lane(self.jobs, idx) for idx in by_label.values()]
+        for lane in lanes: threading.Thread(target=lane.run, daemon=True).start()
+        pause = 1e-4  # polled with growing pauses: fast functions are seen at once, slow ones cost few wake-ups
+        while True:
+            done = all(lane.done for lane in lanes)
+            for lane in lanes:
+                if lane.error is not None: _close_all(lanes); raise self._raised(*lane.error) from lane.error[1]
+                if self.timeout is not None and not lane.done and lane.running_for() > self.timeout:
+                    _close_all(lanes); raise self._late(lane.current)
+            if done: break
+            await asyncio.sleep(pause); pause = min(2 * pause, 0.01)
+        values = {j: v for lane in lanes for j, v in lane.values.items()}
+        return [values[j] for j in range(len(self.jobs))]
+
+    async def results(self) -> list:
+        out = await self._run_lanes()
+        async def wait(j):
+            try: ok, v = await asyncio.wait_for(_guarded(out[j]), self.timeout)
+            except asyncio.TimeoutError: raise self._late(j) from None
+            if not ok: raise self._raised(j, v) from v
+            return v
+        pending = [j for j, v in enumerate(out) if inspect.isawaitable(v)]
+        for j, v in zip(pending, await asyncio.gather(*(wait(j) for j in pending))): out[j] = v
+        return out
+
+async def _guarded(aw) -> tuple[bool, Any]:
+    "(True, result) or (False, the exception): SystemExit and KeyboardInterrupt inside a task would end the event loop."
+    try: return True, await aw
+    except asyncio.CancelledError: raise
+    except BaseException as e: return False, e
+
+def _close_all(lanes: list[_Lane]):
+    "Close the coroutines already returned (no 'never awaited' warnings)."
+    for lane in lanes:
+        for v in list(lane.values.values()): getattr(v, "close", lambda: None)() if inspect.iscoroutine(v) else None
 
 # %% ../nbs/05_rewards.ipynb #6eb1f554
 def trl_prompt_completion(rollout: RawRolloutData) -> tuple[Any, Any]:
@@ -336,8 +391,10 @@ class RewardCalculator:
     "Scores rollouts with weighted step-level and rollout-level reward functions, gated by verifiers."
     def __init__(self,
                  step: dict[str, RewardFunctionConfig | dict] | None = None,  # name -> config, scored on every turn
-                 rollout: dict[str, RewardFunctionConfig | dict] | None = None):  # name -> config, scored per episode
+                 rollout: dict[str, RewardFunctionConfig | dict] | None = None,  # name -> config, scored per episode
+                 timeout: float | None = 60.0):  # seconds one call may take (None: no limit)
         self._components: list[_Component] = []
+        self.timeout, self._warned_none = timeout, set()
         for is_step, table in ((True, step or {}), (False, rollout or {})):
             for name, cfg in table.items():
                 if name in self.component_names:
@@ -360,7 +417,7 @@ class RewardCalculator:
     @classmethod
     def from_config(cls, cfg: RewardSetupConfig) -> RewardCalculator:
         "The calculator for a run's `reward_setup` section."
-        return cls(step=cfg.step_reward_configs, rollout=cfg.rollout_reward_configs)
+        return cls(step=cfg.step_reward_configs, rollout=cfg.rollout_reward_configs, timeout=cfg.timeout)
 
     @property
     def component_names(self) -> list[str]:
@@ -372,6 +429,15 @@ class RewardCalculator:
     @property
     def weights(self) -> dict[str, float]: return {c.name: c.cfg.weight for c in self._components}
 
+    def _warn_none(self, comps: list[_Component], values: list[list], gates: list[list[bool]]):
+        "Warn (once per component) when a component returned None for every rollout it scored."
+        for c, vals, gate in zip(comps, values, gates):
+            got = [x for v, g in zip(vals, gate) if g for x in (v if c.step else [v])]
+            if got and all(math.isnan(x) for x in got) and c.name not in self._warned_none:
+                self._warned_none.add(c.name)
+                _log.warning("reward %r returned None for every one of %d rollouts: it adds nothing to the reward; check its "
+                            "params and the rows' fields (said once)", c.name, sum(gate))
+
     def __repr__(self) -> str:
         return f"RewardCalculator(step={self.step_names}, rollout={[n for n in self.component_names if n not in self.step_names]})"
 
@@ -381,16 +447,17 @@ class RewardCalculator:
 async def score(self: RewardCalculator, rollouts: list[RawRolloutData]) -> list[ProcessedTrajectory]:
     "Score `rollouts`: verifiers first, then every reward function, async ones concurrently."
     rollouts, comps, n = list(rollouts), self._components, len(rollouts)
-    vcalls = _Calls()
+    vcalls = _Calls(self.timeout)
     for v, spec in self._verifiers.items():
         for i, r in enumerate(rollouts): vcalls.add(spec.fn, (r,), spec.kwargs(r.row), (f"verifier {v!r}", i, r))
     flat = [_as_bool(x, w) for x, w in zip(await vcalls.results(), vcalls.whats)]
     passed = {v: flat[j * n:(j + 1) * n] for j, v in enumerate(self._verifiers)}
     gates = [[all(passed[v][i] for v in c.cfg.verifiers) for i in range(n)] for c in comps]
-    calls = _Calls()
+    calls = _Calls(self.timeout)
     readers = [_schedule(c, rollouts, g, calls) for c, g in zip(comps, gates)]
     vals = await calls.results()
     values = [read(vals) for read in readers]
+    self._warn_none(comps, values, gates)
     weights, out = self.weights, []
     for i, r in enumerate(rollouts):
         rewards, steps = {}, {}

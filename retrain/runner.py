@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -21,14 +23,22 @@ import torch
 import transformers
 
 from .config_models import TrainingConfig
+from .distributed import barrier, ensure_group, is_main, main_first, threads_per_process, world_size
+from .mcp_tools import MCPCallback, MCPTools, mcp_tools_for
+from .trackers import tracker_sink
+from .code_executors import code_runner_for
 from .env import SmolAgentEnv
-from .models import load_model, load_tokenizer, lora_config
+from .evaluation import evaluate_policy
+from .models import ModelLoadError, load_model, load_tokenizer, lora_config
 from .prompts import load_rows
 from .render import MetricLog, iter_jsonl
 from .report import report_figures, write_report
-from .rewards import RewardCalculator
+from .rewards import RewardCalculator, RewardError
+from .rowcheck import check_rows
+from .rundir import RunLock, StartPlan, clear_incomplete, complete_checkpoints, plan_start, read_results
+from .tools import resolve_tool
+from .trainer import GRPOTrainer, grpo_config
 from .validate import check_run
-from .trainer import CHECKPOINT_DONE, GRPOTrainer, grpo_config
 from .types import Row
 
 _log = logging.getLogger("retrain")
@@ -39,9 +49,8 @@ __all__ = ['latest_checkpoint', 'rollback_logs', 'RunLogger', 'ProgressBar', 'ev
 # %% ../nbs/10_run.ipynb #5e093f28
 def latest_checkpoint(ckpt_dir: str | Path) -> Path | None:
     "The newest complete checkpoint in `ckpt_dir` (incomplete ones are ignored)."
-    ckpt_dir = Path(ckpt_dir)
-    done = [p for p in ckpt_dir.glob("checkpoint-*") if (p / CHECKPOINT_DONE).is_file() and p.name.split("-")[-1].isdigit()]
-    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+    done = complete_checkpoints(ckpt_dir)
+    return done[-1] if done else None
 
 def _read_jsonl(path: Path) -> list[dict]:
     "Complete JSON lines of `path`, or [] (a torn last line is dropped)."
@@ -94,22 +103,12 @@ class ProgressBar:
 
 # %% ../nbs/10_run.ipynb #58d22736
 def evaluate(env: SmolAgentEnv, rewards: RewardCalculator, model, rows: list[Row], *,
-             success_reward: str | None = None, threshold: float = 1.0, batch_size: int = 64) -> dict[str, Any]:
-    "Greedy success rate and mean reward over `rows`."
-    name = success_reward or next((n for n in rewards.component_names if n not in rewards.step_names), None)
-    if name is None: raise ValueError("evaluation needs a rollout-level reward (or evaluation.success_reward)")
-    if name not in rewards.component_names: raise ValueError(f"evaluation.success_reward '{name}' is not a reward component {rewards.component_names}")
-    was_training = model.training
-    model.eval()
-    try:
-        trajs = []
-        for i in range(0, len(rows), batch_size):
-            trajs += rewards.score_sync(env.rollout_sync(rows[i:i + batch_size], model, greedy=True))
-    finally:
-        if was_training: model.train()
-    ok = [t.rewards.get(name) is not None and t.rewards[name] >= threshold for t in trajs]
-    return {"success_rate": sum(ok) / len(ok), "mean_reward": float(np.mean([t.total_reward for t in trajs])),
-            "tool_call_rate": float(np.mean([t.raw.num_tool_calls > 0 for t in trajs])), "n": len(trajs)}
+             success_reward: str | None = None, threshold: float = 1.0, batch_size: int = 64,
+             generator=None,  # where turns are sampled (default: the environment's)
+             ) -> dict[str, Any]:
+    "Greedy success rate, mean reward, reward components, tool use and terminations over `rows` (`evaluate_policy`'s summary)."
+    return evaluate_policy(env, rewards, model, rows, success_reward=success_reward, threshold=threshold, batch_size=batch_size,
+                           generator=generator)[0]
 
 # %% ../nbs/10_run.ipynb #fb1c9713
 class SetupError(ValueError):
@@ -131,13 +130,54 @@ def _metric_log(history: list[dict]) -> MetricLog:
     for m in history: ml.add(m["step"], m)
     return ml
 
-def _holds_run(run_dir: Path) -> bool:
-    "Whether a run trained here (logged a step, saved a checkpoint or finished); a crash before step 1 leaves nothing to protect."
-    m, r = run_dir / "metrics.jsonl", run_dir / "results.json"
-    if (m.is_file() and m.stat().st_size > 0) or any((run_dir / "checkpoints").glob("checkpoint-*")): return True
-    return r.is_file() and "global_step" in r.read_text()
+def _check_start(cfg: TrainingConfig, run_dir: Path, resume: bool, given_client: bool, fresh_state: bool = False) -> StartPlan:
+    "What the start does with the run directory (`plan_start`), or a refusal; vLLM needed and missing is refused too."
+    max_steps = grpo_config(cfg, str(run_dir / "checkpoints")).max_steps
+    plan = main_first(lambda: plan_start(run_dir, resume=resume, max_steps=max_steps, fresh_state=fresh_state))
+    backend = cfg.environment.generation.backend
+    if backend != "hf" and not given_client and importlib.util.find_spec("vllm") is None:
+        raise SetupError(f"environment.generation.backend is {backend}, which needs vLLM, and vLLM is not installed: "
+                         "pip install 'retrain[vllm]' on a CUDA machine, or set environment.generation.backend: hf")
+    barrier()
+    return plan
+
+def _set_threads(wanted: int):
+    "`wanted` torch threads, capped (with a warning) when several processes share this machine's cores."
+    n = threads_per_process(wanted)
+    if n < wanted: _log.warning("num_threads %d capped at %d per process: %s processes share this machine's cores",
+                                wanted, n, os.environ.get("LOCAL_WORLD_SIZE"))
+    torch.set_num_threads(n)
 
 def _peak_rss_mb() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def _first_process() -> bool: return int(os.environ.get("RANK", "0")) == 0
+
+
+# %% ../nbs/10_run.ipynb #deb5eff2
+def _setup(what: str, build):
+    "Build a piece the config names; any failure is a `SetupError` naming the section (the cause stays chained)."
+    try: return build()
+    except Exception as e:
+        raise SetupError(f"{what}: {e.args[0] if isinstance(e, KeyError) and e.args else e}") from e
+
+def _check_imports(names: list[str]):
+    import importlib.util
+    missing = [n for n in names if n != "*" and importlib.util.find_spec(n.removesuffix(".*").split(".")[0]) is None]
+    if missing: raise SetupError(f"environment.authorized_imports: {', '.join(missing)} not installed; install it or "
+                                 "take it off the list")
+
+def _check_model_dir(name_or_path: str):
+    "A local model folder must hold a saved model (an empty one fails deep inside transformers)."
+    p = Path(name_or_path)
+    if p.is_dir() and not (p / "config.json").is_file():
+        raise ModelLoadError(f"model.name_or_path='{name_or_path}': the folder holds no config.json (empty or incomplete?); "
+                             "point it at a folder written by save_pretrained, or at a model id")
+
+def _restore(trainer: GRPOTrainer, ckpt: Path):
+    "Load a checkpoint's weights and trainer state without training (it already reached max_steps)."
+    from transformers import TrainerState
+    trainer._load_from_checkpoint(str(ckpt))
+    trainer.state = TrainerState.load_from_json(str(ckpt / "trainer_state.json"))
 
 # %% ../nbs/10_run.ipynb #30ab84a3
 @dataclass
@@ -152,25 +192,42 @@ class _Parts:
     eval_rows: list[Row]
     eval_kw: dict[str, Any]
 
-def _build(cfg: TrainingConfig, ckpt_dir: Path) -> _Parts:
-    "Load the model and tokenizer and build the environment, rewards, prompt rows and GRPO settings."
+def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None, closing: contextlib.ExitStack) -> _Parts:
+    "Check rewards, tools and prompt rows, then load the model and tokenizer and build the environment and GRPO settings."
+    rewards = _setup("reward_setup", lambda: RewardCalculator.from_config(cfg.reward_setup))
+    _setup("environment.tools", lambda: [resolve_tool(n) for n in cfg.environment.tools])
+    _check_imports(cfg.environment.authorized_imports)
+    _check_model_dir(cfg.model.name_or_path)
+    rows = load_rows(cfg.prompt_source, seed=cfg.seed, check=lambda rs: check_rows(rs, cfg.reward_setup))
+    ev = cfg.evaluation
+    eval_rows = load_rows(ev.prompt_source, seed=cfg.seed, check=lambda rs: check_rows(
+        rs, cfg.reward_setup, what="evaluation.prompt_source")) if ev else []
     tokenizer = load_tokenizer(cfg.model)
-    if problems := check_run(cfg, tokenizer):  # every name, level, parameter and row, before any weights load
+    if problems := check_run(cfg, tokenizer, rows):  # every name, level, parameter and row, before any weights load
         raise SetupError("the run cannot start:\n" + "\n".join(problems))
     model = load_model(cfg.model.model_copy(update={"peft_config": None}))  # TRL applies the adapters
     args = grpo_config(cfg, str(ckpt_dir))
     env_cfg = cfg.environment
     if env_cfg.max_total_tokens is None: env_cfg = env_cfg.model_copy(update={"max_total_tokens": args.max_completion_length})
-    rows = load_rows(cfg.prompt_source, seed=cfg.seed)
     per_step = args.generation_batch_size // args.num_generations
     if len(rows) < per_step:
         raise SetupError(f"prompt_source has {len(rows)} rows but each step samples {per_step} prompts "
                          f"(generation batch {args.generation_batch_size} / num_generations {args.num_generations}): "
                          "add prompts or lower algorithm.hyperparameters.per_device_train_batch_size")
-    ev = cfg.evaluation
-    return _Parts(tokenizer, model, args, SmolAgentEnv.from_config(env_cfg, tokenizer), RewardCalculator.from_config(cfg.reward_setup),
-                  rows, load_rows(ev.prompt_source, seed=cfg.seed) if ev else [],
+    env = SmolAgentEnv.from_config(env_cfg, tokenizer, mcp_tools.tools if mcp_tools else [])
+    env.code_runner = code_runner_for(env_cfg, env.tools, closing)  # remote executors (None: local), ended with the run
+    return _Parts(tokenizer, model, args, env, rewards,
+                  rows, eval_rows,
                   dict(success_reward=ev.success_reward, threshold=ev.success_threshold, batch_size=ev.batch_size) if ev else {})
+
+# %% ../nbs/10_run.ipynb #7972fa95
+async def _train(trainer: GRPOTrainer, ckpt: Path | None):
+    training = asyncio.ensure_future(asyncio.to_thread(trainer.train, resume_from_checkpoint=str(ckpt) if ckpt else None))
+    try: await asyncio.shield(training)
+    except asyncio.CancelledError:
+        trainer.control.should_training_stop = True
+        await training
+        raise
 
 # %% ../nbs/10_run.ipynb #ea84999f
 def _watchers(run_dir: Path, logger: RunLogger, max_steps: int, start: int, dashboard: bool | None, progress: bool | None):
@@ -198,58 +255,97 @@ def _write_results(run_dir: Path, results: dict[str, Any], history: list[dict]) 
     return results
 
 # %% ../nbs/10_run.ipynb #af5bafb7
-async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or a validated `TrainingConfig`
-              *, resume: bool = False,  # continue from the latest complete checkpoint in the run directory
-              dashboard: bool | None = None,  # show the live dashboard (default: inside a notebook kernel)
-              progress: bool | None = None,  # show a terminal progress bar (default: outside notebooks)
-              ) -> dict[str, Any]:
-    "Train an agent as `config` says; returns the run directory, final metrics and evaluation results."
+async def _run(config: dict | TrainingConfig, *, resume: bool = False, fresh_state: bool = False, dashboard: bool | None = None,
+               progress: bool | None = None, mcp_tools: MCPTools | None = None, vllm_client=None,
+               closing: contextlib.ExitStack) -> dict[str, Any]:
+    "`run`, with the MCP servers' tools already open."
     t_start = time.perf_counter()
     transformers.utils.logging.disable_progress_bar()
     cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
     logging.getLogger("retrain").setLevel(cfg.logging_level)
     if not logging.getLogger("retrain").handlers and not logging.getLogger().handlers:  # else logging_level would show nothing
         logging.getLogger("retrain").addHandler(logging.StreamHandler())
-    if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
+    if cfg.num_threads: _set_threads(cfg.num_threads)
     _seed_everything(cfg.seed)
     run_dir = Path(cfg.output_dir) / cfg.experiment_name
     ckpt_dir = run_dir / "checkpoints"
-    if _holds_run(run_dir) and not resume:
-        raise FileExistsError(f"run directory {run_dir} already holds a run: resume it (resume=True, `retrain run --resume`), "
-                              "or choose another experiment_name / output_dir")
-    p = _build(cfg, ckpt_dir)
+    ensure_group()  # launched on several processes (torchrun, accelerate): they agree from here on
+    plan = _check_start(cfg, run_dir, resume, given_client=vllm_client is not None, fresh_state=fresh_state)
+    main = is_main()  # the main process alone writes the run directory
+    if plan.note and main: _log.warning(plan.note)
+    prior = read_results(run_dir) if resume else {}
+    if plan.finished: return {**prior, "run_dir": str(run_dir), "already_finished": True}
+    p = main_first(lambda: _build(cfg, ckpt_dir, mcp_tools, closing))  # an embedded model is built into the cache once
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = latest_checkpoint(ckpt_dir) if resume else None
-    start = int(ckpt.name.split("-")[-1]) if ckpt else 0
-    prior = json.loads((run_dir / "results.json").read_text()) if resume and (run_dir / "results.json").exists() else {}
-    rollback_logs(run_dir, start)
-    cfg.to_yaml(run_dir / "config.yaml")
-    results: dict[str, Any] = {"run_dir": str(run_dir), "experiment_name": cfg.experiment_name, "seed": cfg.seed}
-    ev = cfg.evaluation
+    ckpt, start = plan.resume_from, plan.step  # the step the checkpoint's trainer state holds
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        clear_incomplete(run_dir, plan)
+        rollback_logs(run_dir, start)
+        cfg.to_yaml(run_dir / "config.yaml")
+    barrier()
+    logger = RunLogger(run_dir)
+    sinks, bar = _watchers(run_dir, logger, p.args.max_steps, start, dashboard, progress) if main else ([], None)
+    trackers = tracker_sink(cfg.algorithm.report_to, run_dir, project=p.args.project) if main else None  # held-out figures, rollout tables
+    if trackers: sinks.append(trackers)
+    peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
+    trainer = GRPOTrainer(p.model, p.env, p.rewards, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks,
+                          callbacks=[MCPCallback(mcp_tools)] if mcp_tools else None, vllm_client=vllm_client)
+    results: dict[str, Any] = {"run_dir": str(run_dir), "experiment_name": cfg.experiment_name, "seed": cfg.seed, "world_size": world_size()}
+    ev, n_ev = cfg.evaluation, (len(p.eval_rows), world_size())
     if ev and ev.before:
         if "eval_before" in prior: results["eval_before"] = prior["eval_before"]
         else:
-            _log.info("evaluating before training on %d held-out rows", len(p.eval_rows))
-            results["eval_before"] = await asyncio.to_thread(evaluate, p.env, p.rewards, p.model, p.eval_rows, **p.eval_kw)
-        (run_dir / "results.json").write_text(json.dumps({**prior, **results}, indent=2))
-
-    logger = RunLogger(run_dir)
-    sinks, bar = _watchers(run_dir, logger, p.args.max_steps, start, dashboard, progress)
-    peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
-    trainer = GRPOTrainer(p.model, p.env, p.rewards, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks)
-    try: await asyncio.to_thread(trainer.train, resume_from_checkpoint=str(ckpt) if ckpt else None)
+            if main: _log.info("evaluating before training on %d held-out rows over %d process(es)", *n_ev)
+            with torch.random.fork_rng():  # training samples the same whether or not this ran
+                results["eval_before"] = await asyncio.to_thread(evaluate, p.env, p.rewards, p.model, p.eval_rows,
+                                                                 generator=trainer.generator, **p.eval_kw)
+        if main: (run_dir / "results.json").write_text(json.dumps({**prior, **results}, indent=2))
+        if trackers: trackers.heldout(start, results["eval_before"])
+    try:
+        if plan.train: await _train(trainer, ckpt)
+        else: _restore(trainer, ckpt)
+    except RewardError as e:  # the run directory stays resumable: the failed step was neither logged nor saved
+        raise RewardError(f"{e}; the run stopped in step {trainer.state.global_step + 1}: fix it, then continue with "
+                          "`retrain run --resume`") from e
     finally:
         if bar: bar.close()
-    trainer.save_model(str(run_dir / "final")); p.tokenizer.save_pretrained(run_dir / "final")
+    trainer.save_model(str(run_dir / "final"))
+    if main: p.tokenizer.save_pretrained(run_dir / "final")
 
     if ev and ev.after:
-        _log.info("evaluating after training on %d held-out rows", len(p.eval_rows))
+        if main: _log.info("evaluating after training on %d held-out rows over %d process(es)", *n_ev)
+        if trainer.use_vllm: trainer.vllm_generation.sync_weights()  # TRL syncs before each step; evaluation needs the last update
         policy = trainer.accelerator.unwrap_model(trainer.model)
-        results["eval_after"] = await asyncio.to_thread(evaluate, p.env, p.rewards, policy, p.eval_rows, **p.eval_kw)
+        results["eval_after"] = await asyncio.to_thread(evaluate, p.env, p.rewards, policy, p.eval_rows,
+                                                        generator=trainer.generator, **p.eval_kw)
+    if trackers:
+        if "eval_after" in results: trackers.heldout(trainer.state.global_step, results["eval_after"])
+        trackers.close()
     if "eval_before" in results: results["success_before"] = results["eval_before"]["success_rate"]
     if "eval_after" in results: results["success_after"] = results["eval_after"]["success_rate"]
     results.update(final_metrics=logger.history[-1] if logger.history else {}, global_step=trainer.state.global_step,
                    wall_seconds=round(time.perf_counter() - t_start + prior.get("wall_seconds", 0.0), 2),
                    peak_rss_mb=round(_peak_rss_mb(), 1), mask_check_failures=trainer.mask_check_failures)
-    return _write_results(run_dir, results, logger.history)
+    if mcp_tools: results["mcp"] = mcp_tools.stats()
+    return _write_results(run_dir, results, logger.history) if main else results
+
+# %% ../nbs/10_run.ipynb #7790d47e
+async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or a validated `TrainingConfig`
+              *, resume: bool = False,  # continue from the latest complete checkpoint in the run directory
+              fresh_state: bool = False,  # with `resume`: accept a checkpoint whose optimizer/scheduler/RNG state is missing or damaged
+              dashboard: bool | None = None,  # show the live dashboard (default: inside a notebook kernel)
+              progress: bool | None = None,  # show a terminal progress bar (default: outside notebooks)
+              vllm_client=None,  # vllm_server backend: a `VLLMClient`, or a function making one, instead of the one TRL starts
+              ) -> dict[str, Any]:
+    "Train an agent as `config` says; returns the run directory, final metrics and evaluation results."
+    cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
+    kw = dict(resume=resume, fresh_state=fresh_state, dashboard=dashboard, progress=progress, vllm_client=vllm_client)
+    lock = RunLock(Path(cfg.output_dir) / cfg.experiment_name)
+    if _first_process(): lock.acquire()  # before anything heavy: one run (process group) at a time owns a run directory
+    try:
+        with contextlib.ExitStack() as closing:  # what the run opens (MCP servers, remote executors), closed however it ends
+            env = cfg.environment
+            mcp_tools = closing.enter_context(mcp_tools_for(env, log_dir=Path(cfg.output_dir) / cfg.experiment_name / "mcp")) if env.mcp_servers else None
+            return await _run(cfg, mcp_tools=mcp_tools, closing=closing, **kw)
+    finally: lock.release()

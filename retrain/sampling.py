@@ -58,8 +58,9 @@ def sample_tokens(
     sampling: SamplingConfig,
     greedy: bool = False,
     seen: torch.Tensor | None = None,  # (B, V) counts of tokens already in each row, for the repetition penalty
+    u: torch.Tensor | None = None,  # (B, 1) the uniform number each row's draw uses; None: drawn here
 ) -> tuple[torch.Tensor, torch.Tensor]:
     "Sampled token ids (B,) and their log-probs (B,)."
     lp = sampling_logprobs(logits, sampling, greedy, seen)
-    tok = lp.argmax(-1) if greedy or sampling.temperature == 0 else draw_tokens(lp.exp())
+    tok = lp.argmax(-1) if greedy or sampling.temperature == 0 else draw_tokens(lp.exp(), u)
     return tok, lp.gather(1, tok[:, None])[:, 0]

@@ -29,7 +29,8 @@ from smolagents.tools import validate_tool_arguments
 # %% auto #0
 __all__ = ['MAX_EXPRESSION_LENGTH', 'MAX_EXPONENT', 'MAX_MAGNITUDE', 'ToolLike', 'TOOLS', 'format_number', 'calculate',
            'CalculatorTool', 'register_tool', 'resolve_tool', 'tool_schemas', 'with_final_answer', 'ToolOutcome',
-           'timeout_outcome', 'ToolRun', 'wait_runs', 'start_tool_call', 'call_tool', 'call_tool_async']
+           'ToolInfrastructureError', 'timeout_outcome', 'ToolRun', 'wait_runs', 'cut_chars', 'start_tool_call',
+           'call_tool', 'call_tool_async']
 
 # %% ../nbs/03_tools.ipynb #108e2046
 MAX_EXPRESSION_LENGTH = 256  # characters
@@ -153,6 +154,10 @@ class ToolOutcome:
     is_final: bool = False  # a code action called `final_answer`
     final_answer: str | None = None  # the answer, when `is_final`
     state: dict[str, Any] | None = None  # a code action's variables after it ran (picklable ones)
+    infra_error: bool = False  # the tool's infrastructure failed (its server went away): not the model's mistake
+
+class ToolInfrastructureError(RuntimeError):
+    "Raised by a tool whose infrastructure failed (e.g. its MCP server went away): recorded as `infra_error`, not `tool_error`."
 
 
 # %% ../nbs/03_tools.ipynb #01108ba9
@@ -199,6 +204,8 @@ def _check_args(tool: Tool, arguments: Any) -> ToolOutcome | None:
 def _error(name: str, e: BaseException, t0: float) -> ToolOutcome:
     if isinstance(e, TimeoutError): return timeout_outcome(name, t0)
     msg = str(e) or type(e).__name__
+    if isinstance(e, ToolInfrastructureError):
+        return ToolOutcome(f"Error: {msg}", infra_error=True, error_message=msg, seconds=time.perf_counter() - t0)
     return ToolOutcome(f"Error: {msg}", tool_error=True, error_message=f"{type(e).__name__}: {msg}",
                        seconds=time.perf_counter() - t0)
 
@@ -223,7 +230,7 @@ class ToolRun:
         if self._outcome is None:
             if self.future.done():
                 try: out = self.future.result()
-                except (Exception, SystemExit, concurrent.futures.CancelledError) as e:
+                except (Exception, SystemExit, KeyboardInterrupt, concurrent.futures.CancelledError) as e:
                     self._outcome = _error(self.name, e, self.t0)
                 else: self._outcome = out if isinstance(out, ToolOutcome) else ToolOutcome(
                     str(out), seconds=time.perf_counter() - self.t0)
@@ -257,10 +264,16 @@ async def wait_runs(runs: list[ToolRun], timeout: float | None = None, all_of: b
 
 
 # %% ../nbs/03_tools.ipynb #e8747611
-def start_tool_call(tool: Tool, arguments: dict[str, Any], timeout: float = 10.0) -> ToolRun:
+def cut_chars(text: str, max_chars: int) -> str:
+    "`text` cut to `max_chars` characters, with a marker when it was cut (bounded work, whatever the size)."
+    return text if len(text) <= max_chars else text[:max_chars] + f" …(cut from {len(text)} characters)"
+
+def start_tool_call(tool: Tool, arguments: dict[str, Any], timeout: float = 10.0,
+                    max_chars: int | None = None) -> ToolRun:  # the result is cut to this many characters in the tool's thread
     "Validate one tool call and start it in a thread with a timeout (invalid arguments: an outcome at once)."
     if (bad := _check_args(tool, arguments)) is not None: return ToolRun(tool.name, None, outcome=bad)
-    return ToolRun(tool.name, lambda: tool(**arguments), timeout)
+    if max_chars is None: return ToolRun(tool.name, lambda: tool(**arguments), timeout)
+    return ToolRun(tool.name, lambda: cut_chars(str(tool(**arguments)), max_chars), timeout)
 
 def call_tool(tool: Tool, arguments: dict[str, Any], timeout: float = 10.0) -> ToolOutcome:
     "Validate and run one tool call with a timeout; errors become the observation, never an exception."

@@ -9,6 +9,7 @@ import logging
 import os
 import time
 from collections import Counter
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import torch
@@ -20,16 +21,20 @@ from trl import GRPOTrainer as _TRLGRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
 from .config_models import ConfigError, TrainingConfig
+from .distributed import LockStep, all_gather_objects, gather_objects, is_main, rank, sum_over_ranks, world_size
 from .env import SmolAgentEnv
+from .generation import ClientVLLMGeneration, make_generator, trl_vllm_settings
 from .rewards import RewardCalculator
-from .advantages import token_advantages
+from .rundir import seal_checkpoint
+from .advantages import rollout_rewards, token_advantages
 from .types import ActionKind, ProcessedTrajectory, RawRolloutData, Row, Termination, jsonable
 
 _log = logging.getLogger(__name__)
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # `rollout_func` is how retrain plugs in, by design
 
 # %% auto #0
-__all__ = ['CHECKPOINT_DONE', 'grpo_config', 'rollout_metrics', 'rollout_record', 'StepSink', 'GRPOTrainer']
+__all__ = ['grpo_config', 'rollout_counts', 'rollout_metrics', 'failing_tools', 'reward_figures', 'rollout_record', 'StepSink',
+           'GRPOTrainer']
 
 # %% ../nbs/08_trainer.ipynb #3351eff7
 _OWNED = {"reward_weights": "reward weights come from reward_setup (each function's `weight`)",
@@ -48,32 +53,74 @@ def grpo_config(cfg: TrainingConfig, output_dir: str) -> GRPOConfig:
         raise ConfigError("algorithm.hyperparameters.multi_objective_aggregation: with step_reward_configs the per-token "
                           "advantages come from the summed reward of each rollout and turn (sum_then_normalize); "
                           "'normalize_then_sum' applies to rollout rewards only: remove it or the step rewards")
+    if cfg.environment.generation.backend == "vllm_colocate":  # each rank's engine serves that rank's episodes, turn by turn
+        if hp.get("vllm_enable_sleep_mode"):
+            raise ConfigError("algorithm.hyperparameters.vllm_enable_sleep_mode: not supported with the vllm_colocate backend "
+                              "(multi-turn episodes call the engine once per turn); remove it")
+        if hp.get("vllm_tensor_parallel_size", 1) > 1:
+            raise ConfigError("algorithm.hyperparameters.vllm_tensor_parallel_size > 1: the vllm_colocate backend runs one engine "
+                              "per rank; use 1, or environment.generation.backend: vllm_server for a model that needs several GPUs")
     cuda = torch.cuda.is_available()
     defaults = dict(
         bf16=cuda and torch.cuda.is_bf16_supported(), fp16=False, use_cpu=not cuda, activation_checkpointing=False,
         logging_steps=1, save_strategy="steps", save_steps=50, disable_tqdm=True, report_to=cfg.algorithm.report_to,
         per_device_train_batch_size=8, num_generations=8, max_completion_length=256, dataloader_num_workers=0)
     kwargs = {**defaults, **hp, "output_dir": output_dir, "seed": cfg.seed, "data_seed": cfg.seed,
-              "temperature": temp if temp > 0 else 1.0, "remove_unused_columns": False}
+              "temperature": temp if temp > 0 else 1.0, "remove_unused_columns": False,
+              **trl_vllm_settings(cfg.environment.generation.backend)}  # TRL's use_vllm / vllm_mode
     try: return GRPOConfig(**kwargs)
     except (ValueError, TypeError) as e: raise ConfigError(f"algorithm.hyperparameters: trl.GRPOConfig rejects them: {e}") from None
 
 # %% ../nbs/08_trainer.ipynb #1d96bb93
-def rollout_metrics(rollouts: list[RawRolloutData]) -> dict[str, float]:
-    "Health figures over a batch of rollouts."
+def rollout_counts(rollouts: list[RawRolloutData]) -> dict[str, float]:
+    "The sums `rollout_metrics` divides (they add up across ranks)."
     turns = [t for r in rollouts for t in r.turns]
     calls = [t for t in turns if t.action == ActionKind.tool_call]
-    n, ends = max(len(rollouts), 1), Counter(r.termination.value if r.termination else "none" for r in rollouts)
-    m = {"tool_call_rate": sum(r.num_tool_calls > 0 for r in rollouts) / n,
-         "tool_calls_per_rollout": len(calls) / n,
-         "tool_error_rate": sum(t.tool_error or t.invalid_arguments or t.timed_out for t in calls) / max(len(calls), 1),
-         "parse_error_rate": sum(t.parse_error for t in turns) / max(len(turns), 1),
-         "mean_turns": len(turns) / n,
-         "tokens/model": float(sum(r.n_model_tokens for r in rollouts)),
-         "tokens/env": float(sum(r.n_env_tokens for r in rollouts)),
-         "reasoning_tokens_per_turn": sum(t.reasoning_tokens for t in turns) / max(len(turns), 1)}
-    m.update({f"termination/{t.value}": ends.get(t.value, 0) / n for t in Termination})
+    ends = Counter(r.termination.value if r.termination else "none" for r in rollouts)
+    c = {"rollouts": len(rollouts), "turns": len(turns), "calls": len(calls), "with_calls": sum(r.num_tool_calls > 0 for r in rollouts),
+         "tool_errors": sum(t.tool_error or t.invalid_arguments or t.timed_out for t in calls),
+         "infra_errors": sum(t.infra_error for t in calls),
+         "parse_errors": sum(t.parse_error for t in turns), "reasoning_tokens": sum(t.reasoning_tokens for t in turns),
+         "tokens/model": sum(r.n_model_tokens for r in rollouts), "tokens/env": sum(r.n_env_tokens for r in rollouts)}
+    c.update({f"termination/{t.value}": ends.get(t.value, 0) for t in Termination})
+    return {k: float(v) for k, v in c.items()}
+
+def rollout_metrics(rollouts: list[RawRolloutData], reduce=None) -> dict[str, float]:
+    "Health figures over a batch of rollouts (`reduce`, e.g. `sum_over_ranks`: over every rank's batch)."
+    c = rollout_counts(rollouts)
+    if reduce is not None: c = reduce(c)
+    n, n_turns = max(c["rollouts"], 1), max(c["turns"], 1)
+    m = {"tool_call_rate": c["with_calls"] / n, "tool_calls_per_rollout": c["calls"] / n,
+         "tool_error_rate": c["tool_errors"] / max(c["calls"], 1), "tool_infra_error_rate": c["infra_errors"] / max(c["calls"], 1),
+         "parse_error_rate": c["parse_errors"] / n_turns,
+         "mean_turns": c["turns"] / n, "tokens/model": c["tokens/model"], "tokens/env": c["tokens/env"],
+         "reasoning_tokens_per_turn": c["reasoning_tokens"] / n_turns}
+    m.update({f"termination/{t.value}": c[f"termination/{t.value}"] / n for t in Termination})
     return m
+
+# %% ../nbs/08_trainer.ipynb #ft41737
+def failing_tools(rollouts: list[RawRolloutData], min_calls: int = 4, rate: float = 0.9) -> dict[str, tuple[int, int, str | None]]:
+    "Tools that failed on at least `rate` of their calls (and at least `min_calls` calls): name -> (failed, calls, first error)."
+    seen: dict[str, list] = {}
+    for t in (t for r in rollouts for t in r.turns if t.action == ActionKind.tool_call and t.tool_call is not None):
+        s = seen.setdefault(t.tool_call.name, [0, 0, None])
+        bad = bool(t.tool_error or t.invalid_arguments or t.timed_out)
+        s[0] += bad; s[1] += 1
+        if bad and s[2] is None: s[2] = t.error_message
+    return {k: (b, n, e) for k, (b, n, e) in seen.items() if n >= min_calls and b >= rate * n}
+
+# %% ../nbs/08_trainer.ipynb #c4014e45
+def reward_figures(trajs: list[ProcessedTrajectory]) -> dict[str, float]:
+    "Step-level components averaged over the turns they scored, and each turn's mean reward."
+    scored = lambda v: v is not None and v == v  # None or NaN: the turn was not scored
+    out = {}
+    for name in sorted({n for t in trajs for n in t.step_rewards}):
+        vals = [v for t in trajs for v in t.step_rewards.get(name, []) if scored(v)]
+        if vals: out[f"step_rewards/{name}/mean"] = sum(vals) / len(vals)
+    for i in range(max((len(t.turn_rewards) for t in trajs), default=0)):
+        vals = [t.turn_rewards[i] for t in trajs if i < len(t.turn_rewards) and scored(t.turn_rewards[i])]
+        if vals: out[f"turn_rewards/{i}/mean"] = sum(vals) / len(vals)
+    return out
 
 # %% ../nbs/08_trainer.ipynb #88de8a3d
 def rollout_record(traj: ProcessedTrajectory, tokenizer, *, step: int, index: int, group: int) -> dict[str, Any]:
@@ -90,7 +137,7 @@ def rollout_record(traj: ProcessedTrajectory, tokenizer, *, step: int, index: in
               "tool_call": None if t.tool_call is None else {"name": t.tool_call.name, "arguments": jsonable(t.tool_call.arguments)},
               "tool_result": t.tool_result, "final_answer": t.final_answer, "parse_error": t.parse_error,
               "tool_error": t.tool_error, "invalid_arguments": t.invalid_arguments, "timed_out": t.timed_out,
-              "error_message": t.error_message, "generation_seconds": t.generation_seconds, "tool_seconds": t.tool_seconds}
+              "infra_error": t.infra_error, "error_message": t.error_message, "generation_seconds": t.generation_seconds, "tool_seconds": t.tool_seconds}
              for t in raw.turns]  # built field by field: `asdict` would deep-copy every token id and log-prob
     return {"step": step, "index": index, "group": group, "total_reward": traj.total_reward,
             "rewards": dict(traj.rewards), "weights": dict(traj.weights), "turn_rewards": list(traj.turn_rewards),
@@ -130,19 +177,30 @@ class GRPOTrainer(_TRLGRPOTrainer):
                  sinks: list[StepSink] | None = None,  # receive every logged step
                  step_coef: float = 1.0,  # scale of step-reward advantages on their turn's tokens
                  mask_check_every: int = 1,  # run `check_rollout` on one rollout (the longest) every N generation steps (0: never)
-                 callbacks: list | None = None):
+                 callbacks: list | None = None,
+                 vllm_client=None,  # vllm_server: a `VLLMClient` (or a function making one) instead of the one TRL starts
+                 ):
         if not train_rows: raise ValueError("train_rows is empty: give the trainer at least one prompt row")
         self.env, self.rewards, self.rows, self.sinks = env, rewards, list(train_rows), list(sinks or [])
         self.step_coef, self.mask_check_every = step_coef, mask_check_every
         self._pending_records, self._trajs, self._inputs, self._step_seconds, self._gen_calls = [], [], None, 0.0, 0
-        self.mask_check_failures, self.template_noted = 0, False
+        self.mask_check_failures, self.template_noted, self._warned_tools = 0, False, set()
         names = rewards.component_names
         funcs = [self._component_fn(n) for n in names]
         args.reward_weights = [rewards.weights[n] for n in names]
         dataset = Dataset.from_dict({"prompt": [_prompt_text(r) for r in self.rows], "row_index": list(range(len(self.rows)))})
-        super().__init__(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
-                         processing_class=processing_class or env.tokenizer, peft_config=peft_config,
-                         rollout_func=self._rollout, callbacks=callbacks)
+        given = vllm_client is not None
+        if given and not (args.use_vllm and args.vllm_mode == "server"):
+            raise ValueError("vllm_client is for the vllm_server generation backend (use_vllm=True, vllm_mode='server')")
+        if given: args.use_vllm = False  # TRL would start a client of its own
+        try:
+            super().__init__(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
+                             processing_class=processing_class or env.tokenizer, peft_config=peft_config,
+                             rollout_func=self._rollout, callbacks=callbacks)
+        finally: args.use_vllm = args.use_vllm or given
+        if given: self._attach_client(vllm_client)
+        self.generator = make_generator("hf" if not args.use_vllm else f"vllm_{args.vllm_mode}",
+                                        getattr(self, "vllm_generation", None), env.pad_id)
         self.remove_callback(PrinterCallback); self.remove_callback(ProgressCallback)
         self.add_callback(_SinkCallback(self))
 
@@ -157,16 +215,35 @@ def _prompt_text(row: Row) -> str:
     p = row["prompt"]
     return p if isinstance(p, str) else str(next((m["content"] for m in reversed(p) if m.get("role") == "user"), p))
 
+# %% ../nbs/08_trainer.ipynb #8b77bbd5
+@patch
+def _attach_client(self: GRPOTrainer, client):
+    "Server mode over a given client (or a function making one): TRL's `VLLMGeneration` around it."
+    if self.accelerator.is_main_process and callable(client) and not hasattr(client, "generate"): client = client()
+    self.use_vllm, self._last_loaded_step = True, -1
+    self.vllm_generation = ClientVLLMGeneration(
+        client if self.accelerator.is_main_process else None, model=self.model, accelerator=self.accelerator,
+        processing_class=self.processing_class, group_port=self.args.vllm_group_port, server_timeout=self.args.vllm_server_timeout,
+        repetition_penalty=self.repetition_penalty, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+        min_p=self.min_p, max_completion_length=self.max_completion_length, logprobs=0, generation_kwargs=self.args.generation_kwargs)
+
+# %% ../nbs/08_trainer.ipynb #5a587e6c
+def _reward_figures_over_ranks(trajs: list[ProcessedTrajectory]) -> dict[str, float]:
+    "`reward_figures` over every rank's trajectories (only their step and turn rewards travel)."
+    if world_size() == 1: return reward_figures(trajs)
+    parts = all_gather_objects([(t.step_rewards, t.turn_rewards) for t in trajs])
+    return reward_figures([SimpleNamespace(step_rewards=s, turn_rewards=r) for part in parts for s, r in part])
+
 # %% ../nbs/08_trainer.ipynb #80eed219
 @patch
 def _generate_and_score_completions(self: GRPOTrainer, inputs):
     self._inputs = inputs
     out = _TRLGRPOTrainer._generate_and_score_completions(self, inputs)
     if self.rewards.step_names and self.model.training:
-        if self.accelerator.num_processes > 1:
-            raise NotImplementedError("step rewards (per-token advantages) are supported on one process; "
-                                      "use rollout rewards only for multi-process runs")
-        adv = token_advantages(self._trajs, self.num_generations, scale_rewards=self.args.scale_rewards, step_coef=self.step_coef)
+        mine = rollout_rewards(self._trajs, keys=[int(x["row_index"]) for x in inputs])
+        every = all_gather_objects(mine)  # groups are normalised whole, whichever ranks their rollouts ran on
+        adv = token_advantages(self._trajs, self.num_generations, scale_rewards=self.args.scale_rewards, step_coef=self.step_coef,
+                               batch=[x for part in every for x in part], offset=sum(len(x) for x in every[:rank()]))
         out["advantages"] = adv.padded(out["completion_ids"].shape[1]).to(out["advantages"].device)
     return out
 
@@ -176,12 +253,18 @@ def _generate_and_score_completions(self: GRPOTrainer, inputs):
 def _rollout(self: GRPOTrainer, prompts: list, trainer=None) -> dict[str, list]:
     rows = [self.rows[int(x["row_index"])] for x in self._inputs]
     model = self.accelerator.unwrap_model(self.model)
-    rollouts = self.env.rollout_sync(rows, model)
+    rollouts = self.env.rollout_sync(rows, model, generator=self.generator, lockstep=LockStep.when_sharded(model, self.env.pad_id))
     self._trajs = self.rewards.score_sync(rollouts)
     self._gen_calls += 1
     mode = "train" if self.model.training else "eval"
-    for k, v in rollout_metrics(rollouts).items(): self._metrics[mode][k].append(v)
-    if self.mask_check_every and self._gen_calls % self.mask_check_every == 0:
+    for k, v in rollout_metrics(rollouts, reduce=sum_over_ranks).items(): self._metrics[mode][k].append(v)
+    for name, (bad, n, err) in failing_tools(rollouts).items():
+        first = name not in self._warned_tools
+        self._warned_tools.add(name)
+        (_log.warning if first else _log.debug)("tool %r failed on %d of %d calls in this step (first error: %s)%s", name, bad, n,
+                                              err, "; later steps like this are logged at DEBUG" if first else "")
+    for k, v in _reward_figures_over_ranks(self._trajs).items(): self._metrics[mode][k].append(v)
+    if self.mask_check_every and self._gen_calls % self.mask_check_every == 0 and rollouts:
         k = max(range(len(rollouts)), key=lambda j: len(rollouts[j].turns))  # the one that covers the most turns
         chk = self.env.check(rollouts[k])
         self._metrics[mode]["mask_check/failures"].append(float(not chk.masks_ok))
@@ -193,22 +276,21 @@ def _rollout(self: GRPOTrainer, prompts: list, trainer=None) -> dict[str, list]:
             self.template_noted = True
             _log.info("%s. This is a fact about the template, not an error: retrain trains on the tokens the model "
                       "actually sampled in, never on a re-rendering (reported once per run)", chk.template_note)
-    if self.sinks and mode == "train":
+    if (self.sinks or world_size() > 1) and mode == "train":  # every rank's records, numbered across ranks, on the main process
         step, n = self.state.global_step + 1, self.num_generations
-        self._pending_records += [rollout_record(t, self.env.tokenizer, step=step, index=i, group=i // n)
-                                  for i, t in enumerate(self._trajs)]
+        parts = gather_objects([rollout_record(t, self.env.tokenizer, step=step, index=i, group=i // n) for i, t in enumerate(self._trajs)])
+        if is_main():
+            for i, rec in enumerate(r for part in parts for r in part): rec["index"], rec["group"] = i, i // n
+            self._pending_records += [r for part in parts for r in part]
     return {"prompt_ids": [r.prompt_ids for r in rollouts], "completion_ids": [r.completion_ids for r in rollouts],
             "logprobs": [r.logprobs for r in rollouts], "env_mask": [r.env_mask for r in rollouts]}
 
 # %% ../nbs/08_trainer.ipynb #7e8badaf
-CHECKPOINT_DONE = "retrain_checkpoint_complete"
-
 @patch
 def _save_checkpoint(self: GRPOTrainer, model, trial):
     _TRLGRPOTrainer._save_checkpoint(self, model, trial)
     ckpt = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}")
-    if self.args.should_save and os.path.isdir(ckpt):
-        with open(os.path.join(ckpt, CHECKPOINT_DONE), "w") as f: f.write(str(self.state.global_step)); f.flush(); os.fsync(f.fileno())
+    if self.args.should_save and os.path.isdir(ckpt): seal_checkpoint(ckpt, self.state.global_step)  # manifest, then marker
 
 
 # %% ../nbs/08_trainer.ipynb #502c63e3

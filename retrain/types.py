@@ -57,6 +57,7 @@ class Turn:
     tool_error: bool = False  # the tool raised
     invalid_arguments: bool = False  # the arguments failed the tool's schema
     timed_out: bool = False  # the tool call ran past its time limit
+    infra_error: bool = False  # the tool's infrastructure failed (not counted in `n_errors`: not the model's doing)
     error_message: str | None = None  # the error text, when any error flag is set
     generation_seconds: float = 0.0  # this turn's share of the batched generate call
     tool_seconds: float = 0.0  # wall time of the tool call
