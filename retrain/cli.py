@@ -47,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 # %% ../nbs/11_cli.ipynb #0e0ba6a8
 def cmd_validate(args) -> int:
+    from retrain.validate import check_run
     cfg = TrainingConfig.from_yaml(args.config, overrides=args.overrides)
+    problems = check_run(cfg)  # names, levels, params, rows, the chat template: everything but the weights
+    if problems:
+        print("retrain: the run cannot start:\n" + "\n".join(problems), file=sys.stderr)
+        return 2
     print(cfg.to_yaml(), end="")
     if cfg.environment.mcp_servers:  # connect, list the tools (as YAML comments), report a server that fails
         from retrain.mcp_tools import MCPServerError, describe_mcp_servers

@@ -38,6 +38,7 @@ from .rowcheck import check_rows
 from .rundir import RunLock, StartPlan, clear_incomplete, complete_checkpoints, plan_start, read_results
 from .tools import resolve_tool
 from .trainer import GRPOTrainer, grpo_config
+from .validate import check_run
 from .types import Row
 
 _log = logging.getLogger("retrain")
@@ -202,6 +203,8 @@ def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None, clos
     eval_rows = load_rows(ev.prompt_source, seed=cfg.seed, check=lambda rs: check_rows(
         rs, cfg.reward_setup, what="evaluation.prompt_source")) if ev else []
     tokenizer = load_tokenizer(cfg.model)
+    if problems := check_run(cfg, tokenizer, rows):  # every name, level, parameter and row, before any weights load
+        raise SetupError("the run cannot start:\n" + "\n".join(problems))
     model = load_model(cfg.model.model_copy(update={"peft_config": None}))  # TRL applies the adapters
     args = grpo_config(cfg, str(ckpt_dir))
     env_cfg = cfg.environment
@@ -260,6 +263,8 @@ async def _run(config: dict | TrainingConfig, *, resume: bool = False, fresh_sta
     transformers.utils.logging.disable_progress_bar()
     cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
     logging.getLogger("retrain").setLevel(cfg.logging_level)
+    if not logging.getLogger("retrain").handlers and not logging.getLogger().handlers:  # else logging_level would show nothing
+        logging.getLogger("retrain").addHandler(logging.StreamHandler())
     if cfg.num_threads: _set_threads(cfg.num_threads)
     _seed_everything(cfg.seed)
     run_dir = Path(cfg.output_dir) / cfg.experiment_name

@@ -33,7 +33,7 @@ def sampling_logprobs(
     greedy: bool = False,
     seen: torch.Tensor | None = None,  # (B, V) counts of tokens already in each row, for the repetition penalty
 ) -> torch.Tensor:
-    "Log-probs (..., V) of the distribution sampled from: greedy, the raw model's; else after penalty, temperature, top-k, top-p."
+    "Log-probs (..., V) of the distribution sampled from: greedy, the raw model's; else after penalty, temperature, top-k, min-p, top-p."
     logits = logits.float()
     if greedy or sampling.temperature == 0: return torch.log_softmax(logits, -1)
     if sampling.repetition_penalty != 1.0 and seen is not None:
@@ -43,6 +43,9 @@ def sampling_logprobs(
     if sampling.top_k is not None and sampling.top_k < logits.shape[-1]:
         kth = logits.topk(sampling.top_k, -1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
+    if sampling.min_p > 0.0:
+        probs = logits.softmax(-1)
+        logits = logits.masked_fill(probs < sampling.min_p * probs.max(-1, keepdim=True).values, float("-inf"))
     if sampling.top_p < 1.0:
         srt, idx = logits.sort(-1, descending=True)
         probs = srt.softmax(-1)
