@@ -39,7 +39,7 @@ def check_tools(cfg: TrainingConfig) -> list[str]:
 def _required(spec, params: dict) -> list[str]:
     "Keyword parameters of a reward or verifier with no default and no configured value: they must come from the rows."
     if spec.level == "batch": return []
-    ps = list(inspect.signature(spec.fn).parameters.values())[{"rollout": 1, "step": 2}[spec.level]:]
+    ps = list(inspect.signature(spec.fn).parameters.values())[{"rollout": 1, "step": 2, "group": 1}[spec.level]:]
     return [p.name for p in ps if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in params]
 
 def check_rewards(cfg: TrainingConfig) -> tuple[list[str], dict[str, list[str]]]:
