@@ -268,6 +268,16 @@ class EvaluationConfig(_Section):
     before: bool = Field(True, description="Evaluate before training")
     after: bool = Field(True, description="Evaluate after training")
     batch_size: int = Field(64, ge=1, description="Episodes per batched rollout")
+    every_n_steps: int | None = Field(None, description="Also evaluate every N training steps (greedy, on the same rows); "
+                                      "logged as `eval/...` on that step's metrics line. None: before and after only")
+
+    @field_validator("every_n_steps", mode="before")
+    @classmethod
+    def _steps(cls, v):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"must be a positive whole number of training steps, or null to evaluate only before and after "
+                             f"training (got {v!r})")
+        return v
 
 # %% ../nbs/01_config.ipynb #6b4a8885
 class TrainingConfig(_Section):

@@ -12,17 +12,20 @@ import html
 import json
 import logging
 import math
+import random
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
+from transformers import TrainerCallback
 
 from .config_models import TrainingConfig
 from .code_executors import code_runner_for
 from .mcp_tools import mcp_tools_for
-from .distributed import LockStep, all_gather_objects, shard, world_size
+from .distributed import LockStep, all_gather_objects, is_main, shard, world_size
 from .env import SmolAgentEnv
 from .models import ModelLoadError, load_model, load_tokenizer
 from .prompts import load_rows
@@ -35,8 +38,9 @@ from .types import ProcessedTrajectory, Row
 log = logging.getLogger("retrain")
 
 # %% auto #0
-__all__ = ['log', 'pass_at_k', 'k_values', 'success_reward_name', 'succeeded', 'evaluate_policy', 'eval_targets', 'load_for_eval',
-           'eval_html', 'evaluate_sync', 'evaluate', 'eval_text']
+__all__ = ['log', 'HELDOUT_FIGURES', 'pass_at_k', 'k_values', 'success_reward_name', 'succeeded', 'evaluate_policy',
+           'eval_targets', 'load_for_eval', 'eval_html', 'evaluate_sync', 'evaluate', 'eval_text', 'heldout_metrics',
+           'HeldOutEvaluation']
 
 # %% ../nbs/09a_evaluation.ipynb #f84846d9
 def pass_at_k(n: int,  # samples drawn
@@ -271,3 +275,56 @@ def eval_text(results: dict[str, Any]) -> str:
     lines.append(f"{results['n_prompts']} prompts, {results['samples']} samples each, {results.get('wall_seconds', 0):.1f} s; "
                  f"written to {results['output_dir']}")
     return "\n".join(lines)
+
+# %% ../nbs/09a_evaluation.ipynb #2fd40a66
+HELDOUT_FIGURES = ("success_rate", "mean_reward", "tool_call_rate", "tool_error_rate", "parse_error_rate", "mean_turns")
+
+def heldout_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    "An `evaluate_policy` summary as a step's metrics: `eval/<figure>` and `eval/rewards/<component>` (NaN: not measured)."
+    num = lambda v: math.nan if v is None else float(v)
+    out = {f"eval/{k}": num(summary.get(k)) for k in HELDOUT_FIGURES}
+    out.update({f"eval/rewards/{k}": num(v) for k, v in (summary.get("rewards") or {}).items()})
+    return out
+
+# %% ../nbs/09a_evaluation.ipynb #bccab09a
+@contextlib.contextmanager
+def _rng_kept():
+    "Run a block, then put back the random states of torch (CPU and current GPU), numpy and Python."
+    py, npy = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []): yield
+    finally: random.setstate(py); np.random.set_state(npy)
+
+# %% ../nbs/09a_evaluation.ipynb #60d170fe
+class HeldOutEvaluation(TrainerCallback):
+    "Evaluates a `GRPOTrainer`'s policy on held-out rows every `every_n_steps` steps; the figures join that step's metrics."
+    def __init__(self, trainer,  # a `retrain.trainer.GRPOTrainer`: its environment, rewards and generator play the episodes
+                 rows: list[Row],  # the held-out rows
+                 every_n_steps: int,
+                 *, success_reward: str | None = None, threshold: float = 1.0, batch_size: int = 64):
+        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be a positive whole number of steps, got {every_n_steps!r}")
+        if not rows: raise ValueError("held-out evaluation during training needs rows (evaluation.prompt_source is empty)")
+        self.trainer, self.rows, self.every_n_steps = trainer, list(rows), every_n_steps
+        self.kw = dict(success_reward=success_reward, threshold=threshold, batch_size=batch_size)
+        self.last: dict[str, Any] | None = None  # the latest summary (`evaluate_policy`'s)
+        self.last_step: int | None = None  # the step it was taken at
+
+    def evaluate(self, step: int) -> dict[str, Any]:
+        "Evaluate the policy as it is now, leaving training's random state as it was; the summary."
+        t, t0 = self.trainer, time.perf_counter()
+        if t.use_vllm:  # the engine samples with the weights of the last sync: send this step's
+            t.vllm_generation.sync_weights(); t._last_loaded_step = step
+        with _rng_kept():
+            summary = evaluate_policy(t.env, t.rewards, t.accelerator.unwrap_model(t.model), self.rows, generator=t.generator, **self.kw)[0]
+        self.last, self.last_step = summary, step
+        if is_main(): log.info("held-out evaluation at step %d: success %.3f, mean reward %s (%d rows, %.1f s)", step,
+                               summary["success_rate"], _cell(summary["mean_reward"]), summary["n"], time.perf_counter() - t0)
+        return summary
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every_n_steps: return control
+        metrics = self.trainer._metrics["train" if self.trainer.model.training else "eval"]
+        for k, v in heldout_metrics(self.evaluate(state.global_step)).items(): metrics[k].append(v)
+        control.should_log = True
+        return control

@@ -170,15 +170,22 @@ class Panel:
     fraction: bool = False  # values are fractions: the y range stays [0, 1]
 
 def _comp(k: str) -> bool: return k.startswith("rewards/") and k.endswith("/mean")
+def _held(k: str) -> bool: return k.startswith("eval/")  # held-out evaluation during training (every N steps)
+def _both(*names: str) -> Callable[[str], bool]: return lambda k: k.removeprefix("eval/") in names  # training and held-out
+def _hl(label: Callable[[str], str]) -> Callable[[str], str]:
+    return lambda k: f"{label(k.removeprefix('eval/'))} (held-out)" if _held(k) else label(k)
 
 REWARD_PANELS = [
-    Panel("total reward (mean ± std)", lambda k: k == "reward", lambda k: "total", lambda k: "reward_std"),
-    Panel("reward components (mean ± std)", _comp, lambda k: k[8:-5], lambda k: k[:-5] + "/std")]
+    Panel("total reward (mean ± std)", lambda k: k in ("reward", "eval/mean_reward"),
+          lambda k: "held-out (greedy)" if _held(k) else "total", lambda k: None if _held(k) else "reward_std"),
+    Panel("reward components (mean ± std)", lambda k: _comp(k) or k.startswith("eval/rewards/"),
+          lambda k: f"{k[13:]} (held-out)" if _held(k) else k[8:-5], lambda k: None if _held(k) else k[:-5] + "/std"),
+    Panel("held-out success (greedy)", lambda k: k == "eval/success_rate", lambda k: "success rate", fraction=True)]
 HEALTH_PANELS = [
-    Panel("tool use (fraction of episodes / turns)", lambda k: k in ("tool_call_rate", "tool_error_rate", "parse_error_rate"),
-          lambda k: k.removesuffix("_rate").replace("_", " "), fraction=True),
+    Panel("tool use (fraction of episodes / turns)", _both("tool_call_rate", "tool_error_rate", "parse_error_rate"),
+          _hl(lambda k: k.removesuffix("_rate").replace("_", " ")), fraction=True),
     Panel("termination reasons (fraction)", lambda k: k.startswith("termination/"), lambda k: k[12:], fraction=True),
-    Panel("mean turns", lambda k: k == "mean_turns"),
+    Panel("mean turns", _both("mean_turns"), lambda k: "held-out" if _held(k) else "training"),
     Panel("completion length (tokens)", lambda k: k.startswith("completions/") and "length" in k, lambda k: k[12:]),
     Panel("tokens per step", lambda k: k.startswith("tokens/"), lambda k: k[7:]),
     Panel("KL / clipping", lambda k: k == "kl" or k.startswith("clip_ratio")),
@@ -222,7 +229,8 @@ def update(self: CurveFigure, log: MetricLog):
         keys, added = [k for k in log.keys() if p.match(k)], False
         for k in keys:
             x, y = log.series(k)
-            if k not in self.lines: self.lines[k], added = ax.plot(x, y, lw=1.4, label=p.label(k))[0], True
+            if k not in self.lines:  # held-out figures come every N steps: drawn with their points
+                self.lines[k], added = ax.plot(x, y, lw=1.4, label=p.label(k), marker="o" if _held(k) else None, ms=3)[0], True
             else: self.lines[k].set_data(x, y)
             self._band(ax, k, p.band(k), log)
         if added:

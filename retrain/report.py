@@ -98,6 +98,22 @@ def _summary(config: dict | None, config_text: str | None, results: dict | None,
     if config_text: out += f"<details><summary>config.yaml</summary><pre>{html.escape(config_text)}</pre></details>"
     return out
 
+# %% ../nbs/08b_report.ipynb #ba9d5026
+def _heldout_section(log: MetricLog, max_rows: int = 50) -> str:
+    "The held-out evaluations during training: a note on the curve and a table, one row per evaluated step ('' when none)."
+    if "eval/success_rate" not in log: return ""
+    keys = [k for k in log.keys() if k.startswith("eval/")]
+    keys = sorted(keys, key=lambda k: (k != "eval/success_rate", k != "eval/mean_reward", not k.startswith("eval/rewards/")))
+    vals = {k: dict(zip(*log.series(k))) for k in keys}
+    steps = spaced_steps(sorted(vals["eval/success_rate"]), max_rows)
+    head = "".join(f"<th>{html.escape(k[5:].removeprefix('rewards/').replace('_', ' '))}</th>" for k in keys)
+    rows = "".join(f"<tr><td>{s:g}</td>" + "".join(f"<td>{_v(vals[k].get(s))}</td>" if s in vals[k] else "<td>–</td>" for k in keys)
+                   + "</tr>" for s in steps)
+    return ('<section><h2>Held-out evaluation during training</h2><p>Greedy episodes on the held-out rows, every '
+            f'<code>evaluation.every_n_steps</code> steps ({len(vals["eval/success_rate"])} evaluations): the points beside the '
+            'training reward and components in the Reward figure, and held-out success in its own panel.</p>'
+            f'<table class="rp-kv" id="heldout"><tr><th>step</th>{head}</tr>{rows}</table></section>')
+
 # %% ../nbs/08b_report.ipynb #4936456f
 def report_html(
     run_dir: str | Path,  # a run directory holding metrics.jsonl and/or rollouts.jsonl
@@ -125,6 +141,7 @@ def report_html(
             "</section>"]
     for title, png in (figures if figures is not None else report_figures(log)):
         body.append(f'<section><h2>{title}</h2><img alt="{title} curves" src="{_png_uri(png)}"></section>')
+    body.append(_heldout_section(log))
     if ext:
         steps = spaced_steps([s for s in ext if s is not None] or list(ext), max_steps)
         body.append(f'<section><h2>Rollouts</h2><p>Best and worst rollout of {len(steps)} of the {len(ext)} steps with rollouts. '

@@ -144,6 +144,8 @@ def _header(self: TrainingDashboard):
     for k, name in (("tool_call_rate", "tool calls"), ("tool_error_rate", "tool errors"), ("parse_error_rate", "parse errors")):
         if k in self.log: parts.append(f"{name} {100 * L(k):.0f}%")
     if "mean_turns" in self.log: parts.append(f"turns {L('mean_turns'):.2f}")
+    if "eval/success_rate" in self.log:
+        parts.append(f"held-out success <b>{100 * L('eval/success_rate'):.0f}%</b> (step {self.log.series('eval/success_rate')[0][-1]:g})")
     if "step_seconds" in self.log: parts.append(f"{L('step_seconds'):.2f} s/step")
     stale = [n for n in self._figs if n in self._dirty]
     if stale: parts.append(f'<span style="color:#6e7781">figures redraw every few seconds (waiting: {", ".join(stale)})</span>')
