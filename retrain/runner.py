@@ -28,7 +28,7 @@ from .mcp_tools import MCPCallback, MCPTools, mcp_tools_for
 from .trackers import tracker_sink
 from .code_executors import code_runner_for
 from .env import SmolAgentEnv
-from .evaluation import evaluate_policy
+from .evaluation import HeldOutEvaluation, evaluate_policy
 from .models import ModelLoadError, load_model, load_tokenizer, lora_config
 from .prompts import load_rows
 from .render import MetricLog, iter_jsonl
@@ -96,9 +96,12 @@ class ProgressBar:
     def __init__(self, total: int, initial: int = 0):
         from tqdm.auto import tqdm
         self.bar = tqdm(total=total, initial=initial, desc="training", unit="step", dynamic_ncols=True)
+        self.heldout: float | None = None  # the latest held-out success (evaluation.every_n_steps)
     def on_step(self, step: int, metrics: dict[str, float], rollouts: list[dict]) -> None:
         self.bar.n = step
-        self.bar.set_postfix(reward=f"{metrics.get('reward', float('nan')):.3f}", tools=f"{metrics.get('tool_call_rate', float('nan')):.2f}")
+        if metrics.get("eval/success_rate") is not None: self.heldout = metrics["eval/success_rate"]
+        held = {} if self.heldout is None else {"held_out": f"{self.heldout:.2f}"}
+        self.bar.set_postfix(reward=f"{metrics.get('reward', float('nan')):.3f}", tools=f"{metrics.get('tool_call_rate', float('nan')):.2f}", **held)
     def close(self): self.bar.close()
 
 # %% ../nbs/10_run.ipynb #58d22736
@@ -254,6 +257,15 @@ def _write_results(run_dir: Path, results: dict[str, Any], history: list[dict]) 
     if "Reward" in figures: (run_dir / "reward_curve.png").write_bytes(figures["Reward"])
     return results
 
+# %% ../nbs/10_run.ipynb #caa16ea6
+def _held_out(trainer: GRPOTrainer, cfg: TrainingConfig, p: _Parts) -> HeldOutEvaluation | None:
+    "The evaluation every `evaluation.every_n_steps` steps, added to `trainer` (None when the config asks for none)."
+    ev = cfg.evaluation
+    if ev is None or ev.every_n_steps is None: return None
+    cb = HeldOutEvaluation(trainer, p.eval_rows, ev.every_n_steps, **p.eval_kw)
+    trainer.add_callback(cb)
+    return cb
+
 # %% ../nbs/10_run.ipynb #af5bafb7
 async def _run(config: dict | TrainingConfig, *, resume: bool = False, fresh_state: bool = False, dashboard: bool | None = None,
                progress: bool | None = None, mcp_tools: MCPTools | None = None, vllm_client=None,
@@ -291,6 +303,7 @@ async def _run(config: dict | TrainingConfig, *, resume: bool = False, fresh_sta
     peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
     trainer = GRPOTrainer(p.model, p.env, p.rewards, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks,
                           callbacks=[MCPCallback(mcp_tools)] if mcp_tools else None, vllm_client=vllm_client)
+    held_out = _held_out(trainer, cfg, p)
     results: dict[str, Any] = {"run_dir": str(run_dir), "experiment_name": cfg.experiment_name, "seed": cfg.seed, "world_size": world_size()}
     ev, n_ev = cfg.evaluation, (len(p.eval_rows), world_size())
     if ev and ev.before:
@@ -313,14 +326,16 @@ async def _run(config: dict | TrainingConfig, *, resume: bool = False, fresh_sta
     trainer.save_model(str(run_dir / "final"))
     if main: p.tokenizer.save_pretrained(run_dir / "final")
 
-    if ev and ev.after:
+    last_held = held_out is not None and held_out.last_step == trainer.state.global_step
+    if ev and ev.after and last_held: results["eval_after"] = held_out.last  # the last step's evaluation, not played again
+    elif ev and ev.after:
         if main: _log.info("evaluating after training on %d held-out rows over %d process(es)", *n_ev)
         if trainer.use_vllm: trainer.vllm_generation.sync_weights()  # TRL syncs before each step; evaluation needs the last update
         policy = trainer.accelerator.unwrap_model(trainer.model)
         results["eval_after"] = await asyncio.to_thread(evaluate, p.env, p.rewards, policy, p.eval_rows,
                                                         generator=trainer.generator, **p.eval_kw)
     if trackers:
-        if "eval_after" in results: trackers.heldout(trainer.state.global_step, results["eval_after"])
+        if "eval_after" in results and not last_held: trackers.heldout(trainer.state.global_step, results["eval_after"])
         trackers.close()
     if "eval_before" in results: results["success_before"] = results["eval_before"]["success_rate"]
     if "eval_after" in results: results["success_after"] = results["eval_after"]["success_rate"]
