@@ -280,11 +280,10 @@ def eval_text(results: dict[str, Any]) -> str:
 HELDOUT_FIGURES = ("success_rate", "mean_reward", "tool_call_rate", "tool_error_rate", "parse_error_rate", "mean_turns")
 
 def heldout_metrics(summary: dict[str, Any]) -> dict[str, float]:
-    "An `evaluate_policy` summary as a step's metrics: `eval/<figure>` and `eval/rewards/<component>` (NaN: not measured)."
-    num = lambda v: math.nan if v is None else float(v)
-    out = {f"eval/{k}": num(summary.get(k)) for k in HELDOUT_FIGURES}
-    out.update({f"eval/rewards/{k}": num(v) for k, v in (summary.get("rewards") or {}).items()})
-    return out
+    "An `evaluate_policy` summary as a step's metrics: `eval/<figure>` and `eval/rewards/<component>` (those measured)."
+    out = {f"eval/{k}": summary.get(k) for k in HELDOUT_FIGURES}
+    out.update({f"eval/rewards/{k}": v for k, v in (summary.get("rewards") or {}).items()})
+    return {k: float(v) for k, v in out.items() if v is not None and not math.isnan(v)}
 
 # %% ../nbs/09a_evaluation.ipynb #bccab09a
 @contextlib.contextmanager

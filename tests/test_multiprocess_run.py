@@ -48,8 +48,9 @@ def _kill_tree(p):
     psutil.wait_procs(procs, timeout=30)
 
 
-def test_two_processes_killed_then_resumed(tmp_path):
-    "kill -9 of the whole two-process run after step 2 is logged, then `--resume`: steps 1..5 exactly once."
+def test_two_processes_killed_then_resumed(tmp_path, monkeypatch):
+    """kill -9 of the whole two-process run after step 2 is logged, then `--resume`: steps 1..5 exactly once, and the
+    held-out evaluation every 2 steps (rows split over the ranks) exactly at steps 2 and 4, with the figures of one process."""
     import time
     import yaml
     total, per_device = 5, 4
@@ -60,6 +61,9 @@ def test_two_processes_killed_then_resumed(tmp_path):
            "prompt_source": {"type": "list", "prompts": [{"prompt": f"What is {a}*7?", "answer": str(7 * a)} for a in range(100, 108)]},
            "reward_setup": {"rollout_reward_configs": {"numeric_match": {}, "length_penalty": {"weight": 0.5, "params": {"budget": 3}}},
                             "step_reward_configs": {"tool_call_valid": {"weight": 0.2}}},
+           "evaluation": {"prompt_source": {"type": "list", "prompts": [{"prompt": f"What is {a}*9?", "answer": str(9 * a)}
+                                                                        for a in range(200, 203)]},
+                          "every_n_steps": 2, "before": False},
            "output_dir": str(tmp_path / "runs"), "experiment_name": "kill", "num_threads": 1, "seed": 3}
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -80,4 +84,14 @@ def test_two_processes_killed_then_resumed(tmp_path):
     rollouts = _lines(metrics.parent / "rollouts.jsonl")
     for s in range(1, total + 1):
         assert sorted(x["index"] for x in rollouts if x["step"] == s) == list(range(2 * per_device))
-    assert json.loads((metrics.parent / "results.json").read_text())["global_step"] == total
+    results = json.loads((metrics.parent / "results.json").read_text())
+    assert results["global_step"] == total and results["eval_after"]["per_rank"] == [2, 1]
+    lines = _lines(metrics)
+    assert [m["step"] for m in lines if "eval/success_rate" in m] == [2, 4]
+    # the step-4 figures, gathered from both ranks, are those of one process evaluating the step-4 checkpoint
+    from retrain.evaluation import evaluate_sync, heldout_metrics
+    monkeypatch.setenv("RETRAIN_CACHE", str(tmp_path / "cache"))
+    ckpt = metrics.parent / "checkpoints" / "checkpoint-4"
+    one = heldout_metrics(next(iter(evaluate_sync(path, str(ckpt), output_dir=tmp_path / "ev")["models"].values())))
+    step4 = {k: v for k, v in lines[3].items() if k.startswith("eval/")}
+    assert sorted(step4) == sorted(one) and all(abs(step4[k] - one[k]) < 1e-6 for k in one), (step4, one)
