@@ -111,7 +111,8 @@ def _heldout_section(log: MetricLog, max_rows: int = 50) -> str:
                    + "</tr>" for s in steps)
     return ('<section><h2>Held-out evaluation during training</h2><p>Greedy episodes on the held-out rows, every '
             f'<code>evaluation.every_n_steps</code> steps ({len(vals["eval/success_rate"])} evaluations): the points beside the '
-            'training reward and components in the Reward figure, and held-out success in its own panel.</p>'
+            'training reward and components in the Reward figure, and held-out success in its own panel; a step 0 is the '
+            'evaluation before training.</p>'
             f'<table class="rp-kv" id="heldout"><tr><th>step</th>{head}</tr>{rows}</table></section>')
 
 # %% ../nbs/08b_report.ipynb #4936456f

@@ -28,7 +28,7 @@ from .mcp_tools import MCPCallback, MCPTools, mcp_tools_for
 from .trackers import tracker_sink
 from .code_executors import code_runner_for
 from .env import SmolAgentEnv
-from .evaluation import HeldOutEvaluation, evaluate_policy
+from .evaluation import HeldOutEvaluation, evaluate_policy, heldout_metrics
 from .models import ModelLoadError, load_model, load_tokenizer, lora_config
 from .prompts import load_rows
 from .render import MetricLog, iter_jsonl
@@ -266,6 +266,12 @@ def _held_out(trainer: GRPOTrainer, cfg: TrainingConfig, p: _Parts) -> HeldOutEv
     trainer.add_callback(cb)
     return cb
 
+def _log_before(summary: dict[str, Any], sinks: list, skip: tuple = ()):
+    "The evaluation before training as the held-out curve's first point: a step-0 line of `eval/` figures."
+    line = {"step": 0, **heldout_metrics(summary)}
+    for s in sinks:
+        if s not in skip: s.on_step(0, line, [])
+
 # %% ../nbs/10_run.ipynb #af5bafb7
 async def _run(config: dict | TrainingConfig, *, resume: bool = False, fresh_state: bool = False, dashboard: bool | None = None,
                progress: bool | None = None, mcp_tools: MCPTools | None = None, vllm_client=None,
@@ -293,7 +299,7 @@ async def _run(config: dict | TrainingConfig, *, resume: bool = False, fresh_sta
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         clear_incomplete(run_dir, plan)
-        rollback_logs(run_dir, start)
+        rollback_logs(run_dir, start if start else -1)  # from scratch: not even a step-0 line is kept (it is written again)
         cfg.to_yaml(run_dir / "config.yaml")
     barrier()
     logger = RunLogger(run_dir)
@@ -315,6 +321,7 @@ async def _run(config: dict | TrainingConfig, *, resume: bool = False, fresh_sta
                                                                  generator=trainer.generator, **p.eval_kw)
         if main: (run_dir / "results.json").write_text(json.dumps({**prior, **results}, indent=2))
         if trackers: trackers.heldout(start, results["eval_before"])
+        if held_out and start == 0: _log_before(results["eval_before"], sinks, skip=(bar, trackers))
     try:
         if plan.train: await _train(trainer, ckpt)
         else: _restore(trainer, ckpt)
