@@ -1,6 +1,7 @@
 """The run report opened in real headless Chromium: the page renders (a screenshot that is not blank) and its DOM
 holds the rollouts' text. Skipped, with a message saying how to get a browser, where none is installed."""
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -32,9 +33,16 @@ def browser() -> str:
     return path
 
 
+HELD_OUT = {0: 0.0, 4: 0.25, 8: 0.75}  # evaluated steps (evaluation.every_n_steps: 4) -> held-out success
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
     run_dir = write_demo_run(tmp_path_factory.mktemp("run"), steps=STEPS, n_rollouts=8, seed=3)
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for m in lines:
+        if m["step"] in HELD_OUT: m.update({"eval/success_rate": HELD_OUT[m["step"]], "eval/mean_reward": 1.2 * HELD_OUT[m["step"]]})
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
     return write_report(run_dir)
 
 
@@ -76,3 +84,10 @@ def test_dom_holds_the_rollouts(browser, report, tmp_path):
     assert dom.count('class="rt-rollout"') == 2 * STEPS
     assert dom.count('src="data:image/png;base64,') == 3
     assert "<script" not in dom
+
+
+def test_dom_holds_the_heldout_evaluations(browser, report, tmp_path):
+    dom = _chromium(browser, tmp_path, "--dump-dom", report.as_uri()).stdout
+    assert "<h2>Held-out evaluation during training</h2>" in dom and "(3 evaluations)" in dom
+    table = dom.split('id="heldout"')[1].split("</table>")[0]
+    assert [(int(s), float(v)) for s, v in re.findall(r"<tr><td>(\d+)</td><td>([^<]+)</td>", table)] == list(HELD_OUT.items())
