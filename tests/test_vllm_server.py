@@ -11,6 +11,7 @@ from vllm_standin import HTTPWeightsClient, StandInServer  # noqa: E402
 
 from retrain.config_models import ModelConfig, TrainingConfig  # noqa: E402
 from retrain.env import SmolAgentEnv  # noqa: E402
+from retrain.evaluation import HeldOutEvaluation, evaluate_policy, heldout_metrics  # noqa: E402
 from retrain.generation import VLLMServerGenerator  # noqa: E402
 from retrain.models import load_model, load_tokenizer  # noqa: E402
 from retrain.rewards import RewardCalculator  # noqa: E402
@@ -69,14 +70,21 @@ def test_server_mode_two_steps(tmp_path):
     torch.manual_seed(1)
     with StandInServer(load_model(mcfg), tok, name=AGENT) as server:
         client = HTTPWeightsClient(server.base_url)
-        trainer = RecordingTrainer(policy, env, RewardCalculator.from_config(cfg.reward_setup), load_rows(cfg.prompt_source),
+        rewards = RewardCalculator.from_config(cfg.reward_setup)
+        trainer = RecordingTrainer(policy, env, rewards, load_rows(cfg.prompt_source),
                                    args, processing_class=tok, vllm_client=client, initial=load_model(mcfg))
         assert isinstance(trainer.generator, VLLMServerGenerator)
+        held_out = load_rows(cfg.prompt_source.model_copy(update={"path": cfg.prompt_source.path.with_name("calculator_heldout.jsonl"), "limit": 8}))
+        trainer.add_callback(held := HeldOutEvaluation(trainer, held_out, 2, batch_size=8))  # at the last step, through the server
         trainer.train()
         counts, requests = dict(server.counts), list(server.requests)
     assert trainer.state.global_step == 2 and len(trainer.seen) == 2
-    # weights synced once per step (through TRL's VLLMGeneration.sync_weights), prefix cache reset after each sync
-    assert counts["/update_weights"] == 2 and counts["/reset_prefix_cache"] == 2, counts
+    # weights synced before each step's rollouts (through TRL's VLLMGeneration.sync_weights), and for the held-out
+    # evaluation at the end of step 2; prefix cache reset after each sync
+    assert counts["/update_weights"] == 3 and counts["/reset_prefix_cache"] == 3, counts
+    # the server evaluated the trained weights: the figures of evaluating them in process
+    local = heldout_metrics(evaluate_policy(SmolAgentEnv.from_config(cfg.environment, tok), rewards, policy, held_out, batch_size=8)[0])
+    assert held.last_step == 2 and heldout_metrics(held.last) == local, (held.last, local)
     # sampling log-probs are those of the policy being trained, also after the first update
     # float32 noise between a KV-cached decode and one full forward is ~1e-5 (seen: 4.9e-6 to 1.5e-5); an unsynced server is off by > 1e-3
     assert max(trainer.max_lp_diff) < 5e-5, trainer.max_lp_diff
