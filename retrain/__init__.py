@@ -17,6 +17,7 @@ _LAZY = {
     "register_verifier": "retrain.rewards",
     "register_tool": "retrain.tools",
     "GRPOTrainer": "retrain.trainer",
+    "HeldOutEvaluation": "retrain.evaluation",
     "RawRolloutData": "retrain.types",
     "ProcessedTrajectory": "retrain.types",
     "Turn": "retrain.types",

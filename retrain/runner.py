@@ -262,6 +262,9 @@ def _held_out(trainer: GRPOTrainer, cfg: TrainingConfig, p: _Parts) -> HeldOutEv
     "The evaluation every `evaluation.every_n_steps` steps, added to `trainer` (None when the config asks for none)."
     ev = cfg.evaluation
     if ev is None or ev.every_n_steps is None: return None
+    if 0 < trainer.args.max_steps < ev.every_n_steps and is_main():
+        _log.warning("evaluation.every_n_steps is %d but the run trains %d steps: no evaluation during training",
+                     ev.every_n_steps, trainer.args.max_steps)
     cb = HeldOutEvaluation(trainer, p.eval_rows, ev.every_n_steps, **p.eval_kw)
     trainer.add_callback(cb)
     return cb
