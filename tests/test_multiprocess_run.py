@@ -23,7 +23,8 @@ def test_torchrun_two_processes(tmp_path):
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]
     run_dir = tmp_path / "mp"
-    assert [m["step"] for m in _lines(run_dir / "metrics.jsonl")] == [1, 2, 3]
+    metrics = _lines(run_dir / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [0, 1, 2, 3]  # step 0: the held-out evaluation before training (every_n_steps)
     rollouts = _lines(run_dir / "rollouts.jsonl")
     per_step = Counter(x["step"] for x in rollouts)
     assert per_step == {1: 128, 2: 128, 3: 128}  # 2 ranks x 64 rollouts per step
@@ -34,6 +35,8 @@ def test_torchrun_two_processes(tmp_path):
     assert results["global_step"] == 3 and results["world_size"] == 2
     for key in ("eval_before", "eval_after"):  # 256 held-out rows, split 128 + 128, each evaluated once
         assert results[key]["n"] == 256 and results[key]["per_rank"] == [128, 128], results[key]
+    assert metrics[0]["eval/success_rate"] == results["eval_before"]["success_rate"]
+    assert not any(k.startswith("eval/") for m in metrics[1:] for k in m)  # every 10 steps: none in 3
     assert r.stdout.count("run directory:") == 1 and r.stdout.count("held-out success") == 1  # one summary
     assert len(list(tmp_path.glob("mp/results.json"))) == 1 and (run_dir / "report.html").exists()
 
