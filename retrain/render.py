@@ -326,21 +326,22 @@ def run_logs(path: str | Path) -> tuple[Path, Path]:
 # %% ../nbs/08a_render.ipynb #a42b3335
 SUCCESS_KEY = "signals/success_rate"
 
-def log_flags(log: MetricLog, window: int = 5, min_rise: float = 0.2, min_drop: float = 0.1) -> list[HackingFlag]:
+def log_flags(log: MetricLog, window: int | None = None, min_rise: float = 0.2, min_drop: float = 0.1) -> list[HackingFlag]:
     "Steps where a component's mean (or the total reward) rose while the success rate fell (see `hacking_flags`)."
     if SUCCESS_KEY not in log: return []
     comps = {k[8:-5]: log.series(k) for k in log.keys() if _comp(k)}
     if "reward" in log: comps["total reward"] = log.series("reward")
     return hacking_flags(log.series(SUCCESS_KEY), comps, window, min_rise, min_drop)
 
-def flags_html(log: MetricLog, window: int = 5) -> str:
+def flags_html(log: MetricLog, window: int | None = None) -> str:
     "The run's reward-hacking flags as an HTML fragment (`ROLLOUT_CSS` styles it)."
     if SUCCESS_KEY not in log:
         return '<p class="rt-muted">No success rate logged (signals/success_rate), so no reward-hacking flags can be computed.</p>'
     flags = log_flags(log, window)
     if not flags:
+        n = len(log.series(SUCCESS_KEY)[0])
         return (f'<div class="rt-noflags">No reward-hacking flags: no reward component rose while success fell '
-                f'(compared over windows of {window} steps).</div>')
+                f'(compared over windows of {min(window or max(5, n // 20), n // 2)} steps).</div>')
     items = "".join(f"<li>{_e(f)}</li>" for f in flags)
     return (f'<div class="rt-flags"><b class="rt-flag-title">⚑ {len(flags)} reward-hacking flag{"s" if len(flags) > 1 else ""}</b>: '
             f'a reward component rose while success fell. Look at these steps\' rollouts.<ul>{items}</ul></div>')
