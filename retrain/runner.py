@@ -225,7 +225,7 @@ async def _train(trainer: GRPOTrainer, ckpt: Path | None):
     training = asyncio.ensure_future(asyncio.to_thread(trainer.train, resume_from_checkpoint=str(ckpt) if ckpt else None))
     try: await asyncio.shield(training)
     except asyncio.CancelledError:
-        trainer.control.should_training_stop = True
+        trainer.stop_requested = True  # honoured at the end of the step in progress
         await training
         raise
 

@@ -157,7 +157,9 @@ class _SinkCallback(TrainerCallback):
     "Hands TRL's averaged logs and the step's rollout records to the trainer's sinks."
     def __init__(self, trainer): self.trainer, self.t0 = trainer, None
     def on_step_begin(self, args, state, control, **kw): self.t0 = time.perf_counter()
-    def on_step_end(self, args, state, control, **kw): self.trainer._step_seconds = time.perf_counter() - (self.t0 or time.perf_counter())
+    def on_step_end(self, args, state, control, **kw):
+        self.trainer._step_seconds = time.perf_counter() - (self.t0 or time.perf_counter())
+        if self.trainer.stop_requested: control.should_training_stop = True  # read at every step: train begin resets control
     def on_log(self, args, state, control, logs=None, **kw):
         if not logs or "train_runtime" in logs or not self.trainer.sinks: return
         records, self.trainer._pending_records = self.trainer._pending_records, []
@@ -188,7 +190,7 @@ class GRPOTrainer(_TRLGRPOTrainer):
         self.env, self.rewards, self.rows, self.sinks = env, rewards, list(train_rows), list(sinks or [])
         self.step_coef, self.mask_check_every = step_coef, mask_check_every
         self._pending_records, self._trajs, self._inputs, self._step_seconds, self._gen_calls = [], [], None, 0.0, 0
-        self.mask_check_failures, self.template_noted, self._warned_tools = 0, False, set()
+        self.mask_check_failures, self.template_noted, self._warned_tools, self.stop_requested = 0, False, set(), False
         if success_reward is not None and success_reward not in rewards.component_names:
             raise ValueError(f"success_reward '{success_reward}' is not a reward component {rewards.component_names}")
         self.success_reward = success_reward or next((n for n in rewards.component_names if n not in rewards.step_names), None)
