@@ -195,6 +195,12 @@ def _held(k: str) -> bool: return k.startswith("eval/")  # held-out evaluation d
 def _both(*names: str) -> Callable[[str], bool]: return lambda k: k.removeprefix("eval/") in names  # training and held-out
 def _hl(label: Callable[[str], str]) -> Callable[[str], str]:
     return lambda k: f"{label(k.removeprefix('eval/'))} (held-out)" if _held(k) else label(k)
+def _twin(k: str) -> str:
+    "A held-out figure's training counterpart, and the other way round (drawn in the same colour)."
+    if k in ("reward", "eval/mean_reward"): return "eval/mean_reward" if k == "reward" else "reward"
+    if k.startswith("eval/rewards/"): return f"rewards/{k[13:]}/mean"
+    if _comp(k): return f"eval/rewards/{k[8:-5]}"
+    return k[5:] if _held(k) else f"eval/{k}"
 
 REWARD_PANELS = [
     Panel("total reward (mean ± std)", lambda k: k in ("reward", "eval/mean_reward"),
@@ -260,8 +266,11 @@ def update(self: CurveFigure, log: MetricLog):
         keys, added = [k for k in log.keys() if p.match(k)], False
         for k in keys:
             x, y = log.series(k)
-            if k not in self.lines:  # held-out figures come every N steps: drawn with their points
-                self.lines[k], added = ax.plot(x, y, lw=1.4, label=p.label(k), marker="o" if _held(k) else None, ms=3)[0], True
+            if k not in self.lines:  # held-out figures (every N steps): dashed, with points, in their training twin's colour
+                twin = self.lines.get(_twin(k))
+                self.lines[k] = ax.plot(x, y, lw=1.4, label=p.label(k), marker="o" if _held(k) else None, ms=3,
+                                        ls="--" if _held(k) else "-", color=twin.get_color() if twin else None)[0]
+                added = True
             else: self.lines[k].set_data(x, y)
             self._band(ax, k, p.band(k), log)
         if added:
