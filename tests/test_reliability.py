@@ -121,6 +121,33 @@ def test_a_crash_before_the_first_step_does_not_block_a_plain_rerun(tmp_path, ca
     assert _steps(run_dir) == [1]
 
 
+
+def test_a_run_that_crashed_in_its_first_step_starts_again_without_resume(tmp_path, cache):
+    """A reward that raises in step 1 (after the evaluation before training wrote results.json): once it is fixed, the
+    same command starts again, without --resume."""
+    m = tmp_path / "mods"
+    m.mkdir()
+    (m / "flaky_reward.py").write_text(
+        "import os\nCALLS = 0\n\ndef flaky(rollout):\n    global CALLS\n    CALLS += 1\n"
+        "    if CALLS > 4 and not os.path.exists(os.environ['FIXED']): raise ValueError('scorer backend is down')\n"
+        "    return 1.0\n")  # the 4 held-out rollouts score; training's first scoring raises
+    fixed = tmp_path / "fixed"
+    cfg = _write(tmp_path, _cfg(tmp_path, **{
+        "algorithm.hyperparameters.max_steps": 1,
+        "reward_setup.rollout_reward_configs": {"flaky_reward:flaky": {}},
+        "evaluation": {"prompt_source": {"type": "list", "prompts": [{"prompt": f"What is {a}*3?"} for a in range(4)]},
+                       "after": False}}))
+    run_dir = tmp_path / "runs" / "r"
+    r = _retrain("run", str(cfg), tmp_path=tmp_path, cache=cache, FIXED=str(fixed))
+    assert r.returncode != 0 and "scorer backend is down" in r.stderr, r.stderr[-2000:]
+    assert (run_dir / "results.json").is_file() and not (run_dir / "metrics.jsonl").exists()  # crashed in step 1
+    fixed.write_text("")
+    r = _retrain("run", str(cfg), tmp_path=tmp_path, cache=cache, FIXED=str(fixed))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "--resume" not in r.stderr, r.stderr[-2000:]
+    assert _steps(run_dir) == [1]
+    assert json.loads((run_dir / "results.json").read_text())["global_step"] == 1
+
 def _mods(tmp_path: Path):
     m = tmp_path / "mods"
     m.mkdir(exist_ok=True)
