@@ -153,7 +153,10 @@ def _mods(tmp_path: Path):
     m.mkdir(exist_ok=True)
     (m / "broken_on_import.py").write_text("raise RuntimeError('this module fails on import')\n")
     (m / "not_callable.py").write_text("thing = 42\n")
-    (m / "bad_rewards.py").write_text("def exits(rollout):\n    raise SystemExit(3)\n\ndef text(rollout):\n    return 'high'\n")
+    (m / "bad_rewards.py").write_text("def exits(rollout):\n    raise SystemExit(3)\n\ndef text(rollout):\n    return 'high'\n\n"
+                                      "def keyerror(rollout):\n    raise KeyError('gold')\n\n"
+                                      "async def async_raises(rollout):\n    raise ZeroDivisionError('async scorer divided by zero')\n\n"
+                                      "def verifier_raises(rollout):\n    raise TypeError('cannot compare str and int')\n")
     (m / "prompts.jsonl").write_bytes(b'{"prompt": "What is 2*3?", "answer": "6"}\n{"prompt": "caf\xe9", "answer": "1"}\n')
 
 
@@ -176,6 +179,12 @@ CASES = {
     "reward-not-callable": ({"reward_setup.rollout_reward_configs": {"not_callable:thing": {}}}, "not_callable:thing"),
     "reward-raises-systemexit": ({"reward_setup.rollout_reward_configs": {"bad_rewards:exits": {}}}, "raised SystemExit"),
     "reward-returns-text": ({"reward_setup.rollout_reward_configs": {"bad_rewards:text": {}}}, "a reward must be a number"),
+    # a scorer that raises in training: its own exception, named, with the rollout it scored (never "no running event loop")
+    "reward-raises": ({"reward_setup.rollout_reward_configs": {"bad_rewards:keyerror": {}}}, ") raised KeyError: 'gold'; the run stopped in step 1"),
+    "async-reward-raises": ({"reward_setup.rollout_reward_configs": {"bad_rewards:async_raises": {}}},
+                            "raised ZeroDivisionError: async scorer divided by zero"),
+    "verifier-raises": ({"reward_setup.rollout_reward_configs": {"numeric_match": {"verifiers": ["bad_rewards:verifier_raises"]}}},
+                        "raised TypeError: cannot compare str and int"),
     "import-not-installed": ({"environment.authorized_imports": ["no_such_module_xyz"]}, "authorized_imports"),
 }
 
@@ -198,7 +207,7 @@ def test_user_errors_are_one_line_with_status_2(tmp_path, cache, name, monkeypat
     rc = main(["run", str(cfg)])
     err = capsys.readouterr().err
     assert rc == 2, (rc, err[-3000:])
-    assert "Traceback" not in err and expected in err, err[-3000:]
+    assert "Traceback" not in err and "no running event loop" not in err and expected in err, err[-3000:]
     last = [line for line in err.splitlines() if line.startswith("retrain: ")]
     assert len(last) == 1, err[-3000:]
 
