@@ -13,17 +13,17 @@ import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from .config_models import ModelConfig, SamplingConfig
 from .env import SmolAgentEnv
 from .models import load_model, load_tokenizer
-from .rewards import reward
+from .rewards import register_reward
 from .types import InfrastructureError, Message, RawRolloutData
 
 # %% auto #0
-__all__ = ['JudgeError', 'task_text', 'transcript', 'absolute_messages', 'relative_messages', 'parse_score', 'parse_scores',
-           'ChatModel', 'OpenAIChat', 'LocalChat', 'Verdict', 'LLMJudge', 'judge_chat', 'llm_judge', 'llm_judge_group']
+__all__ = ['llm_judge', 'llm_judge_group', 'JudgeError', 'task_text', 'transcript', 'absolute_messages', 'relative_messages',
+           'parse_score', 'parse_scores', 'ChatModel', 'OpenAIChat', 'LocalChat', 'Verdict', 'LLMJudge', 'judge_chat']
 
 # %% ../nbs/05a_judge.ipynb #aa1b5411
 class JudgeError(InfrastructureError):
@@ -258,18 +258,18 @@ async def _judge_group(mode: str, group: list[RawRolloutData], rubric: str, mode
     return [v.score for v in verdicts]
 
 # %% ../nbs/05a_judge.ipynb #bcfa751a
-@reward(level="group")
-async def llm_judge(group: list[RawRolloutData], rubric: str, model: str, base_url: str | None = None,
+def _judge_reward(mode: str, name: str, doc: str) -> Callable:
+    "A group-level judge reward in `mode` ('absolute' or 'relative'), registered as `name`; both modes take the same params."
+    async def judge(group: list[RawRolloutData], rubric: str, model: str, base_url: str | None = None,
                     api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 60.0, retries: int = 2, scale: int = 10,
                     max_tokens: int = 512, temperature: float = 0.0, show_reference: bool = True, answer: Any = None) -> list[float]:
-    "A judge model's score of each rollout on its own, against `rubric`, in [0, 1] (one call per rollout, a group's together)."
-    return await _judge_group("absolute", group, rubric, model, answer, show_reference, scale, retries,
-                              dict(base_url=base_url, api_key_env=api_key_env, timeout=timeout, max_tokens=max_tokens, temperature=temperature))
+        chat_kw = dict(base_url=base_url, api_key_env=api_key_env, timeout=timeout, max_tokens=max_tokens, temperature=temperature)
+        return await _judge_group(mode, group, rubric, model, answer, show_reference, scale, retries, chat_kw)
+    judge.__name__ = judge.__qualname__ = name
+    judge.__doc__ = doc
+    return register_reward(judge, level="group")
 
-@reward(level="group")
-async def llm_judge_group(group: list[RawRolloutData], rubric: str, model: str, base_url: str | None = None,
-                          api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 60.0, retries: int = 2, scale: int = 10,
-                          max_tokens: int = 512, temperature: float = 0.0, show_reference: bool = True, answer: Any = None) -> list[float]:
-    "A judge model's scores of a group's rollouts against each other (one call per group, as ART's RULER), in [0, 1]."
-    return await _judge_group("relative", group, rubric, model, answer, show_reference, scale, retries,
-                              dict(base_url=base_url, api_key_env=api_key_env, timeout=timeout, max_tokens=max_tokens, temperature=temperature))
+llm_judge = _judge_reward("absolute", "llm_judge", "A judge model's score of each rollout on its own, against `rubric`, in [0, 1] "
+                          "(one call per rollout, a group's together).")
+llm_judge_group = _judge_reward("relative", "llm_judge_group", "A judge model's scores of a group's rollouts against each other "
+                                "(one call per group, as ART's RULER), in [0, 1].")

@@ -21,7 +21,7 @@ from trl import GRPOTrainer as _TRLGRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
 from .config_models import ConfigError, TrainingConfig
-from .distributed import LockStep, all_gather_objects, gather_objects, is_main, rank, sum_over_ranks, world_size
+from .distributed import LockStep, all_gather_objects, any_rank, gather_objects, is_main, rank, sum_over_ranks, world_size
 from .env import SmolAgentEnv
 from .generation import ClientVLLMGeneration, make_generator, trl_vllm_settings
 from .rewards import RewardCalculator
@@ -241,29 +241,25 @@ def _reward_figures_over_ranks(trajs: list[ProcessedTrajectory]) -> dict[str, fl
 def _generate_and_score_completions(self: GRPOTrainer, inputs):
     self._inputs = inputs
     out = _TRLGRPOTrainer._generate_and_score_completions(self, inputs)
-    failed = [i for i, t in enumerate(self._trajs) if t.failed] if self.model.training else []
-    if failed: _exclude_failed(self, out, failed)
-    if self.rewards.step_names and self.model.training:
-        mine = rollout_rewards(self._trajs, keys=[int(x["row_index"]) for x in inputs])
-        every = all_gather_objects(mine)  # groups are normalised whole, whichever ranks their rollouts ran on
+    if not self.model.training: return out
+    failed = [i for i, t in enumerate(self._trajs) if t.failed]
+    any_failed = any_rank(bool(failed))  # every rank takes the same path: the recount below is collective
+    if any_failed: _exclude_failed(self, out, failed)
+    if self.rewards.step_names or any_failed:  # groups are normalised whole, whichever ranks their rollouts ran on
+        every = all_gather_objects(rollout_rewards(self._trajs, keys=[int(x["row_index"]) for x in inputs]))
         adv = token_advantages(self._trajs, self.num_generations, scale_rewards=self.args.scale_rewards, step_coef=self.step_coef,
                                batch=[x for part in every for x in part], offset=sum(len(x) for x in every[:rank()]))
-        out["advantages"] = adv.padded(out["completion_ids"].shape[1]).to(out["advantages"].device)
+        out["advantages"] = (adv.padded(out["completion_ids"].shape[1]) if self.rewards.step_names else adv.rollout).to(out["advantages"].device)
     return out
 
 def _exclude_failed(self: GRPOTrainer, out: dict, failed: list[int]):
-    "Zero the loss mask of failed rollouts, recount TRL's token normaliser, and recompute advantages without them."
-    n = len(self._trajs)
-    if 2 * len(failed) > n:
+    "Zero the loss mask of this rank's failed rollouts and recount TRL's token normaliser over every rank."
+    if 2 * len(failed) > len(self._trajs):
         _log.warning("%d of %d rollouts failed on infrastructure this step (kept out of the gradient): %s",
-                     len(failed), n, self._trajs[failed[0]].raw.infra_error)
+                     len(failed), len(self._trajs), self._trajs[failed[0]].raw.infra_error)
     out["completion_mask"][failed] = 0
-    if self.accelerator.num_processes > 1: return
     mask = out["completion_mask"] * out["tool_mask"] if "tool_mask" in out else out["completion_mask"]
-    out["num_items_in_batch"] = mask.sum().to(out["num_items_in_batch"].dtype)
-    adv = token_advantages(self._trajs, self.num_generations, scale_rewards=self.args.scale_rewards, step_coef=self.step_coef)
-    out["advantages"] = adv.padded(out["completion_ids"].shape[1]).to(out["advantages"].device) if self.rewards.step_names \
-        else adv.rollout.to(out["advantages"].device)
+    out["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum().to(out["num_items_in_batch"].dtype)
 
 
 # %% ../nbs/08_trainer.ipynb #7311290f

@@ -11,7 +11,7 @@ from retrain.cli import main
 from retrain.env import SmolAgentEnv
 from retrain.testing import IMITATION_TEMPLATES, build_tiny_model, build_tiny_tokenizer, tool_call_reply
 
-# The default run takes one template per kind of behaviour; RETRAIN_SLOW=1 runs all of them (about 40 s each on 2 CPU cores).
+# The default run takes one template per kind of behaviour; RETRAIN_SLOW=1 runs all of them (about 5-10 s each on 2 CPU cores).
 QUICK = ["hermes", "r1_strip", "tool_followed", "llama_json", "no_tools_raise"]
 NAMES = sorted(IMITATION_TEMPLATES) if os.environ.get("RETRAIN_SLOW") else QUICK
 NO_TOOLS = {"no_tools_drop", "no_tools_raise"}  # templates without tool support: native is refused, json trains
@@ -26,15 +26,19 @@ def _model_dir(tmp_path, name: str, fmt: str):
     env = SmolAgentEnv(tok, ["calculator"], tool_call_format=fmt) if not (fmt == "native" and name in NO_TOOLS) else None
     if env is not None:
         parser = env.parser.name
-        texts = [env.renderer.text([*([{"role": "system", "content": env.system_prompt}] if env.system_prompt else []),
-                                    {"role": "user", "content": r["prompt"]}], add_generation_prompt=True)
-                 + tool_call_reply(parser, "calculator", {"expression": "2*3"}, reasoning="ok</think>" if name == "r1_strip" else "<think>ok</think>")
-                 + tok.eos_token for r in ROWS]
-        batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        prompts = [env.renderer.text([*([{"role": "system", "content": env.system_prompt}] if env.system_prompt else []),
+                                      {"role": "user", "content": r["prompt"]}], add_generation_prompt=True) for r in ROWS]
+        reply = tool_call_reply(parser, "calculator", {"expression": "2*3"},
+                                reasoning="ok</think>" if name == "r1_strip" else "<think>ok</think>") + tok.eos_token
+        batch = tok([p + reply for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        for i, p in enumerate(prompts):  # learn the reply only (padding is on the left): the prompt is given when sampling
+            n_reply = int(batch["attention_mask"][i].sum()) - len(tok(p, add_special_tokens=False)["input_ids"])
+            labels[i, :labels.shape[1] - n_reply] = -100
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
         torch.manual_seed(0)
-        for _ in range(240 if name == "llama_json" else 80):  # its tool list sits in a long user turn: slower to learn
-            loss = model(**batch, labels=batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)).loss
+        for _ in range(30):
+            loss = model(**batch, labels=labels).loss
             loss.backward(); opt.step(); opt.zero_grad()
     d = tmp_path / f"model-{name}"
     model.save_pretrained(d); tok.save_pretrained(d)

@@ -1,10 +1,13 @@
 """Two real processes (`torchrun`, gloo on CPU): the collectives, advantages split over ranks, lock-stepped decoding
-over an FSDP2-sharded model, and the vLLM server generator serving both ranks through rank 0."""
+over an FSDP2-sharded model, the vLLM server generator serving both ranks through rank 0, and infrastructure failures left out of a group that
+straddles two ranks."""
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,3 +53,15 @@ def test_two_processes_server_mode(tmp_path):
     counts = ranks[0]["counts"]
     assert counts["/update_weights"] == 2 and counts["/reset_prefix_cache"] == 2, counts
     assert ranks[0]["prompts"] >= 2 * 16  # every turn of both ranks' 16 episodes per step went through rank 0
+    # infrastructure faults on rank 0, in a group straddling both ranks: exactly as one process leaving them out
+    f = [o["faults"] for o in ranks]
+    assert f[0]["failed"] == [False, True, True, False] and f[1]["failed"] == [False] * 4
+    assert f[0]["infra_failed"] == f[1]["infra_failed"] == 2.0
+    assert f[0]["mask_rows"][1] == f[0]["mask_rows"][2] == 0
+    assert f[0]["num_items"] == f[1]["num_items"] == sum(f[0]["mask_rows"]) + sum(f[1]["mask_rows"])
+    kept = torch.tensor([x for o in f for x, bad in zip(o["totals"], o["failed"]) if not bad])
+    assert kept.std() > 0, "the group's rewards should differ"
+    want = ((kept - kept.mean()) / (kept.std() + 1e-4)).tolist()
+    got = [a for o in f for a, bad in zip(o["advantages"], o["failed"]) if not bad]
+    assert all(abs(a - b) < 1e-5 for a, b in zip(got, want)), (got, want)
+    assert f[0]["all_zero"][1] and f[0]["all_zero"][2]  # the failed rollouts: advantage 0 on every token
