@@ -21,6 +21,8 @@ _LAZY = {
     "ProcessedTrajectory": "retrain.types",
     "Turn": "retrain.types",
     "TrainingDashboard": "retrain.widgets",
+    "step_signals": "retrain.signals",
+    "hacking_flags": "retrain.signals",
 }
 __all__ = list(_LAZY)
 

@@ -20,9 +20,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .signals import HackingFlag, hacking_flags
+
 # %% auto #0
-__all__ = ['ROLLOUT_CSS', 'REWARD_PANELS', 'HEALTH_PANELS', 'rollout_html', 'MetricLog', 'Panel', 'other_keys', 'CurveFigure',
-           'iter_jsonl', 'best_worst', 'run_logs']
+__all__ = ['ROLLOUT_CSS', 'REWARD_PANELS', 'HEALTH_PANELS', 'SIGNAL_PANELS', 'SUCCESS_KEY', 'rollout_html', 'MetricLog', 'Panel',
+           'other_keys', 'CurveFigure', 'iter_jsonl', 'best_worst', 'run_logs', 'log_flags', 'flags_html']
 
 # %% ../nbs/08a_render.ipynb #f0c12199
 ROLLOUT_CSS = """
@@ -44,6 +46,12 @@ ROLLOUT_CSS = """
 .rt-trained{background:#dafbe1;border-bottom:2px solid #1a7f37}
 .rt-masked{background:#eaeef2;color:#57606a;border-bottom:2px dotted #6e7781}
 .rt-muted{color:#6e7781;font-size:11px}
+.rt-rollout.rt-failed{border:2px solid #cf222e;background:#fff8f8}
+.rt-failbox{background:#ffebe9;border:1px solid #cf222e;color:#82071e;border-radius:4px;padding:3px 8px;margin:2px 0 6px;font-weight:600}
+.rt-annot{font-size:12px;background:#f6f8fa;border:1px solid #d0d7de;border-radius:4px;padding:3px 8px;margin:4px 0}
+.rt-annot-text{font-family:ui-monospace,Menlo,Consolas,monospace;white-space:pre-wrap;word-break:break-word}
+.rt-flags{background:#ffebe9;border:2px solid #cf222e;border-radius:6px;padding:6px 12px;margin:8px 0;color:#1f2328}
+.rt-flags b.rt-flag-title{color:#cf222e}.rt-noflags{background:#dafbe1;border:1px solid #1a7f37;border-radius:6px;padding:6px 12px;margin:8px 0}
 """
 
 def _e(x: Any) -> str: return html.escape("" if x is None else str(x.value if isinstance(x, Enum) else x))
@@ -93,6 +101,13 @@ def _turn_html(t: dict, i: int, r: dict, segs: list[dict] | None) -> str:
     side += [f'{_e(k)} {_f(v[i] if isinstance(v, list) and i < len(v) else None)}' for k, v in (r.get("step_rewards") or {}).items()]
     return f'<div class="rt-turn"><div>{main}</div><div class="rt-side">{"<br>".join(side)}</div></div>'
 
+def _annot_html(v: Any) -> str:
+    "An annotation's value: dicts as `key: value` lines, lists item by item, text kept as written."
+    if isinstance(v, dict): return "".join(f'<div>{_e(k)}: {_annot_html(x)}</div>' for k, x in v.items())
+    if isinstance(v, list): return "".join(f'<div class="rt-annot">{_annot_html(x)}</div>' for x in v)
+    if isinstance(v, str): return f'<span class="rt-annot-text">{_e(v)}</span>'
+    return _f(v, "{:.4g}")
+
 def rollout_html(
     r: dict,  # one `rollouts.jsonl` record
     title: str = "",  # shown first in the header (e.g. "best")
@@ -106,7 +121,10 @@ def rollout_html(
             f'<span>termination <b>{_e(r.get("termination", "–"))}</b></span>',
             f'<span>answer <b>{_e(r.get("final_answer"))}</b></span>']
     if "answer" in (r.get("row") or {}): head.append(f'<span>expected <b>{_e(r["row"]["answer"])}</b></span>')
-    out = [f'<div class="rt-rollout"><div class="rt-head">{"".join(head)}</div>']
+    failed = r.get("infra_error") is not None
+    out = [f'<div class="rt-rollout{" rt-failed" if failed else ""}"><div class="rt-head">{"".join(head)}</div>']
+    if failed: out.append(f'<div class="rt-failbox">infrastructure failure (not the model\'s doing; kept out of the gradient): '
+                          f'{_e(r["infra_error"])}</div>')
     rw, wt = r.get("rewards") or {}, r.get("weights") or {}
     if rw:
         rows = "".join(f'<tr><td>{_e(k)}</td><td>{_f(v)}</td><td>{_f(wt.get(k))}</td>'
@@ -116,6 +134,9 @@ def rollout_html(
     if r.get("verifier_outcomes"):
         out.append('<div>' + "".join(f'<span class="{"rt-answer" if ok else "rt-err"}">{_e(k)} {"pass" if ok else "fail"}</span>'
                                      for k, ok in r["verifier_outcomes"].items()) + '</div>')
+    if r.get("annotations"):
+        out.append('<details open><summary class="rt-muted">annotations (notes written while scoring)</summary>'
+                   + "".join(f'<div class="rt-annot"><b>{_e(k)}</b> {_annot_html(v)}</div>' for k, v in r["annotations"].items()) + '</details>')
     msgs, turns, segs = r.get("messages") or [], r.get("turns") or [], r.get("segments") or []
     if r.get("prompt_text"):
         out.append(f'<details><summary class="rt-muted">prompt as the model saw it (not trained)</summary>'
@@ -183,10 +204,20 @@ HEALTH_PANELS = [
     Panel("tokens per step", lambda k: k.startswith("tokens/"), lambda k: k[7:]),
     Panel("KL / clipping", lambda k: k == "kl" or k.startswith("clip_ratio")),
 ]
+_sig = lambda prefix: (lambda k: k.startswith(prefix))
+SIGNAL_PANELS = [  # retrain.signals: what reward hacking looks like
+    Panel("success, identical answers, zero-variance groups", lambda k: k in ("signals/success_rate", "signals/identical_answers",
+          "signals/zero_variance_groups"), lambda k: k[8:].replace("_", " "), fraction=True),
+    Panel("component–total correlation (Pearson)", _sig("signals/corr/"), lambda k: k[13:]),
+    Panel("final answer length (chars)", _sig("signals/answer_chars/"), lambda k: k[21:]),
+    Panel("model tokens per episode", _sig("signals/model_tokens/"), lambda k: k[21:]),
+    Panel("turns per episode", _sig("signals/turns/"), lambda k: k[14:]),
+    Panel("tool calls per episode", _sig("signals/tool_calls/"), lambda k: k[19:]),
+]
 
 def other_keys(keys: list[str]) -> list[str]:
-    "Keys that no reward or health panel draws and that are not a band's spread."
-    panels = REWARD_PANELS + HEALTH_PANELS
+    "Keys that no reward, health or signal panel draws and that are not a band's spread."
+    panels = REWARD_PANELS + HEALTH_PANELS + SIGNAL_PANELS
     spreads = {p.band(k) for p in panels for k in keys if p.match(k)}
     return [k for k in keys if k not in spreads and not any(p.match(k) for p in panels)]
 
@@ -291,3 +322,26 @@ def run_logs(path: str | Path) -> tuple[Path, Path]:
         raise FileNotFoundError(f"{path} holds neither metrics.jsonl nor rollouts.jsonl: "
                                 "pass the run directory that a training run wrote")
     return mp, rp
+
+# %% ../nbs/08a_render.ipynb #a42b3335
+SUCCESS_KEY = "signals/success_rate"
+
+def log_flags(log: MetricLog, window: int | None = None, min_rise: float = 0.2, min_drop: float = 0.1) -> list[HackingFlag]:
+    "Steps where a component's mean (or the total reward) rose while the success rate fell (see `hacking_flags`)."
+    if SUCCESS_KEY not in log: return []
+    comps = {k[8:-5]: log.series(k) for k in log.keys() if _comp(k)}
+    if "reward" in log: comps["total reward"] = log.series("reward")
+    return hacking_flags(log.series(SUCCESS_KEY), comps, window, min_rise, min_drop)
+
+def flags_html(log: MetricLog, window: int | None = None) -> str:
+    "The run's reward-hacking flags as an HTML fragment (`ROLLOUT_CSS` styles it)."
+    if SUCCESS_KEY not in log:
+        return '<p class="rt-muted">No success rate logged (signals/success_rate), so no reward-hacking flags can be computed.</p>'
+    flags = log_flags(log, window)
+    if not flags:
+        n = len(log.series(SUCCESS_KEY)[0])
+        return (f'<div class="rt-noflags">No reward-hacking flags: no reward component rose while success fell '
+                f'(compared over windows of {min(window or max(5, n // 20), n // 2)} steps).</div>')
+    items = "".join(f"<li>{_e(f)}</li>" for f in flags)
+    return (f'<div class="rt-flags"><b class="rt-flag-title">⚑ {len(flags)} reward-hacking flag{"s" if len(flags) > 1 else ""}</b>: '
+            f'a reward component rose while success fell. Look at these steps\' rollouts.<ul>{items}</ul></div>')

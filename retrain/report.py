@@ -19,6 +19,7 @@ import yaml
 import retrain
 from .render import (HEALTH_PANELS, REWARD_PANELS, ROLLOUT_CSS, CurveFigure, MetricLog, Panel, best_worst,
                             iter_jsonl, other_keys, rollout_html, run_logs)
+from .render import SIGNAL_PANELS, flags_html
 
 # %% auto #0
 __all__ = ['REPORT_CSS', 'spaced_steps', 'step_extremes', 'report_figures', 'report_html', 'write_report']
@@ -33,11 +34,14 @@ def spaced_steps(steps: list[int], max_steps: int = 20) -> list[int]:
 
 # %% ../nbs/08b_report.ipynb #a3ac7898
 def step_extremes(path: str | Path) -> dict[Any, dict[str, Any]]:
-    "Per step of a `rollouts.jsonl`: its best and worst rollout, the number of rollouts and their mean reward."
+    "Per step of a `rollouts.jsonl`: its best and worst rollout, the number of rollouts, their mean reward, and the failed ones (count, first)."
     out: dict[Any, dict[str, Any]] = {}
     for r in iter_jsonl(path):
-        s = out.setdefault(r.get("step"), {"best": r, "worst": r, "n": 0, "total": 0.0, "scored": 0})
+        s = out.setdefault(r.get("step"), {"best": r, "worst": r, "n": 0, "total": 0.0, "scored": 0, "failed": 0, "first_failed": None})
         s["n"] += 1
+        if r.get("infra_error") is not None:  # infrastructure failed it: never best or worst, counted and kept apart
+            s["failed"] += 1
+            if s["first_failed"] is None: s["first_failed"] = r
         t = r.get("total_reward")
         if isinstance(t, Real) and not isinstance(t, bool) and t == t:
             s["total"], s["scored"] = s["total"] + t, s["scored"] + 1
@@ -50,9 +54,9 @@ def step_extremes(path: str | Path) -> dict[Any, dict[str, Any]]:
 def _png_uri(png: bytes) -> str: return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 def report_figures(log: MetricLog, dpi: int = 90) -> list[tuple[str, bytes]]:
-    "The report's figures as (title, PNG bytes): reward curves, health, other metrics (those with data)."
+    "The report's figures as (title, PNG bytes): reward curves, health, reward-hacking signals, other metrics (those with data)."
     keys, out = log.keys(), []
-    for title, panels, ncols in (("Reward", REWARD_PANELS, 2), ("Health", HEALTH_PANELS, 3),
+    for title, panels, ncols in (("Reward", REWARD_PANELS, 2), ("Health", HEALTH_PANELS, 3), ("Reward-hacking signals", SIGNAL_PANELS, 3),
                                  ("Other metrics", [Panel(k, lambda x, k=k: x == k) for k in other_keys(keys)], 4)):
         panels = [p for p in panels if any(p.match(k) for k in keys)]
         if not panels: continue
@@ -98,6 +102,23 @@ def _summary(config: dict | None, config_text: str | None, results: dict | None,
     if config_text: out += f"<details><summary>config.yaml</summary><pre>{html.escape(config_text)}</pre></details>"
     return out
 
+# %% ../nbs/08b_report.ipynb #11d593ad
+def _flags_section(log: MetricLog) -> str:
+    return f'<section id="flags"><h2>Reward-hacking flags</h2>{flags_html(log)}</section>'
+
+def _failed_section(ext: dict[Any, dict[str, Any]], max_steps: int) -> str:
+    "The steps where infrastructure failed rollouts, with the first failed rollout of (at most `max_steps` of) them."
+    bad = {s: e for s, e in ext.items() if e["failed"]}
+    if not bad: return ""
+    n, total = sum(e["failed"] for e in bad.values()), sum(e["n"] for e in ext.values())
+    steps = spaced_steps([s for s in bad if s is not None] or list(bad), max_steps)
+    out = [f'<section id="failed"><h2>Failed rollouts</h2><p><b class="rt-bad">{n} of {total} rollouts</b> failed on '
+           f'infrastructure in {len(bad)} step{"s" if len(bad) > 1 else ""} (kept out of the gradient): '
+           + ", ".join(f"step {html.escape(str(s))} ({bad[s]['failed']})" for s in bad) + ". The first of each:</p>"]
+    out += [f'<h3 id="failed-{html.escape(str(s))}">step {html.escape(str(s))} · {bad[s]["failed"]} of {bad[s]["n"]} failed</h3>'
+            + rollout_html(bad[s]["first_failed"], "failed") for s in steps]
+    return "".join(out) + "</section>"
+
 # %% ../nbs/08b_report.ipynb #4936456f
 def report_html(
     run_dir: str | Path,  # a run directory holding metrics.jsonl and/or rollouts.jsonl
@@ -121,6 +142,7 @@ def report_html(
     body = [f"<h1>retrain report · {html.escape(str(name))}</h1>",
             f'<p class="rt-muted">{html.escape(str(run_dir.resolve()))} · written '
             f'{datetime.datetime.now().isoformat(timespec="seconds")} by retrain {html.escape(retrain.__version__)}</p>',
+            _flags_section(log),
             "<section><h2>Summary</h2>", _summary(config, config_text, results if isinstance(results, dict) else None, log, len(ext)),
             "</section>"]
     for title, png in (figures if figures is not None else report_figures(log)):
@@ -133,10 +155,12 @@ def report_html(
         for s in steps:
             e = ext[s]
             mean = f" · mean reward {e['mean_reward']:.3f}" if e["mean_reward"] is not None else ""
+            mean += f' · <span class="rt-bad">{e["failed"]} failed (infrastructure)</span>' if e["failed"] else ""
             pair = rollout_html(e["best"], "best") + (rollout_html(e["worst"], "worst") if e["n"] > 1 else "")
             body.append(f'<h3 id="step-{html.escape(str(s))}">step {html.escape(str(s))} · {e["n"]} rollouts{mean}</h3>'
                         f'<div class="rp-pair">{pair}</div>')
         body.append("</section>")
+    body.append(_failed_section(ext, max_steps))
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>retrain report · {html.escape(str(name))}</title><style>{REPORT_CSS}{ROLLOUT_CSS}</style></head>"
             f"<body><main>{''.join(body)}</main></body></html>\n")

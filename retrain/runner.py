@@ -225,7 +225,7 @@ async def _train(trainer: GRPOTrainer, ckpt: Path | None):
     training = asyncio.ensure_future(asyncio.to_thread(trainer.train, resume_from_checkpoint=str(ckpt) if ckpt else None))
     try: await asyncio.shield(training)
     except asyncio.CancelledError:
-        trainer.control.should_training_stop = True
+        trainer.stop_requested = True  # honoured at the end of the step in progress
         await training
         raise
 
@@ -290,7 +290,9 @@ async def _run(config: dict | TrainingConfig, *, resume: bool = False, fresh_sta
     if trackers: sinks.append(trackers)
     peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
     trainer = GRPOTrainer(p.model, p.env, p.rewards, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks,
-                          callbacks=[MCPCallback(mcp_tools)] if mcp_tools else None, vllm_client=vllm_client)
+                          callbacks=[MCPCallback(mcp_tools)] if mcp_tools else None, vllm_client=vllm_client,
+                          **({"success_reward": cfg.evaluation.success_reward, "success_threshold": cfg.evaluation.success_threshold}
+                             if cfg.evaluation else {}))  # `signals/success_rate` means what `retrain eval` calls success
     results: dict[str, Any] = {"run_dir": str(run_dir), "experiment_name": cfg.experiment_name, "seed": cfg.seed, "world_size": world_size()}
     ev, n_ev = cfg.evaluation, (len(p.eval_rows), world_size())
     if ev and ev.before:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from .kv_cache import cache_kwarg, gather_cache_, merge_cache_, output_cache, split_cache
 from .models import cache_dir, save_atomically
+from .signals import RolloutFacts, step_signals
 
 # %% auto #0
 __all__ = ['TINY_SPECIAL_TOKENS', 'TINY_TOOL_TAGS', 'TINY_CHAT_TEMPLATE', 'DEFAULT_CORPUS', 'IMITATION_TEMPLATES',
@@ -329,6 +331,9 @@ def demo_logs(
               "completions/mean_length": sum(len(s["text"]) // 3 for r in rolls for s in r["segments"]) / len(rolls),
               "kl": 0.0, "clip_ratio/region_mean": 0.0, "loss": 0.05 * rng.random(), "learning_rate": 1e-4,
               "grad_norm": 0.2 + rng.random() * .2, "step_seconds": 0.3 + rng.random() * .2})
+    facts = [RolloutFacts(r["total_reward"], r["rewards"], r["final_answer"], len(r["turns"]), sum(t["action"] == "tool_call" for t in r["turns"]),
+                          sum(len(s["text"]) // 3 for s in r["segments"] if s["trained"])) for r in rolls]
+    m.update(step_signals(facts, math.gcd(n_rollouts, 8), success="numeric_match"))  # the reward-hacking signals
     return m, rolls
 
 # %% ../nbs/12_testing.ipynb #56fce1cc

@@ -27,6 +27,7 @@ from .generation import ClientVLLMGeneration, make_generator, trl_vllm_settings
 from .rewards import RewardCalculator
 from .rundir import seal_checkpoint
 from .advantages import rollout_rewards, token_advantages
+from .signals import rollout_facts, step_signals
 from .types import ActionKind, ProcessedTrajectory, RawRolloutData, Row, Termination, jsonable
 
 _log = logging.getLogger(__name__)
@@ -157,7 +158,9 @@ class _SinkCallback(TrainerCallback):
     "Hands TRL's averaged logs and the step's rollout records to the trainer's sinks."
     def __init__(self, trainer): self.trainer, self.t0 = trainer, None
     def on_step_begin(self, args, state, control, **kw): self.t0 = time.perf_counter()
-    def on_step_end(self, args, state, control, **kw): self.trainer._step_seconds = time.perf_counter() - (self.t0 or time.perf_counter())
+    def on_step_end(self, args, state, control, **kw):
+        self.trainer._step_seconds = time.perf_counter() - (self.t0 or time.perf_counter())
+        if self.trainer.stop_requested: control.should_training_stop = True  # read at every step: train begin resets control
     def on_log(self, args, state, control, logs=None, **kw):
         if not logs or "train_runtime" in logs or not self.trainer.sinks: return
         records, self.trainer._pending_records = self.trainer._pending_records, []
@@ -181,12 +184,18 @@ class GRPOTrainer(_TRLGRPOTrainer):
                  mask_check_every: int = 1,  # run `check_rollout` on one rollout (the longest) every N generation steps (0: never)
                  callbacks: list | None = None,
                  vllm_client=None,  # vllm_server: a `VLLMClient` (or a function making one) instead of the one TRL starts
+                 success_reward: str | None = None,  # component deciding success in `signals/success_rate` (None: the first rollout-level one)
+                 success_threshold: float = 1.0,  # success: that component at or above this
                  ):
         if not train_rows: raise ValueError("train_rows is empty: give the trainer at least one prompt row")
         self.env, self.rewards, self.rows, self.sinks = env, rewards, list(train_rows), list(sinks or [])
         self.step_coef, self.mask_check_every = step_coef, mask_check_every
         self._pending_records, self._trajs, self._inputs, self._step_seconds, self._gen_calls = [], [], None, 0.0, 0
-        self.mask_check_failures, self.template_noted, self._warned_tools = 0, False, set()
+        self.mask_check_failures, self.template_noted, self._warned_tools, self.stop_requested = 0, False, set(), False
+        if success_reward is not None and success_reward not in rewards.component_names:
+            raise ValueError(f"success_reward '{success_reward}' is not a reward component {rewards.component_names}")
+        self.success_reward = success_reward or next((n for n in rewards.component_names if n not in rewards.step_names), None)
+        self.success_threshold = success_threshold
         names = rewards.component_names
         funcs = [self._component_fn(n) for n in names]
         args.reward_weights = [rewards.weights[n] for n in names]
@@ -236,6 +245,13 @@ def _reward_figures_over_ranks(trajs: list[ProcessedTrajectory]) -> dict[str, fl
     parts = all_gather_objects([(t.step_rewards, t.turn_rewards) for t in trajs])
     return reward_figures([SimpleNamespace(step_rewards=s, turn_rewards=r) for part in parts for s, r in part])
 
+# %% ../nbs/08_trainer.ipynb #ef31aa4b
+def _signals_over_ranks(trajs: list[ProcessedTrajectory], group_size: int, success: str | None, threshold: float) -> dict[str, float]:
+    "`step_signals` over every rank's trajectories (only their `RolloutFacts` travel)."
+    facts = [rollout_facts(t) for t in trajs]
+    if world_size() > 1: facts = [f for part in all_gather_objects(facts) for f in part]
+    return step_signals(facts, group_size, success, threshold)
+
 # %% ../nbs/08_trainer.ipynb #80eed219
 @patch
 def _generate_and_score_completions(self: GRPOTrainer, inputs):
@@ -278,6 +294,8 @@ def _rollout(self: GRPOTrainer, prompts: list, trainer=None) -> dict[str, list]:
         (_log.warning if first else _log.debug)("tool %r failed on %d of %d calls in this step (first error: %s)%s", name, bad, n,
                                               err, "; later steps like this are logged at DEBUG" if first else "")
     for k, v in _reward_figures_over_ranks(self._trajs).items(): self._metrics[mode][k].append(v)
+    for k, v in _signals_over_ranks(self._trajs, self.num_generations, self.success_reward, self.success_threshold).items():
+        self._metrics[mode][k].append(v)
     if self.mask_check_every and self._gen_calls % self.mask_check_every == 0 and rollouts:
         k = max(range(len(rollouts)), key=lambda j: len(rollouts[j].turns))  # the one that covers the most turns
         chk = self.env.check(rollouts[k])

@@ -18,6 +18,7 @@ from fastcore.basics import patch
 
 from .render import (HEALTH_PANELS, REWARD_PANELS, ROLLOUT_CSS, CurveFigure, MetricLog, Panel, best_worst, iter_jsonl,
                             other_keys, rollout_html, run_logs)
+from .render import SIGNAL_PANELS, flags_html
 
 # %% auto #0
 __all__ = ['TrainingDashboard']
@@ -40,18 +41,20 @@ class TrainingDashboard:
         self.log, self.rollouts, self.step = MetricLog(), {}, None
         self.reward_figure = CurveFigure(REWARD_PANELS, ncols=2, row_height=2.8, dpi=dpi)
         self.health_figure = CurveFigure(HEALTH_PANELS, ncols=3, dpi=dpi)
+        self.signal_figure = CurveFigure(SIGNAL_PANELS, ncols=3, dpi=dpi)  # reward-hacking signals
         self.metric_figure = CurveFigure([Panel("", lambda k: k == self.metric_selector.value)], ncols=1, row_height=2.2, dpi=dpi)
-        self._figs = {"rewards": self.reward_figure, "health": self.health_figure, "metric": self.metric_figure}
+        self._figs = {"rewards": self.reward_figure, "health": self.health_figure, "signals": self.signal_figure, "metric": self.metric_figure}
         self.images = {n: W.Image(format="png", layout=W.Layout(max_width="100%")) for n in self._figs}
         self.drawn_at = {n: -math.inf for n in self._figs}  # perf_counter() of each figure's last render
-        self.header = W.HTML()
+        self.header, self.flags = W.HTML(), W.HTML()  # flags: steps where a reward component rose while success fell
         self.metric_selector = W.Dropdown(description="metric", options=[])
         self.step_selector = W.Dropdown(description="step", options=[], layout=W.Layout(width="160px"))
         self.rollout_selector = W.Dropdown(description="rollout", options=[], layout=W.Layout(width="330px"))
         self.best_button, self.worst_button = W.Button(description="best"), W.Button(description="worst")
         self.follow = W.Checkbox(value=True, description="follow latest step", indent=False)
         self.rollout_html = W.HTML("<i>no rollouts logged yet</i>")
-        self.widget = W.VBox([self.header, self.images["rewards"], self.images["health"], self.metric_selector, self.images["metric"],
+        self.widget = W.VBox([self.header, self.flags, self.images["rewards"], self.images["health"], self.images["signals"],
+                              self.metric_selector, self.images["metric"],
                               W.HBox([self.step_selector, self.rollout_selector, self.best_button, self.worst_button, self.follow]),
                               self.rollout_html])
         self.render_seconds, self.renders, self.seconds = 0.0, 0, 0.0  # cost accounting
@@ -108,6 +111,7 @@ def _update(self: TrainingDashboard):
     self._dirty |= set(self._figs)
     self._sync_browser()
     self._header()
+    self.flags.value = f"<style>{ROLLOUT_CSS}</style>" + flags_html(self.log) if "signals/success_rate" in self.log else ""
 
 # %% ../nbs/09_widgets.ipynb #47dcbbe2
 @patch
@@ -168,8 +172,8 @@ def _show_step(self: TrainingDashboard, step: int, pos: int | None = None):
     rs = self.rollouts.get(step, [])
     self._quiet = True
     with self.rollout_selector.hold_sync():
-        self.rollout_selector.options = [(f"#{r.get('index', i)} · reward {_num(r.get('total_reward'))} · "
-                                          f"{r.get('termination', '?')}", i) for i, r in enumerate(rs)]
+        self.rollout_selector.options = [(f"#{r.get('index', i)} · " + ("FAILED (infrastructure)" if r.get("infra_error") is not None else
+                                          f"reward {_num(r.get('total_reward'))}") + f" · {r.get('termination', '?')}", i) for i, r in enumerate(rs)]
         if rs: self.rollout_selector.value = best_worst(rs)[0] if pos is None else pos
     self._quiet = False
     self._show_rollout()

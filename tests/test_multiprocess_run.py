@@ -30,6 +30,12 @@ def test_torchrun_two_processes(tmp_path):
     assert all(sorted(x["index"] for x in rollouts if x["step"] == s) == list(range(128)) for s in (1, 2, 3))
     assert all(x["group"] == x["index"] // 8 for x in rollouts)
     assert len({(x["group"], x["row"]["prompt"]) for x in rollouts if x["step"] == 1}) == 16  # one prompt per group
+    for m in _lines(run_dir / "metrics.jsonl"):  # the reward-hacking signals are over both ranks' rollouts, grouped across them
+        mine = [x for x in rollouts if x["step"] == m["step"]]
+        groups = [[x["total_reward"] for x in mine if x["group"] == g] for g in range(16)]
+        assert abs(m["signals/success_rate"] - sum(x["rewards"]["numeric_match"] >= 1 for x in mine) / 128) < 1e-6, m
+        assert abs(m["signals/turns/mean"] - sum(len(x["turns"]) for x in mine) / 128) < 1e-6, m
+        assert abs(m["signals/zero_variance_groups"] - sum(max(g) - min(g) <= 1e-9 for g in groups) / 16) < 1e-6, m
     results = json.loads((run_dir / "results.json").read_text())
     assert results["global_step"] == 3 and results["world_size"] == 2
     for key in ("eval_before", "eval_after"):  # 256 held-out rows, split 128 + 128, each evaluated once

@@ -74,5 +74,6 @@ def test_dom_holds_the_rollouts(browser, report, tmp_path):
     trained = next(s["text"] for s in last[b]["segments"] if s["trained"])
     assert trained.replace("<", "&lt;").replace(">", "&gt;") in dom  # the model's exact tokens, escaped
     assert dom.count('class="rt-rollout"') == 2 * STEPS
-    assert dom.count('src="data:image/png;base64,') == 3
+    assert dom.count('src="data:image/png;base64,') == 4  # reward, health, reward-hacking signals, other metrics
+    assert 'class="rt-noflags"' in dom and "No reward-hacking flags" in dom  # the demo's success rises with its rewards
     assert "<script" not in dom
