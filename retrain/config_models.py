@@ -96,7 +96,10 @@ _RESERVED_HPARAMS = {"output_dir": "set the top-level 'output_dir'", "seed": "se
                      "use_transformers_paged": "retrain's rollout loop generates; this transformers.generate option never runs",
                      "cache_implementation": "retrain's rollout loop keeps its own KV cache; this transformers.generate option never runs",
                      "use_transformers_continuous_batching": "retrain's rollout loop generates; this transformers option never runs",
-                     "transformers_continuous_batching_config": "retrain's rollout loop generates; this transformers option never runs"}
+                     "transformers_continuous_batching_config": "retrain's rollout loop generates; this transformers option never runs",
+                     "trust_remote_code": "set model.trust_remote_code (it reaches the model, the tokenizer and a vLLM engine)",
+                     "vllm_structured_outputs_regex": "retrain's multi-turn rollouts do not constrain vLLM's output; remove it",
+                     "ds3_gather_for_generation": "retrain's rollout loop generates; this option of TRL's own generation never runs"}
 
 def _check_hparams(hp: dict[str, Any]) -> dict[str, Any]:
     fields, out = _grpo_fields(), {}

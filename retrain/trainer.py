@@ -68,6 +68,7 @@ def grpo_config(cfg: TrainingConfig, output_dir: str) -> GRPOConfig:
         per_device_train_batch_size=8, num_generations=8, max_completion_length=256, dataloader_num_workers=0)
     kwargs = {**defaults, **hp, "output_dir": output_dir, "seed": cfg.seed, "data_seed": cfg.seed,
               "temperature": temp if temp > 0 else 1.0, "remove_unused_columns": False,
+              "trust_remote_code": cfg.model.trust_remote_code,  # TRL hands it to a vllm_colocate engine
               **trl_vllm_settings(cfg.environment.generation.backend)}  # TRL's use_vllm / vllm_mode
     try: return GRPOConfig(**kwargs)
     except (ValueError, TypeError) as e: raise ConfigError(f"algorithm.hyperparameters: trl.GRPOConfig rejects them: {e}") from None

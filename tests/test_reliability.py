@@ -121,12 +121,42 @@ def test_a_crash_before_the_first_step_does_not_block_a_plain_rerun(tmp_path, ca
     assert _steps(run_dir) == [1]
 
 
+
+def test_a_run_that_crashed_in_its_first_step_starts_again_without_resume(tmp_path, cache):
+    """A reward that raises in step 1 (after the evaluation before training wrote results.json): once it is fixed, the
+    same command starts again, without --resume."""
+    m = tmp_path / "mods"
+    m.mkdir()
+    (m / "flaky_reward.py").write_text(
+        "import os\nCALLS = 0\n\ndef flaky(rollout):\n    global CALLS\n    CALLS += 1\n"
+        "    if CALLS > 4 and not os.path.exists(os.environ['FIXED']): raise ValueError('scorer backend is down')\n"
+        "    return 1.0\n")  # the 4 held-out rollouts score; training's first scoring raises
+    fixed = tmp_path / "fixed"
+    cfg = _write(tmp_path, _cfg(tmp_path, **{
+        "algorithm.hyperparameters.max_steps": 1,
+        "reward_setup.rollout_reward_configs": {"flaky_reward:flaky": {}},
+        "evaluation": {"prompt_source": {"type": "list", "prompts": [{"prompt": f"What is {a}*3?"} for a in range(4)]},
+                       "after": False}}))
+    run_dir = tmp_path / "runs" / "r"
+    r = _retrain("run", str(cfg), tmp_path=tmp_path, cache=cache, FIXED=str(fixed))
+    assert r.returncode != 0 and "scorer backend is down" in r.stderr, r.stderr[-2000:]
+    assert (run_dir / "results.json").is_file() and not (run_dir / "metrics.jsonl").exists()  # crashed in step 1
+    fixed.write_text("")
+    r = _retrain("run", str(cfg), tmp_path=tmp_path, cache=cache, FIXED=str(fixed))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "--resume" not in r.stderr, r.stderr[-2000:]
+    assert _steps(run_dir) == [1]
+    assert json.loads((run_dir / "results.json").read_text())["global_step"] == 1
+
 def _mods(tmp_path: Path):
     m = tmp_path / "mods"
     m.mkdir(exist_ok=True)
     (m / "broken_on_import.py").write_text("raise RuntimeError('this module fails on import')\n")
     (m / "not_callable.py").write_text("thing = 42\n")
-    (m / "bad_rewards.py").write_text("def exits(rollout):\n    raise SystemExit(3)\n\ndef text(rollout):\n    return 'high'\n")
+    (m / "bad_rewards.py").write_text("def exits(rollout):\n    raise SystemExit(3)\n\ndef text(rollout):\n    return 'high'\n\n"
+                                      "def keyerror(rollout):\n    raise KeyError('gold')\n\n"
+                                      "async def async_raises(rollout):\n    raise ZeroDivisionError('async scorer divided by zero')\n\n"
+                                      "def verifier_raises(rollout):\n    raise TypeError('cannot compare str and int')\n")
     (m / "prompts.jsonl").write_bytes(b'{"prompt": "What is 2*3?", "answer": "6"}\n{"prompt": "caf\xe9", "answer": "1"}\n')
 
 
@@ -149,6 +179,12 @@ CASES = {
     "reward-not-callable": ({"reward_setup.rollout_reward_configs": {"not_callable:thing": {}}}, "not_callable:thing"),
     "reward-raises-systemexit": ({"reward_setup.rollout_reward_configs": {"bad_rewards:exits": {}}}, "raised SystemExit"),
     "reward-returns-text": ({"reward_setup.rollout_reward_configs": {"bad_rewards:text": {}}}, "a reward must be a number"),
+    # a scorer that raises in training: its own exception, named, with the rollout it scored (never "no running event loop")
+    "reward-raises": ({"reward_setup.rollout_reward_configs": {"bad_rewards:keyerror": {}}}, ") raised KeyError: 'gold'; the run stopped in step 1"),
+    "async-reward-raises": ({"reward_setup.rollout_reward_configs": {"bad_rewards:async_raises": {}}},
+                            "raised ZeroDivisionError: async scorer divided by zero"),
+    "verifier-raises": ({"reward_setup.rollout_reward_configs": {"numeric_match": {"verifiers": ["bad_rewards:verifier_raises"]}}},
+                        "raised TypeError: cannot compare str and int"),
     "import-not-installed": ({"environment.authorized_imports": ["no_such_module_xyz"]}, "authorized_imports"),
 }
 
@@ -171,7 +207,7 @@ def test_user_errors_are_one_line_with_status_2(tmp_path, cache, name, monkeypat
     rc = main(["run", str(cfg)])
     err = capsys.readouterr().err
     assert rc == 2, (rc, err[-3000:])
-    assert "Traceback" not in err and expected in err, err[-3000:]
+    assert "Traceback" not in err and "no running event loop" not in err and expected in err, err[-3000:]
     last = [line for line in err.splitlines() if line.startswith("retrain: ")]
     assert len(last) == 1, err[-3000:]
 
