@@ -87,8 +87,10 @@ def test_ctrl_c_stops_the_run_and_its_server(tmp_path):
     cfg.write_text(yaml.safe_dump(data))
     cache = Path(os.environ.get("RETRAIN_CACHE", Path.home() / ".cache" / "retrain"))
     env = {**os.environ, "RETRAIN_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
+    # Ctrl-C as in a terminal: a shell starts background jobs (and so this test, when pytest runs in one) with SIGINT ignored
     p = subprocess.Popen([sys.executable, "-m", "retrain.cli", "run", str(cfg)], cwd=ROOT, env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     metrics = tmp_path / "runs" / "mcp" / "metrics.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and p.poll() is None and not (metrics.exists() and metrics.read_text().count("\n") >= 1):
