@@ -84,6 +84,11 @@ def _grpo_fields() -> dict[str, Any]:
     hints = typing.get_type_hints(GRPOConfig)
     return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(GRPOConfig) if f.init}
 
+_TRL_EVAL_FIELDS = ("eval_strategy", "eval_steps", "eval_delay", "eval_on_start", "do_eval", "per_device_eval_batch_size",
+                    "eval_accumulation_steps", "eval_do_concat_batches", "eval_use_gather_object", "batch_eval_metrics",
+                    "prediction_loss_only", "load_best_model_at_end", "metric_for_best_model", "num_generations_eval",
+                    "bf16_full_eval", "fp16_full_eval")
+
 _RESERVED_HPARAMS = {"output_dir": "set the top-level 'output_dir'", "seed": "set the top-level 'seed'",
                      "report_to": "set 'algorithm.report_to'",
                      "use_vllm": "set 'environment.generation.backend' (hf, vllm_server or vllm_colocate)",
@@ -99,7 +104,9 @@ _RESERVED_HPARAMS = {"output_dir": "set the top-level 'output_dir'", "seed": "se
                      "transformers_continuous_batching_config": "retrain's rollout loop generates; this transformers option never runs",
                      "trust_remote_code": "set model.trust_remote_code (it reaches the model, the tokenizer and a vLLM engine)",
                      "vllm_structured_outputs_regex": "retrain's multi-turn rollouts do not constrain vLLM's output; remove it",
-                     "ds3_gather_for_generation": "retrain's rollout loop generates; this option of TRL's own generation never runs"}
+                     "ds3_gather_for_generation": "retrain's rollout loop generates; this option of TRL's own generation never runs",
+                     **{k: "retrain evaluates with its own 'evaluation' section (prompt_source, every_n_steps, batch_size); "
+                           "TRL's evaluation loop never runs" for k in _TRL_EVAL_FIELDS}}
 
 def _check_hparams(hp: dict[str, Any]) -> dict[str, Any]:
     fields, out = _grpo_fields(), {}
