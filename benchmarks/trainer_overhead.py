@@ -28,7 +28,8 @@ from datasets import Dataset  # noqa: E402
 
 from retrain.env import SmolAgentEnv  # noqa: E402
 from retrain.testing import build_tiny_model  # noqa: E402
-from retrain.rewards import RewardCalculator, register_reward  # noqa: E402
+from retrain.calculator import RewardCalculator  # noqa: E402
+from retrain.rewards import register_reward  # noqa: E402
 from retrain.trainer import GRPOTrainer  # noqa: E402
 
 MAX_NEW = 32

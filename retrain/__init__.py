@@ -10,7 +10,7 @@ _LAZY = {
     "TrainingConfig": "retrain.config_models",
     "ConfigError": "retrain.config_models",
     "SmolAgentEnv": "retrain.env",
-    "RewardCalculator": "retrain.rewards",
+    "RewardCalculator": "retrain.calculator",
     "reward": "retrain.rewards",
     "verifier": "retrain.rewards",
     "register_reward": "retrain.rewards",

@@ -132,7 +132,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from retrain.mcp_tools import MCPServerError
     from retrain.models import ModelLoadError
     from retrain.prompts import PromptSourceError
-    from retrain.rewards import RewardError
+    from retrain.calculator import RewardError
     from retrain.rundir import RunDirError
     from retrain.runner import SetupError
     return (ConfigError, ModelLoadError, PromptSourceError, RewardError, RunDirError, SetupError, MCPServerError, CodeExecutorError, FileExistsError)

@@ -31,7 +31,7 @@ from .models import ModelLoadError, load_model, load_tokenizer
 from .prompts import load_rows
 from .render import ROLLOUT_CSS, rollout_html
 from .report import REPORT_CSS
-from .rewards import RewardCalculator
+from .calculator import RewardCalculator
 from .trainer import rollout_metrics, rollout_record
 from .types import ProcessedTrajectory, Row
 

@@ -33,7 +33,7 @@ from .models import ModelLoadError, load_model, load_tokenizer, lora_config
 from .prompts import load_rows
 from .render import MetricLog, iter_jsonl
 from .report import report_figures, write_report
-from .rewards import RewardCalculator, RewardError
+from .calculator import RewardCalculator, RewardError
 from .rowcheck import check_rows
 from .rundir import RunLock, StartPlan, clear_incomplete, complete_checkpoints, plan_start, read_results
 from .tools import resolve_tool

@@ -21,11 +21,12 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from .kv_cache import cache_kwarg, gather_cache_, merge_cache_, output_cache, split_cache
 from .models import cache_dir, save_atomically
 from .signals import RolloutFacts, step_signals
+from .types import ActionKind, RawRolloutData, Termination, ToolCall, Turn
 
 # %% auto #0
 __all__ = ['TINY_SPECIAL_TOKENS', 'TINY_TOOL_TAGS', 'TINY_CHAT_TEMPLATE', 'DEFAULT_CORPUS', 'IMITATION_TEMPLATES',
            'build_tiny_tokenizer', 'build_tiny_model', 'build_tiny_random', 'imitation_template', 'tool_call_reply',
-           'ModelStep', 'ScriptedPolicy', 'demo_logs', 'write_demo_run']
+           'ModelStep', 'ScriptedPolicy', 'demo_logs', 'write_demo_run', 'hand_call', 'hand_answer', 'hand_episode']
 
 # %% ../nbs/12_testing.ipynb #b30fc195
 TINY_SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>"]
@@ -355,3 +356,29 @@ def write_demo_run(
         "environment": {"tools": ["calculator"]}, "seed": seed}))
     (run_dir / "results.json").write_text(json.dumps({"success_before": 0.0, "success_after": 0.97, "wall_seconds": 61.5}))
     return run_dir
+
+# %% ../nbs/12_testing.ipynb #9009715f
+def hand_call(name, args=None, result="ok", n=3, obs=2, **flags):
+    "A tool-call turn with `n` model tokens and `obs` observation tokens."
+    return Turn(index=0, token_ids=[7] * n, logprobs=[-0.1] * n, action=ActionKind.tool_call,
+                tool_call=ToolCall(name, args or {}), tool_result=result, observation_ids=[9] * obs, **flags)
+
+def hand_answer(text, n=2):
+    "A final-answer turn."
+    return Turn(index=0, token_ids=[8] * n, logprobs=[-0.1] * n, action=ActionKind.final_answer, final_answer=text)
+
+def hand_episode(*turns, answer="5535", prompt="What is 45*123?"):
+    "An episode from `turns` (renumbered and laid out in order), with the row {'prompt', 'answer'}."
+    r = RawRolloutData(prompt_ids=[1, 2, 3], row={"prompt": prompt, "answer": answer},
+                       messages=[{"role": "user", "content": prompt}])
+    for i, t in enumerate(turns):
+        t.index, t.completion_start = i, len(r.completion_ids)
+        r.turns.append(t)
+        r.append(t.token_ids, from_model=True, logprobs=t.logprobs)
+        r.append(t.observation_ids, from_model=False)
+        msg = {"role": "assistant", "content": t.text or (t.final_answer or "")}
+        if t.tool_call: msg["tool_calls"] = [t.tool_call.to_message()]
+        r.messages.append(msg)
+        if t.tool_result is not None: r.messages.append({"role": "tool", "content": t.tool_result})
+        if t.action == ActionKind.final_answer: r.final_answer, r.termination = t.final_answer, Termination.final_answer
+    return r

@@ -24,7 +24,7 @@ from .config_models import ConfigError, TrainingConfig
 from .distributed import LockStep, all_gather_objects, any_rank, gather_objects, is_main, rank, sum_over_ranks, world_size
 from .env import SmolAgentEnv
 from .generation import ClientVLLMGeneration, make_generator, trl_vllm_settings
-from .rewards import RewardCalculator
+from .calculator import RewardCalculator
 from .rundir import seal_checkpoint
 from .advantages import rollout_rewards, token_advantages
 from .signals import rollout_facts, step_signals

@@ -22,7 +22,8 @@ from trl import GRPOConfig  # noqa: E402
 
 from retrain.env import SmolAgentEnv  # noqa: E402
 from retrain.generation import VLLMServerGenerator  # noqa: E402
-from retrain.rewards import RewardCalculator, reward  # noqa: E402
+from retrain.calculator import RewardCalculator  # noqa: E402
+from retrain.rewards import reward  # noqa: E402
 from retrain.testing import build_tiny_model  # noqa: E402
 from retrain.trainer import GRPOTrainer  # noqa: E402
 

@@ -14,7 +14,7 @@ from retrain.env import SmolAgentEnv  # noqa: E402
 from retrain.evaluation import HeldOutEvaluation, evaluate_policy, heldout_metrics  # noqa: E402
 from retrain.generation import VLLMServerGenerator  # noqa: E402
 from retrain.models import load_model, load_tokenizer  # noqa: E402
-from retrain.rewards import RewardCalculator  # noqa: E402
+from retrain.calculator import RewardCalculator  # noqa: E402
 from retrain.runner import run  # noqa: F401,E402  (registers the embedded agent)
 from retrain.trainer import GRPOTrainer, grpo_config  # noqa: E402
 from retrain.types import ActionKind  # noqa: E402
