@@ -27,7 +27,7 @@ from .types import InfrastructureError, ProcessedTrajectory, RawRolloutData
 _log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['RewardError', 'trl_prompt_completion', 'RewardCalculator']
+__all__ = ['RewardError', 'trl_prompt_completion', 'RewardCalculator', 'success_reward_name']
 
 # %% ../nbs/05c_calculator.ipynb #43dfc48c
 class RewardError(RuntimeError):
@@ -315,3 +315,12 @@ def score_sync(self: RewardCalculator, rollouts: list[RawRolloutData]) -> list[P
     try: asyncio.get_running_loop()
     except RuntimeError: return asyncio.run(self.score(rollouts))
     with ThreadPoolExecutor(1) as ex: return ex.submit(asyncio.run, self.score(rollouts)).result()
+
+# %% ../nbs/05c_calculator.ipynb #f975516b
+def success_reward_name(rewards: RewardCalculator, name: str | None = None, required: bool = True) -> str | None:
+    "The reward component whose value decides success: `name`, else the first rollout-level one (None if there is none and not `required`)."
+    name = name or next((n for n in rewards.component_names if n not in rewards.step_names), None)
+    if name is None and required: raise ValueError("evaluation needs a rollout-level reward (or evaluation.success_reward)")
+    if name is not None and name not in rewards.component_names:
+        raise ValueError(f"evaluation.success_reward '{name}' is not a reward component {rewards.component_names}")
+    return name

@@ -31,16 +31,15 @@ from .models import ModelLoadError, load_model, load_tokenizer
 from .prompts import load_rows
 from .render import ROLLOUT_CSS, rollout_html
 from .report import REPORT_CSS
-from .calculator import RewardCalculator
+from .calculator import RewardCalculator, success_reward_name
 from .trainer import rollout_metrics, rollout_record
 from .types import ProcessedTrajectory, Row
 
 log = logging.getLogger("retrain")
 
 # %% auto #0
-__all__ = ['log', 'HELDOUT_FIGURES', 'pass_at_k', 'k_values', 'success_reward_name', 'succeeded', 'evaluate_policy',
-           'eval_targets', 'load_for_eval', 'eval_html', 'evaluate_sync', 'evaluate', 'eval_text', 'heldout_metrics',
-           'HeldOutEvaluation']
+__all__ = ['log', 'HELDOUT_FIGURES', 'pass_at_k', 'k_values', 'succeeded', 'evaluate_policy', 'eval_targets', 'load_for_eval',
+           'eval_html', 'evaluate_sync', 'evaluate', 'eval_text', 'heldout_metrics', 'HeldOutEvaluation']
 
 # %% ../nbs/09a_evaluation.ipynb #f84846d9
 def pass_at_k(n: int,  # samples drawn
@@ -55,14 +54,6 @@ def k_values(n: int) -> list[int]:
     return sorted({2 ** i for i in range(n.bit_length()) if 2 ** i < n} | {n}) if n >= 1 else []
 
 # %% ../nbs/09a_evaluation.ipynb #49e3dcc6
-def success_reward_name(rewards: RewardCalculator, name: str | None = None) -> str:
-    "The reward component whose value decides success: `name`, else the first rollout-level one."
-    name = name or next((n for n in rewards.component_names if n not in rewards.step_names), None)
-    if name is None: raise ValueError("evaluation needs a rollout-level reward (or evaluation.success_reward)")
-    if name not in rewards.component_names:
-        raise ValueError(f"evaluation.success_reward '{name}' is not a reward component {rewards.component_names}")
-    return name
-
 def succeeded(t: ProcessedTrajectory, name: str, threshold: float = 1.0) -> bool:
     "Whether `t`'s `name` component reached `threshold`."
     v = t.rewards.get(name)

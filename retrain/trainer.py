@@ -24,7 +24,7 @@ from .config_models import ConfigError, TrainingConfig
 from .distributed import LockStep, all_gather_objects, any_rank, gather_objects, is_main, rank, sum_over_ranks, world_size
 from .env import SmolAgentEnv
 from .generation import ClientVLLMGeneration, make_generator, trl_vllm_settings
-from .calculator import RewardCalculator
+from .calculator import RewardCalculator, success_reward_name
 from .rundir import seal_checkpoint
 from .advantages import rollout_rewards, token_advantages
 from .signals import rollout_facts, step_signals
@@ -192,9 +192,7 @@ class GRPOTrainer(_TRLGRPOTrainer):
         self.step_coef, self.mask_check_every = step_coef, mask_check_every
         self._pending_records, self._trajs, self._inputs, self._step_seconds, self._gen_calls = [], [], None, 0.0, 0
         self.mask_check_failures, self.template_noted, self._warned_tools, self.stop_requested = 0, False, set(), False
-        if success_reward is not None and success_reward not in rewards.component_names:
-            raise ValueError(f"success_reward '{success_reward}' is not a reward component {rewards.component_names}")
-        self.success_reward = success_reward or next((n for n in rewards.component_names if n not in rewards.step_names), None)
+        self.success_reward = success_reward_name(rewards, success_reward, required=False)
         self.success_threshold = success_threshold
         names = rewards.component_names
         funcs = [self._component_fn(n) for n in names]
