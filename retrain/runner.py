@@ -209,7 +209,7 @@ def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None, clos
     if problems := check_run(cfg, tokenizer, rows):  # every name, level, parameter and row, before any weights load
         raise SetupError("the run cannot start:\n" + "\n".join(problems))
     model = load_model(cfg.model.model_copy(update={"peft_config": None}))  # TRL applies the adapters
-    args = grpo_config(cfg, str(ckpt_dir))
+    args = grpo_config(cfg, str(ckpt_dir), n_params=model.num_parameters())
     env_cfg = cfg.environment
     if env_cfg.max_total_tokens is None: env_cfg = env_cfg.model_copy(update={"max_total_tokens": args.max_completion_length})
     per_step = args.generation_batch_size // args.num_generations

@@ -26,6 +26,7 @@ from .env import SmolAgentEnv
 from .generation import ClientVLLMGeneration, make_generator, trl_vllm_settings
 from .calculator import RewardCalculator, success_reward_name
 from .rundir import seal_checkpoint
+from .memory import Tiles, default_tiles, logprob_tiles, reset_peak, step_memory
 from .advantages import rollout_rewards, token_advantages
 from .signals import rollout_facts, step_signals
 from .types import ActionKind, ProcessedTrajectory, RawRolloutData, Row, Termination, jsonable
@@ -34,14 +35,18 @@ _log = logging.getLogger(__name__)
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # `rollout_func` is how retrain plugs in, by design
 
 # %% auto #0
-__all__ = ['grpo_config', 'rollout_counts', 'rollout_metrics', 'failing_tools', 'reward_figures', 'rollout_record', 'StepSink',
-           'GRPOTrainer']
+__all__ = ['CHECKPOINTING_FROM', 'grpo_config', 'rollout_counts', 'rollout_metrics', 'failing_tools', 'reward_figures',
+           'rollout_record', 'StepSink', 'GRPOTrainer']
 
 # %% ../nbs/08_trainer.ipynb #3351eff7
 _OWNED = {"reward_weights": "reward weights come from reward_setup (each function's `weight`)",
           "remove_unused_columns": "retrain keeps its row index column"}
 
-def grpo_config(cfg: TrainingConfig, output_dir: str) -> GRPOConfig:
+CHECKPOINTING_FROM = 50_000_000  # parameters: smaller models (the embedded tiny ones) only lose time recomputing
+
+def grpo_config(cfg: TrainingConfig, output_dir: str,
+                n_params: int | None = None,  # the model's parameter count, when known: decides activation checkpointing
+                ) -> GRPOConfig:
     "The `trl.GRPOConfig` for a run: CPU/GPU-aware defaults, overridden by `algorithm.hyperparameters`."
     hp = dict(cfg.algorithm.hyperparameters)
     for k, why in _OWNED.items():
@@ -63,7 +68,7 @@ def grpo_config(cfg: TrainingConfig, output_dir: str) -> GRPOConfig:
                               "per rank; use 1, or environment.generation.backend: vllm_server for a model that needs several GPUs")
     cuda = torch.cuda.is_available()
     defaults = dict(
-        bf16=cuda and torch.cuda.is_bf16_supported(), fp16=False, use_cpu=not cuda, activation_checkpointing=False,
+        bf16=cuda and torch.cuda.is_bf16_supported(), fp16=False, use_cpu=not cuda, activation_checkpointing=(n_params or 0) >= CHECKPOINTING_FROM,
         logging_steps=1, save_strategy="steps", save_steps=50, disable_tqdm=True, report_to=cfg.algorithm.report_to,
         per_device_train_batch_size=8, num_generations=8, max_completion_length=256, dataloader_num_workers=0)
     kwargs = {**defaults, **hp, "output_dir": output_dir, "seed": cfg.seed, "data_seed": cfg.seed,
@@ -157,9 +162,10 @@ class StepSink(Protocol):
 class _SinkCallback(TrainerCallback):
     "Hands TRL's averaged logs and the step's rollout records to the trainer's sinks."
     def __init__(self, trainer): self.trainer, self.t0 = trainer, None
-    def on_step_begin(self, args, state, control, **kw): self.t0 = time.perf_counter()
+    def on_step_begin(self, args, state, control, **kw): reset_peak(); self.t0 = time.perf_counter()
     def on_step_end(self, args, state, control, **kw):
         self.trainer._step_seconds = time.perf_counter() - (self.t0 or time.perf_counter())
+        for k, v in step_memory().items(): self.trainer._metrics["train"][k].append(v)  # this step's peak (rollouts included)
         if self.trainer.stop_requested: control.should_training_stop = True  # read at every step: train begin resets control
     def on_log(self, args, state, control, logs=None, **kw):
         if not logs or "train_runtime" in logs or not self.trainer.sinks: return
@@ -186,6 +192,7 @@ class GRPOTrainer(_TRLGRPOTrainer):
                  vllm_client=None,  # vllm_server: a `VLLMClient` (or a function making one) instead of the one TRL starts
                  success_reward: str | None = None,  # component deciding success in `signals/success_rate` (None: the first rollout-level one)
                  success_threshold: float = 1.0,  # success: that component at or above this
+                 logprob_tiles: Tiles | None = None,  # the tile of TRL's chunked log-probabilities (None: `default_tiles` for the device)
                  ):
         if not train_rows: raise ValueError("train_rows is empty: give the trainer at least one prompt row")
         self.env, self.rewards, self.rows, self.sinks = env, rewards, list(train_rows), list(sinks or [])
@@ -208,6 +215,7 @@ class GRPOTrainer(_TRLGRPOTrainer):
                              rollout_func=self._rollout, callbacks=callbacks)
         finally: args.use_vllm = args.use_vllm or given
         if given: self._attach_client(vllm_client)
+        self.tiles = logprob_tiles or default_tiles(self.accelerator.device)
         self.generator = make_generator("hf" if not args.use_vllm else f"vllm_{args.vllm_mode}",
                                         getattr(self, "vllm_generation", None), env.pad_id)
         self.remove_callback(PrinterCallback); self.remove_callback(ProgressCallback)
@@ -223,6 +231,11 @@ def _prompt_text(row: Row) -> str:
     "The prompt as text, for TRL's own logs (the environment renders the real prompt)."
     p = row["prompt"]
     return p if isinstance(p, str) else str(next((m["content"] for m in reversed(p) if m.get("role") == "user"), p))
+
+# %% ../nbs/08_trainer.ipynb #9f355cfc
+@patch
+def _get_per_token_logps_and_entropies(self: GRPOTrainer, *args, **kwargs):
+    with logprob_tiles(self.tiles): return _TRLGRPOTrainer._get_per_token_logps_and_entropies(self, *args, **kwargs)
 
 # %% ../nbs/08_trainer.ipynb #8b77bbd5
 @patch
