@@ -74,6 +74,7 @@ class ModelConfig(_Section):
     torch_dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("float32", description="Weights dtype")
     trust_remote_code: bool = Field(False, description="Passed to `from_pretrained`")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit)")
+    gguf_file: str | None = Field(None, description="A GGUF file inside `name_or_path` (a directory or a hub repo), as transformers' `gguf_file=`: the weights are dequantized (float32 unless torch_dtype says otherwise) and train like any others, LoRA included; needs the `gguf` package (`pip install gguf`)")
     peft_config: dict[str, Any] | None = Field(None, description="LoRA settings (fields of `peft.LoraConfig`); None trains all weights")
 
     _lora = field_validator("peft_config")(classmethod(lambda cls, v: _check_lora(v)))

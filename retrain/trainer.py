@@ -232,7 +232,7 @@ def _prompt_text(row: Row) -> str:
     p = row["prompt"]
     return p if isinstance(p, str) else str(next((m["content"] for m in reversed(p) if m.get("role") == "user"), p))
 
-# %% ../nbs/08_trainer.ipynb #9f355cfc
+# %% ../nbs/08_trainer.ipynb #bc8cf4c3
 @patch
 def _get_per_token_logps_and_entropies(self: GRPOTrainer, *args, **kwargs):
     with logprob_tiles(self.tiles): return _TRLGRPOTrainer._get_per_token_logps_and_entropies(self, *args, **kwargs)
