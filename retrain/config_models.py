@@ -180,7 +180,7 @@ class SmolAgentEnvConfig(_Section):
     max_turns: int = Field(4, ge=1, description="Model replies per episode")
     max_tokens_per_turn: int = Field(128, ge=1, description="New tokens per model reply")
     max_total_tokens: int | None = Field(None, ge=1, description="Completion budget (model + environment tokens); defaults to `max_completion_length`")
-    system_prompt: str | None = Field(None, description="System message; None uses the format's default")
+    system_prompt: str | None = Field(None, description="System message; None uses the format's default. In the json and code formats the format's tool list and call syntax stay in it: where it says `{tools}`, else after it")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="Sampling settings")
     tool_timeout: float = Field(10.0, gt=0, description="Wall-clock seconds per tool call or code action")
     authorized_imports: list[str] = Field(default_factory=list, description="Modules a code action may import")

@@ -76,7 +76,7 @@ class SmolAgentEnv:
         max_turns: int = 4,  # model replies per episode
         max_tokens_per_turn: int = 128,  # tokens per reply
         max_total_tokens: int | None = None,  # completion budget (model + environment tokens); None: unbounded
-        system_prompt: str | None = None,  # None: the format's default; '' for none
+        system_prompt: str | None = None,  # None: the format's default; '' for none; json/code: the tools at `{tools}` or after it
         sampling: SamplingConfig | None = None,  # temperature, top_p, top_k, repetition_penalty
         tool_timeout: float = 10.0,  # seconds per tool call or code action
         authorized_imports: list[str] | tuple = (),  # modules code actions may import
@@ -103,7 +103,7 @@ class SmolAgentEnv:
         self.opens_reasoning = bool(self.reasoning_tags) and self.renderer.generation_prompt().rstrip().endswith(self.reasoning_tags[0])
         close = tokenizer(self.reasoning_tags[1], add_special_tokens=False)["input_ids"] if self.reasoning_tags else []
         self.reasoning_close_id = close[0] if len(close) == 1 else None
-        self.system_prompt = self.parser.default_system_prompt() if system_prompt is None else (system_prompt or None)
+        self.system_prompt = self.parser.system_prompt(system_prompt)
         self.max_turns, self.max_tokens_per_turn, self.max_total_tokens = max_turns, max_tokens_per_turn, max_total_tokens
         self.sampling = sampling or SamplingConfig()
         self.tool_timeout, self.authorized_imports = tool_timeout, list(authorized_imports)

@@ -66,6 +66,14 @@ class ActionParser:
         "The system prompt that explains this format (None: the chat template renders the tools)."
         return None
 
+    def system_prompt(self, user: str | None = None) -> str | None:
+        "The system prompt for a user's `user` prompt: the format's tool list and call syntax stay in it (at `{tools}`, else after it)."
+        if user is None: return self.default_system_prompt()
+        if not user: return None  # '' asks for no system prompt at all
+        tools = self.default_system_prompt()
+        if tools is None: return user  # the chat template renders the tools itself
+        return user.replace("{tools}", tools) if "{tools}" in user else f"{user}\n\n{tools}"
+
     def _text(self, text: str, syntax: str | None = None) -> ParsedAction:
         "A reply without a call in this syntax: plain text, or (given the `syntax` to name) a parse error if it looks like a call."
         if syntax is not None and _LOOKS_LIKE_CALL.search(text):
