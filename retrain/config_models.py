@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 # %% auto #0
 __all__ = ['EnvironmentConfig', 'PromptSourceConfig', 'ConfigError', 'ModelConfig', 'AlgorithmConfig', 'SamplingConfig',
            'GenerationConfig', 'MCPServerConfig', 'SmolAgentEnvConfig', 'ListPromptSource', 'FilePromptSource',
-           'HFDatasetPromptSource', 'RewardFunctionConfig', 'RewardSetupConfig', 'EvaluationConfig', 'TrainingConfig',
-           'apply_overrides']
+           'HFDatasetPromptSource', 'RewardFunctionConfig', 'RewardSetupConfig', 'EvaluationConfig', 'WarmStartConfig',
+           'TrainingConfig', 'apply_overrides']
 
 # %% ../nbs/01_config.ipynb #1b56fd93
 class ConfigError(ValueError):
@@ -290,6 +290,24 @@ class EvaluationConfig(_Section):
                              f"training (got {v!r})")
         return v
 
+# %% ../nbs/01_config.ipynb #c8798e36
+class WarmStartConfig(_Section):
+    "Supervised warm start (TRL's SFTTrainer) on demonstrations played with the real tools, before RL."
+    demonstrations: str = Field(description="'package.module:function' taking a row and returning the actions that solve it: "
+                                "[(tool name, arguments), ..., ('final_answer', {'answer': ...})]")
+    prompt_source: PromptSourceConfig | None = Field(None, description="Rows to demonstrate (None: the training rows)")
+    tools: list[str] | None = Field(None, description="The demonstrations' tools (None: environment.tools)")
+    num_demonstrations: int = Field(64, ge=1, description="Demonstrations to play (the first rows of the source)")
+    steps: int = Field(20, ge=1, description="SFT optimizer steps")
+    batch_size: int = Field(8, ge=1, description="Demonstrations per step")
+    learning_rate: float = Field(5e-4, gt=0, description="AdamW learning rate (constant)")
+    lora: dict[str, Any] | None = Field(default_factory=lambda: {"r": 16, "lora_alpha": 32},
+                                        description="LoRA settings for the warm start, merged into the weights after it; None trains all weights")
+    success_reward: str | None = Field(None, description="Keep a demonstration only when this reward reaches 1 "
+                                       "(None: evaluation.success_reward; no evaluation: every demonstration that ends in a final answer)")
+
+    _lora = field_validator("lora")(classmethod(lambda cls, v: _check_lora(v)))
+
 # %% ../nbs/01_config.ipynb #6b4a8885
 class TrainingConfig(_Section):
     "A whole retrain run."
@@ -299,6 +317,7 @@ class TrainingConfig(_Section):
     prompt_source: PromptSourceConfig
     reward_setup: RewardSetupConfig
     evaluation: EvaluationConfig | None = Field(None, description="Held-out evaluation")
+    warm_start: WarmStartConfig | None = Field(None, description="Supervised warm start on demonstrations before RL")
     seed: int = Field(42, description="Seeds python, numpy and torch")
     experiment_name: str = Field("retrain-run", pattern=r"^[\w.\-]+$", description="Run directory name under `output_dir`")
     output_dir: Path = Field(Path("runs"), description="Parent of run directories")
