@@ -33,11 +33,12 @@ from .models import ModelLoadError, load_model, load_tokenizer, lora_config
 from .prompts import load_rows
 from .render import MetricLog, iter_jsonl
 from .report import report_figures, write_report
-from .calculator import RewardCalculator, RewardError
+from .calculator import RewardCalculator, RewardError, success_reward_name
 from .rowcheck import check_rows
 from .rundir import RunLock, StartPlan, clear_incomplete, complete_checkpoints, plan_start, read_results
 from .tools import resolve_tool
 from .trainer import GRPOTrainer, grpo_config
+from .warm_start import warm_started
 from .validate import check_run
 from .types import Row
 
@@ -194,6 +195,7 @@ class _Parts:
     rows: list[Row]
     eval_rows: list[Row]
     eval_kw: dict[str, Any]
+    warm_start: dict[str, Any] | None = None  # what the warm start did (None: the config has none)
 
 def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None, closing: contextlib.ExitStack) -> _Parts:
     "Check rewards, tools and prompt rows, then load the model and tokenizer and build the environment and GRPO settings."
@@ -217,11 +219,26 @@ def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None, clos
         raise SetupError(f"prompt_source has {len(rows)} rows but each step samples {per_step} prompts "
                          f"(generation batch {args.generation_batch_size} / num_generations {args.num_generations}): "
                          "add prompts or lower algorithm.hyperparameters.per_device_train_batch_size")
-    env = SmolAgentEnv.from_config(env_cfg, tokenizer, mcp_tools.tools if mcp_tools else [])
-    env.code_runner = code_runner_for(env_cfg, env.tools, closing)  # remote executors (None: local), ended with the run
+    def make_env(tools: list[str] | None = None) -> SmolAgentEnv:  # the run's environment (with other tools for demonstrations)
+        c = env_cfg if tools is None else env_cfg.model_copy(update={"tools": tools})
+        e = SmolAgentEnv.from_config(c, tokenizer, mcp_tools.tools if mcp_tools else [])
+        e.code_runner = code_runner_for(c, e.tools, closing)  # remote executors (None: local), ended with the run
+        return e
+    env, warm = make_env(), None
+    if cfg.warm_start is not None:
+        model, warm = warm_started(model, tokenizer, cfg, make_env, rows, keep=_demonstration_check(cfg, rewards))
+        _log.info("warm start: %d demonstrations, %d steps, loss %s -> %s%s", warm["demonstrations"], warm["steps"],
+                  warm["first_loss"], warm["last_loss"], " (cached)" if warm["cached"] else "")
     return _Parts(tokenizer, model, args, env, rewards,
                   rows, eval_rows,
-                  dict(success_reward=ev.success_reward, threshold=ev.success_threshold, batch_size=ev.batch_size) if ev else {})
+                  dict(success_reward=ev.success_reward, threshold=ev.success_threshold, batch_size=ev.batch_size) if ev else {}, warm)
+
+def _demonstration_check(cfg: TrainingConfig, rewards: RewardCalculator):
+    "A warm start teaches a demonstration only when its success reward reaches 1 (None: when there is no such reward)."
+    name = cfg.warm_start.success_reward or (cfg.evaluation.success_reward if cfg.evaluation else None)
+    if name is None and cfg.evaluation is None: return None
+    name = success_reward_name(rewards, name)
+    return lambda r: (rewards.score_sync([r])[0].rewards.get(name) or 0.0) >= 1.0
 
 # %% ../nbs/10_run.ipynb #7972fa95
 async def _train(trainer: GRPOTrainer, ckpt: Path | None):
@@ -316,6 +333,7 @@ async def _run(config: dict | TrainingConfig, *, resume: bool = False, fresh_sta
                              if cfg.evaluation else {}))  # `signals/success_rate` means what `retrain eval` calls success
     held_out = _held_out(trainer, cfg, p)
     results: dict[str, Any] = {"run_dir": str(run_dir), "experiment_name": cfg.experiment_name, "seed": cfg.seed, "world_size": world_size()}
+    if p.warm_start is not None: results["warm_start"] = p.warm_start
     ev, n_ev = cfg.evaluation, (len(p.eval_rows), world_size())
     if ev and ev.before:
         if "eval_before" in prior: results["eval_before"] = prior["eval_before"]
