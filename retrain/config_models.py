@@ -290,7 +290,7 @@ class EvaluationConfig(_Section):
                              f"training (got {v!r})")
         return v
 
-# %% ../nbs/01_config.ipynb #861715ec
+# %% ../nbs/01_config.ipynb #78e03e74
 class WarmStartConfig(_Section):
     "Supervised warm start (TRL's SFTTrainer) on demonstrations played with the real tools, before RL."
     demonstrations: str = Field(description="'package.module:function' taking a row and returning the actions that solve it: "
