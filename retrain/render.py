@@ -338,7 +338,7 @@ def svg_panel(
 ) -> str:
     "One panel as a standalone SVG image: a title, integer step ticks, a line per key (a band for its spread), the legend under the axes."
     keys = [k for k in log.keys() if panel.match(k)]
-    L, R, T = 44, 10, 22  # margins: tick labels on the left, title on top
+    L, R, T = 44, 16, 22  # margins: tick labels on the left, title on top
     pw = width - L - R
     series = {}
     for k in keys:

@@ -53,6 +53,7 @@ class TrainingDashboard:
         self.metric_selector = W.Dropdown(description="metric", options=[], layout=W.Layout(width="360px"))
         self.panels: dict[str, Panel] = {**MAIN_PANELS, **MORE_PANELS, "metric": Panel("any metric", lambda k: k == self.metric_selector.value)}
         self.images = {n: W.Image(format="svg+xml", layout=W.Layout(width="100%", height="auto")) for n in self.panels}
+        for n, im in self.images.items(): im.add_class("rt-panel-" + re.sub(r"[^a-z0-9]+", "-", n.lower()).strip("-"))  # for the browser test
         self.header, self.flags = W.HTML(), W.HTML()  # flags: steps where a reward component rose while success fell
         self.step_selector = W.Dropdown(description="step", options=[], layout=W.Layout(width="170px"),
                                         style={"description_width": "36px"})
