@@ -395,8 +395,7 @@ def svg_panel(
     for v in _ticks(x0, x1, 6, integer=True):
         out.append(f'<line x1="{X(v):.1f}" x2="{X(v):.1f}" y1="{T + plot_height}" y2="{T + plot_height + 3}" stroke="#8c959f"/>'
                    f'<text x="{X(v):.1f}" y="{T + plot_height + 14}" text-anchor="middle" fill="#57606a">{_tick_label(v)}</text>')
-    out.append(f'<text x="{L + pw}" y="{T + plot_height + 14}" text-anchor="end" fill="#8c959f" font-size="9">step</text>'
-               if x1 - x0 > 3 else "")
+    out.append(f'<text x="{L - 8}" y="{T + plot_height + 14}" text-anchor="end" fill="#8c959f" font-size="9">step</text>')
     for k, (x, y, s) in series.items():
         if not len(x): continue
         c = colors[k]
