@@ -464,8 +464,10 @@ def flags_html(log: MetricLog, window: int | None = None) -> str:
     flags = log_flags(log, window)
     if not flags:
         n = len(log.series(SUCCESS_KEY)[0])
+        w = min(window or max(5, n // 20), n // 2)
+        if w < 1: return f'<div class="rt-noflags">No reward-hacking flags yet: {n} step logged, too few to compare.</div>'
         return (f'<div class="rt-noflags">No reward-hacking flags: no reward component rose while success fell '
-                f'(compared over windows of {min(window or max(5, n // 20), n // 2)} steps).</div>')
+                f'(compared over windows of {w} step{"s" if w > 1 else ""}).</div>')
     items = "".join(f"<li>{_e(f)}</li>" for f in flags)
     return (f'<div class="rt-flags"><b class="rt-flag-title">⚑ {len(flags)} reward-hacking flag{"s" if len(flags) > 1 else ""}</b>: '
             f'a reward component rose while success fell. Look at these steps\' rollouts.<ul>{items}</ul></div>')

@@ -193,7 +193,7 @@ def _heldout_section(log: MetricLog, max_rows: int = 50) -> str:
     vals = {k: dict(zip(*log.series(k))) for k in keys}
     steps = spaced_steps(sorted(vals["eval/success_rate"]), max_rows)
     head = "".join(f"<th>{html.escape(k[5:].removeprefix('rewards/').replace('_', ' '))}</th>" for k in keys)
-    rows = "".join(f"<tr><td>{s:g}</td>" + "".join(f"<td>{_v(vals[k].get(s))}</td>" if s in vals[k] else "<td>–</td>" for k in keys)
+    rows = "".join(f"<tr><td>{s:g}</td>" + "".join(f"<td>{_v(vals[k].get(s))}</td>" if s in vals[k] else "<td>—</td>" for k in keys)
                    + "</tr>" for s in steps)
     return ('<section><h2>Held-out evaluation during training</h2><p>Greedy episodes on the held-out rows, every '
             f'<code>evaluation.every_n_steps</code> steps ({len(vals["eval/success_rate"])} evaluations): the points beside the '

@@ -3,8 +3,9 @@ project's `.venv`, Debian's Chromium driven by playwright, Run All on the quicks
 
 Asserted from the DOM: every code cell ran, the dashboard rendered, and while the training cell was still running the
 step dropdown gained steps and the reward and held-out success panels were redrawn at least twice; no "Error
-displaying widget" / "model not found"; no stderr output beyond `ALLOWED_STDERR` (empty). Screenshots of each
-checked moment go to `test-artifacts/browser/`.
+displaying widget" / "model not found"; no stderr output beyond `ALLOWED_STDERR` (empty). Then, from the notebook as
+JupyterLab saved it: the dashboard's output carries its last state as text and HTML. Screenshots of each checked
+moment go to `test-artifacts/browser/`.
 
 Where Chromium or `.venv-lab` is missing the test is skipped with what to install, except under CI
 (`RETRAIN_REQUIRE_BROWSER=1`, set by `.ci/run`), where it fails.
@@ -83,7 +84,7 @@ def lab(tmp_path_factory):
         shutil.copy(tmp / "lab.log", ARTIFACTS / "lab.log")
 
 
-def _run_all(lab, notebook: str, watch: str = "\0none", timeout: float = 150) -> dict:
+def _run_all(lab, notebook: str, watch: str = "<no watched cell>", timeout: float = 150) -> dict:
     url, tmp = lab
     proc = subprocess.run([str(LAB / "bin" / "python"), str(ROOT / "tests" / "browser" / "lab_driver.py"), url, notebook,
                            str(ARTIFACTS), "--watch-cell", watch, "--timeout", str(timeout), "--chromium", CHROMIUM],
@@ -117,9 +118,18 @@ def test_quickstart_dashboard_live(lab):
         assert n >= 2, f"{panel} was redrawn {n} times while the cell ran: {during}"
     assert len(res["step_options"]) >= 3, res["step_options"]
     assert len(res["shots"]) >= 3
+    # saved from JupyterLab, the dashboard's output carries its last state for viewers without a kernel (GitHub, nbviewer)
+    saved = json.loads((lab[1] / "nbs" / "quickstart.ipynb").read_text())
+    outs = [o for c in saved["cells"] if "await run(cfg" in "".join(c["source"]) for o in c.get("outputs", [])
+            if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(outs) == 1, outs
+    last = res["step_options"][-1].replace("\xa0", " ")  # "step 3"
+    assert "".join(outs[0]["data"]["text/plain"]).startswith(f"retrain TrainingDashboard: {last} |"), outs[0]["data"]["text/plain"]
+    assert "".join(outs[0]["data"]["text/html"]).count("<svg") == 4
 
 
 def test_widgets_notebook(lab):
-    res = _run_all(lab, "09_widgets.ipynb", watch="dash\n", timeout=120)
+    res = _run_all(lab, "09_widgets.ipynb", timeout=120)
     _check_clean(res)
     assert sum(c["widgets"] for c in res["cells"]) >= 1, "no dashboard rendered"
+    assert res["shots"], "no screenshot of the dashboard"

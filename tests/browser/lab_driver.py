@@ -63,7 +63,7 @@ STATE = """(watch) => {
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("url"); ap.add_argument("notebook"); ap.add_argument("out")
-    ap.add_argument("--watch-cell", default="\0none")
+    ap.add_argument("--watch-cell", default="<no watched cell>")
     ap.add_argument("--timeout", type=float, default=150)
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     a = ap.parse_args()
@@ -103,11 +103,17 @@ def main():
             else: idle_since = None
         timed_out = not (seen_running and idle_since)
         time.sleep(1)  # the cell-end update of the dashboard's output
+        page.click(".lm-MenuBar-itemLabel:text-is('File')")  # saved as a user saves it: the outputs as they stand
+        page.click(".lm-Menu-itemLabel:text-is('Save Notebook')")
+        time.sleep(2)
         state = page.evaluate(STATE, a.watch_cell)
         events = page.evaluate("() => window.__rt.events")
+        shot = out / f"{name}-9-done.png"
         if state["watched"] >= 0:
-            shot = out / f"{name}-9-done.png"
             page.locator(".jp-Notebook .jp-Cell.jp-CodeCell").nth(state["watched"]).locator(".jp-OutputArea").screenshot(path=shot)
+            shots.append(str(shot))
+        elif page.locator(".jp-OutputArea-output:has(.widget-vbox)").count():  # no watched cell: the last dashboard drawn
+            page.locator(".jp-OutputArea-output:has(.widget-vbox)").last.screenshot(path=shot, timeout=15_000)
             shots.append(str(shot))
         page.screenshot(path=out / f"{name}-page.png", full_page=False)
         browser.close()
