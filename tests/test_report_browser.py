@@ -96,3 +96,14 @@ def test_dom_holds_the_heldout_evaluations(browser, report, tmp_path):
     assert "<h2>Held-out evaluation during training</h2>" in dom and "(3 evaluations)" in dom
     table = dom.split('id="heldout"')[1].split("</table>")[0]
     assert [(int(s), float(v)) for s, v in re.findall(r"<tr><td>(\d+)</td><td>([^<]+)</td>", table)] == list(HELD_OUT.items())
+
+
+def test_dom_leads_with_the_result(browser, report, tmp_path):
+    dom = _chromium(browser, tmp_path, "--dump-dom", report.as_uri()).stdout
+    body = dom.split("<main>")[1]
+    assert body.index('id="headline"') < body.index('id="flags"') < body.index("<h2>Summary</h2>")  # the result, then the flags
+    head = body[body.index('id="headline"'):body.index('id="flags"')]
+    assert "held-out success <b>0.00 → 0.97</b>" in head and "61.5 s" in head
+    assert head.count('src="data:image/svg+xml;base64,') == 2  # the reward curve and held-out success
+    summary = body[body.index("<h2>Summary</h2>"):body.index("<h2>Reward</h2>")]
+    assert "{" not in summary.split("<details>")[0] and "success_after" not in summary  # a table, not JSON; each figure once
