@@ -171,7 +171,7 @@ def _header(self: TrainingDashboard):
         parts.append(f"held-out success <b>{100 * L('eval/success_rate'):.0f}%</b> (step {self.log.series('eval/success_rate')[0][-1]:g})")
     if "step_seconds" in self.log: parts.append(f"{L('step_seconds'):.2f} s/step")
     if any(n in self._dirty for n in self.visible): parts.append('<span style="color:#6e7781">(curves: redrawing)</span>')
-    self.header.value = " · ".join(parts)
+    self.header.value = " · ".join(f'<span style="white-space:nowrap">{p}</span>' for p in parts)  # wraps between parts only
 
 
 # %% ../nbs/09_widgets.ipynb #efaeda3a
