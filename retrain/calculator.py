@@ -266,8 +266,9 @@ class RewardCalculator:
     def weights(self) -> dict[str, float]: return {c.name: c.cfg.weight for c in self._components}
 
     def _warn_none(self, comps: list[_Component], values: list[list], gates: list[list[bool]]):
-        "Warn (once per component) when a component returned None for every rollout it scored."
+        "Warn (once per component) when a rollout-level component returned None for every rollout it scored."
         for c, vals, gate in zip(comps, values, gates):
+            if c.step: continue  # None is a step reward's "not my kind of turn": a batch with no such turn is no mistake
             got = [x for v, g in zip(vals, gate) if g for x in (v if c.step else [v])]
             if got and all(math.isnan(x) for x in got) and c.name not in self._warned_none:
                 self._warned_none.add(c.name)

@@ -30,7 +30,7 @@ from .env import SmolAgentEnv
 from .models import ModelLoadError, load_model, load_tokenizer
 from .prompts import load_rows
 from .render import ROLLOUT_CSS, rollout_html
-from .report import REPORT_CSS
+from .report import REPORT_CSS, fmt_value
 from .calculator import RewardCalculator, success_reward_name
 from .trainer import rollout_metrics, rollout_record
 from .types import ProcessedTrajectory, Row
@@ -158,12 +158,20 @@ def _figures(m: dict[str, Any]) -> dict[str, Any]:
 def _cell(v: Any) -> str: return "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else html.escape(str(v)))
 
 def eval_html(results: dict[str, Any], records: list[dict[str, Any]], max_questions: int = 50) -> str:
-    "The evaluation page: a table of every model's figures, then each question's greedy rollouts side by side."
+    "The evaluation page: greedy success per model first, the main figures, every figure behind a disclosure, then each question's greedy rollouts side by side."
     models = list(results["models"])
     figs = {m: _figures(results["models"][m]) for m in models}
     names = list(dict.fromkeys(k for m in models for k in figs[m]))
+    main = [k for k in ["success_rate", "mean_reward"] + [k for k in names if k.startswith(("reward: ", "sampled "))] +
+            ["tool_call_rate", "tool_error_rate", "mean_turns", "termination/final_answer"] if k in names]
     head = "".join(f"<th>{html.escape(m)}</th>" for m in models)
-    table = "".join(f"<tr><th>{html.escape(k)}</th>" + "".join(f"<td>{_cell(figs[m].get(k))}</td>" for m in models) + "</tr>" for k in names)
+    table = lambda keys: (f'<table class="rp-kv"><tr><th></th>{head}</tr>' + "".join(
+        f"<tr><th>{html.escape(k)}</th>" + "".join(f'<td class="rp-num">{fmt_value(figs[m].get(k), "eval/" + k)}</td>' for m in models)
+        + "</tr>" for k in keys) + "</table>")
+    success = " → ".join(f'{html.escape(m)} <b>{fmt_value(figs[m].get("success_rate"), "success")}</b>' for m in models)
+    headline = (f'<section id="headline" class="rp-headline"><p class="rp-big">greedy success {success}</p>'
+                f"<p>{results['n_prompts']} held-out prompts · success: {html.escape(str(results['success_reward']))} ≥ "
+                f"{results['threshold']}</p></section>")
     greedy = {(r["model"], r["prompt_index"]): r for r in records if r["mode"] == "greedy"}
     qs = sorted({r["prompt_index"] for r in records if r["mode"] == "greedy"})
     split = lambda q: len({greedy[(m, q)]["success"] for m in models if (m, q) in greedy}) > 1
@@ -171,7 +179,8 @@ def eval_html(results: dict[str, Any], records: list[dict[str, Any]], max_questi
     body = [f"<h1>retrain evaluation</h1><p class='rt-muted'>{html.escape(str(results.get('prompt_source', '')))} · "
             f"{results['n_prompts']} prompts · success: {html.escape(str(results['success_reward']))} ≥ {results['threshold']} · "
             f"written {datetime.datetime.now().isoformat(timespec='seconds')}</p>",
-            f'<section><h2>Figures</h2><table class="rp-kv"><tr><th></th>{head}</tr>{table}</table></section>',
+            headline, f'<section><h2>Figures</h2>{table(main)}<details><summary>All figures ({len(names)})</summary>{table(names)}'
+            "</details></section>",
             f"<section><h2>Questions</h2><p>{len(qs)} of {results['n_prompts']}, those where the models disagree first; "
             "each model's greedy rollout.</p>"]
     for q in qs:

@@ -19,12 +19,14 @@ from fastcore.basics import patch
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .signals import HackingFlag, hacking_flags
 
 # %% auto #0
-__all__ = ['ROLLOUT_CSS', 'REWARD_PANELS', 'HEALTH_PANELS', 'SIGNAL_PANELS', 'SUCCESS_KEY', 'rollout_html', 'MetricLog', 'Panel',
-           'other_keys', 'CurveFigure', 'iter_jsonl', 'best_worst', 'run_logs', 'log_flags', 'flags_html']
+__all__ = ['ROLLOUT_CSS', 'REWARD_PANELS', 'HEALTH_PANELS', 'SIGNAL_PANELS', 'PALETTE', 'SUCCESS_KEY', 'rollout_html',
+           'MetricLog', 'Panel', 'other_keys', 'CurveFigure', 'svg_panel', 'iter_jsonl', 'best_worst', 'run_logs',
+           'log_flags', 'flags_html']
 
 # %% ../nbs/08a_render.ipynb #f0c12199
 ROLLOUT_CSS = """
@@ -59,8 +61,8 @@ def _e(x: Any) -> str: return html.escape("" if x is None else str(x.value if is
 def _real(x: Any) -> bool: return isinstance(x, Real) and not isinstance(x, bool)
 
 def _f(x: Any, fmt: str = "{:.2f}") -> str:
-    "A number formatted, anything else escaped, None as a dash."
-    if x is None: return "–"
+    "A number formatted, anything else escaped; None and NaN (a value that does not apply) as a dash."
+    if x is None or (_real(x) and math.isnan(x)): return "—"
     if _real(x): return fmt.format(x)
     return _e(x)
 
@@ -249,10 +251,11 @@ class CurveFigure:
         for p, ax in zip(panels, self.axes):
             ax.set_title(p.title, fontsize=9, loc="left")
             ax.tick_params(labelsize=7)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
             ax.grid(alpha=.3)
             if p.fraction: ax.set_ylim(-.03, 1.03)
             self.notes.append(ax.text(.5, .5, "not logged", transform=ax.transAxes, ha="center", va="center", color=".6"))
-        self.fig.subplots_adjust(left=.06, right=.99, top=1 - .3 / h, bottom=.3 / h, wspace=.2, hspace=.5 * nrows / max(h / 2.3, 1))
+        self.fig.subplots_adjust(left=.06, right=.99, top=1 - .3 / h, bottom=.75 / h, wspace=.22, hspace=.75 * nrows / max(h / 2.3, 1))
         self.lines: dict[str, Any] = {}
         self.bands: dict[str, Any] = {}
         self.stale = True  # the data changed since the last `png()`
@@ -274,7 +277,8 @@ def update(self: CurveFigure, log: MetricLog):
             else: self.lines[k].set_data(x, y)
             self._band(ax, k, p.band(k), log)
         if added:
-            ax.legend(fontsize=7, loc="upper left", framealpha=.6)
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -.13), ncol=3, frameon=False, borderaxespad=0,
+                      handlelength=1.5, columnspacing=1)  # under the axes, off the data
             note.set_visible(False)
         if keys:
             ax.relim()
@@ -310,6 +314,109 @@ def png(self: CurveFigure) -> bytes:
     self.fig.savefig(buf, format="png")
     self.stale = False
     return buf.getvalue()
+
+# %% ../nbs/08a_render.ipynb #03eeb491
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+def _ticks(lo: float, hi: float, n: int = 4, integer: bool = False) -> list[float]:
+    "About `n` round tick values covering [lo, hi] (whole numbers only when `integer`)."
+    raw = max(hi - lo, 1e-12) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * (1 - 1e-9))
+    if integer: step = max(1, int(math.ceil(step)))
+    first = math.ceil(lo / step - 1e-9) * step
+    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+def _tick_label(v: float) -> str: return f"{round(v, 10):g}"
+
+def svg_panel(
+    log: MetricLog,  # the metrics to draw
+    panel: Panel,  # which keys, their labels and bands
+    width: int = 440,  # pixels
+    plot_height: int = 130,  # pixels of the axes (the title, ticks and legend add to it)
+    max_points: int = 400,  # longer series are thinned evenly for drawing (first and last kept)
+) -> str:
+    "One panel as a standalone SVG image: a title, integer step ticks, a line per key (a band for its spread), the legend under the axes."
+    keys = [k for k in log.keys() if panel.match(k)]
+    L, R, T = 44, 16, 22  # margins: tick labels on the left, title on top
+    pw = width - L - R
+    series = {}
+    for k in keys:
+        x, y = log.series(k)
+        ok = np.isfinite(y)
+        x, y = x[ok], y[ok]
+        if len(x) > max_points: i = np.unique(np.linspace(0, len(x) - 1, max_points).round().astype(int)); x, y = x[i], y[i]
+        bk = panel.band(k)
+        s = None
+        if bk is not None and bk in log:
+            bx, by = log.series(bk)
+            sd = dict(zip(bx.tolist(), by.tolist()))
+            s = np.array([sd.get(v, np.nan) for v in x.tolist()])
+        series[k] = (x, y, s)
+    colors, used = {}, 0
+    for k in keys:
+        t = _twin(k)
+        if t in colors: colors[k] = colors[t]
+        else: colors[k], used = PALETTE[used % len(PALETTE)], used + 1
+    # legend rows under the axes: label and latest value, wrapped to the width
+    items = [(k, f"{panel.label(k)} {_tick_label(float(f'{series[k][1][-1]:.3g}'))}" if len(series[k][1]) else panel.label(k))
+             for k in keys]
+    rows, row, used_w = [], [], 0
+    for k, text in items:
+        w = 22 + 6.2 * len(text)
+        if row and used_w + w > pw: rows.append(row); row, used_w = [], 0
+        row.append((k, text, used_w)); used_w += w + 10
+    if row: rows.append(row)
+    H = T + plot_height + 18 + 15 * len(rows) + 4
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{H}" viewBox="0 0 {width} {H}" '
+           f'font-family="system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif" font-size="11">',
+           f'<rect width="{width}" height="{H}" fill="#fff"/>',
+           f'<text x="{L}" y="14" font-size="12" font-weight="600" fill="#1f2328">{_e(panel.title)}</text>',
+           f'<rect x="{L}" y="{T}" width="{pw}" height="{plot_height}" fill="none" stroke="#d0d7de"/>']
+    pts = [(x, y, s) for x, y, s in series.values() if len(x)]
+    if not pts:
+        out.append(f'<text x="{L + pw / 2}" y="{T + plot_height / 2 + 4}" text-anchor="middle" fill="#8c959f">not logged yet</text></svg>')
+        return "".join(out)
+    xs = np.concatenate([x for x, _, _ in pts])
+    x0, x1 = float(xs.min()), float(xs.max())
+    if x1 - x0 < 1: x0, x1 = x0 - 0.5, x1 + 0.5
+    if panel.fraction: y0, y1 = 0.0, 1.0
+    else:
+        ys = [y for _, y, _ in pts] + [y + s for _, y, s in pts if s is not None] + [y - s for _, y, s in pts if s is not None]
+        ys = np.concatenate(ys); ys = ys[np.isfinite(ys)]
+        y0, y1 = float(ys.min()), float(ys.max())
+        pad = (y1 - y0) * 0.08 or max(abs(y0) * 0.1, 0.05)
+        y0, y1 = y0 - pad, y1 + pad
+    X = lambda v: L + (v - x0) / (x1 - x0) * pw
+    Y = lambda v: T + plot_height - (v - y0) / (y1 - y0) * plot_height
+    for v in _ticks(y0, y1, 4):
+        out.append(f'<line x1="{L}" x2="{L + pw}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#eaeef2"/>'
+                   f'<text x="{L - 4}" y="{Y(v) + 4:.1f}" text-anchor="end" fill="#57606a">{_tick_label(v)}</text>')
+    for v in _ticks(x0, x1, 6, integer=True):
+        out.append(f'<line x1="{X(v):.1f}" x2="{X(v):.1f}" y1="{T + plot_height}" y2="{T + plot_height + 3}" stroke="#8c959f"/>'
+                   f'<text x="{X(v):.1f}" y="{T + plot_height + 14}" text-anchor="middle" fill="#57606a">{_tick_label(v)}</text>')
+    out.append(f'<text x="{L - 8}" y="{T + plot_height + 14}" text-anchor="end" fill="#8c959f" font-size="9">step</text>')
+    for k, (x, y, s) in series.items():
+        if not len(x): continue
+        c = colors[k]
+        if s is not None and np.isfinite(s).any():
+            ok = np.isfinite(s)
+            up = " ".join(f"{X(a):.1f},{Y(b):.1f}" for a, b in zip(x[ok], (y + s)[ok]))
+            dn = " ".join(f"{X(a):.1f},{Y(b):.1f}" for a, b in zip(x[ok][::-1], (y - s)[ok][::-1]))
+            out.append(f'<polygon points="{up} {dn}" fill="{c}" fill-opacity=".18" stroke="none"/>')
+        line = " ".join(f"{X(a):.1f},{Y(b):.1f}" for a, b in zip(x, y))
+        dash = ' stroke-dasharray="5 3"' if _held(k) else ""
+        out.append(f'<polyline points="{line}" fill="none" stroke="{c}" stroke-width="1.6"{dash}/>')
+        if _held(k) or len(x) == 1: out += [f'<circle cx="{X(a):.1f}" cy="{Y(b):.1f}" r="2.6" fill="{c}"/>' for a, b in zip(x, y)]
+    for j, row in enumerate(rows):
+        yy = T + plot_height + 30 + 15 * j
+        for k, text, off in row:
+            dash = ' stroke-dasharray="4 2"' if _held(k) else ""
+            out.append(f'<line x1="{L + off}" x2="{L + off + 16}" y1="{yy - 4}" y2="{yy - 4}" stroke="{colors[k]}" stroke-width="2"{dash}/>'
+                       f'<text x="{L + off + 20}" y="{yy}" fill="#1f2328">{_e(text)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
 
 # %% ../nbs/08a_render.ipynb #25b2a11d
 def iter_jsonl(path: str | Path) -> Iterator[dict]:
@@ -357,8 +464,10 @@ def flags_html(log: MetricLog, window: int | None = None) -> str:
     flags = log_flags(log, window)
     if not flags:
         n = len(log.series(SUCCESS_KEY)[0])
+        w = min(window or max(5, n // 20), n // 2)
+        if w < 1: return f'<div class="rt-noflags">No reward-hacking flags yet: {n} step logged, too few to compare.</div>'
         return (f'<div class="rt-noflags">No reward-hacking flags: no reward component rose while success fell '
-                f'(compared over windows of {min(window or max(5, n // 20), n // 2)} steps).</div>')
+                f'(compared over windows of {w} step{"s" if w > 1 else ""}).</div>')
     items = "".join(f"<li>{_e(f)}</li>" for f in flags)
     return (f'<div class="rt-flags"><b class="rt-flag-title">⚑ {len(flags)} reward-hacking flag{"s" if len(flags) > 1 else ""}</b>: '
             f'a reward component rose while success fell. Look at these steps\' rollouts.<ul>{items}</ul></div>')

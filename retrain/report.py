@@ -19,10 +19,11 @@ import yaml
 import retrain
 from .render import (HEALTH_PANELS, REWARD_PANELS, ROLLOUT_CSS, CurveFigure, MetricLog, Panel, best_worst,
                             iter_jsonl, other_keys, rollout_html, run_logs)
-from .render import SIGNAL_PANELS, flags_html
+from .render import SIGNAL_PANELS, flags_html, svg_panel
 
 # %% auto #0
-__all__ = ['REPORT_CSS', 'spaced_steps', 'step_extremes', 'report_figures', 'report_html', 'write_report']
+__all__ = ['REPORT_CSS', 'spaced_steps', 'step_extremes', 'report_figures', 'fmt_value', 'eval_table', 'report_html',
+           'write_report']
 
 # %% ../nbs/08b_report.ipynb #b4580765
 def spaced_steps(steps: list[int], max_steps: int = 20) -> list[int]:
@@ -73,34 +74,98 @@ h1{font-size:24px;margin:8px 0 0}h2{font-size:18px;border-bottom:1px solid #d0d7
 h3{font-size:15px;margin:18px 0 4px}
 section>img{max-width:100%;background:#fff;border:1px solid #d0d7de;border-radius:6px}
 .rp-kv{border-collapse:collapse;background:#fff}.rp-kv td,.rp-kv th{border:1px solid #d0d7de;padding:3px 10px;text-align:left}
+.rp-kv td.rp-num{text-align:right;font-variant-numeric:tabular-nums}
 .rp-pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:12px}
+.rp-headline{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:12px 16px;margin:12px 0}
+.rp-big{font-size:22px;margin:0 0 4px}.rp-big b{font-size:26px}
+.rp-curves{display:flex;flex-wrap:wrap;gap:8px;margin-top:8px}.rp-curves img{flex:1 1 420px;max-width:560px;border:1px solid #eaeef2;border-radius:6px}
+details{margin:10px 0}summary{cursor:pointer;font-weight:600}
 pre{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:8px;overflow:auto;font-size:12px}
 """
 
-def _v(x: Any) -> str:
-    if isinstance(x, float): return f"{x:.4g}"
+def fmt_value(x: Any, key: str = "") -> str:
+    "A value as HTML, as a reader wants it: numbers rounded to what they mean (by `key`), None as a dash, lists joined, dicts as a small table."
+    if x is None or (isinstance(x, float) and x != x): return "—"
+    if isinstance(x, bool): return "yes" if x else "no"
+    if isinstance(x, Real):
+        k = key.lower()
+        if k.endswith("seconds"): return f"{x:,.1f} s"
+        if k.endswith("_mb"): return f"{x:,.0f} MB"
+        if "rate" in k and "learning" not in k or k.startswith(("success", "termination/", "eval/")): return f"{x:.2f}"
+        if isinstance(x, int) or float(x).is_integer() and abs(x) >= 1: return f"{int(x):,}" if abs(x) >= 1e4 else f"{x:g}"
+        return f"{x:.4g}"
+    if isinstance(x, dict): return _kv(list(x.items())) if x else "—"
+    if isinstance(x, (list, tuple)) and all(not isinstance(v, (dict, list, tuple)) for v in x): return html.escape(", ".join(map(str, x)))
     return html.escape(x if isinstance(x, str) else json.dumps(x, ensure_ascii=False, default=str))
 
-def _kv(rows: list[tuple[str, Any]]) -> str:
-    return '<table class="rp-kv">' + "".join(f"<tr><th>{html.escape(k)}</th><td>{_v(v)}</td></tr>" for k, v in rows) + "</table>"
+_v = fmt_value
 
-def _summary(config: dict | None, config_text: str | None, results: dict | None, log: MetricLog, n_steps: int) -> str:
-    rows: list[tuple[str, Any]] = []
+def _kv(rows: list[tuple[str, Any]]) -> str:
+    return '<table class="rp-kv">' + "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_v(v, str(k))}</td></tr>" for k, v in rows) + "</table>"
+
+_SHOWN_ELSEWHERE = {"eval_before", "eval_after", "final_metrics", "success_before", "success_after", "run_dir", "experiment_name", "report"}
+
+def _summary(config: dict | None, results: dict | None, log: MetricLog, n_steps: int) -> str:
+    "The run at a glance: what was trained how, and what the run reported, each key once."
+    rows: dict[str, Any] = {}
     if config:
         hp = (config.get("algorithm") or {}).get("hyperparameters") or {}
         for k, v in (("model", (config.get("model") or {}).get("name_or_path")), ("tools", (config.get("environment") or {}).get("tools")),
                      ("max_steps", hp.get("max_steps")), ("learning_rate", hp.get("learning_rate")),
                      ("num_generations", hp.get("num_generations")), ("seed", config.get("seed"))):
-            if v is not None: rows.append((k, v))
-    if results: rows += [(str(k), v) for k, v in results.items()]
+            if v is not None: rows[k] = v
+    for k, v in (results or {}).items():
+        if k not in _SHOWN_ELSEWHERE: rows.setdefault(str(k), v)
+    if "reward" in log: rows["steps logged"] = len(log.series("reward")[0])
+    rows["steps with rollouts"] = n_steps
+    return _kv(list(rows.items()))
+
+def _eval_rows(m: dict) -> dict[str, Any]:
+    "An evaluation summary's figures as flat rows (its reward components as `reward: name`)."
+    out = {}
+    for k, v in m.items():
+        if k == "rewards" and isinstance(v, dict): out.update({f"reward: {n}": x for n, x in v.items()})
+        elif k not in ("n", "per_rank", "success_reward", "threshold") and not isinstance(v, (dict, list)): out[k] = v
+    return out
+
+def eval_table(before: dict | None, after: dict | None) -> str:
+    "The held-out evaluation before and after training side by side, with the change."
+    b, a = _eval_rows(before or {}), _eval_rows(after or {})
+    keys = list(dict.fromkeys([*b, *a]))
+    def change(k):
+        x, y = b.get(k), a.get(k)
+        ok = all(isinstance(v, Real) and not isinstance(v, bool) and v == v for v in (x, y))
+        return f"{y - x:+.2f}" if ok else "—"
+    rows = "".join(f'<tr><th>{html.escape(k)}</th><td class="rp-num">{_v(b.get(k), "eval/" + k)}</td>'
+                   f'<td class="rp-num">{_v(a.get(k), "eval/" + k)}</td><td class="rp-num">{change(k)}</td></tr>' for k in keys)
+    ref = after or before or {}
+    note = (f"<p class='rt-muted'>{ref.get('n', '?')} held-out rows, greedy; success: {html.escape(str(ref.get('success_reward', '?')))} "
+            f"≥ {ref.get('threshold', '?')}</p>")
+    return note + f'<table class="rp-kv" id="eval"><tr><th></th><th>before</th><th>after</th><th>change</th></tr>{rows}</table>'
+
+def _svg_uri(svg: str) -> str: return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode("ascii")
+
+def _headline(results: dict, log: MetricLog) -> str:
+    "What the run achieved, first: held-out success before → after, the reward from first to last step, the reward curve."
+    out = []
+    sb, sa = results.get("success_before"), results.get("success_after")
+    if sb is not None or sa is not None:
+        n = (results.get("eval_after") or results.get("eval_before") or {}).get("n")
+        out.append(f'<p class="rp-big">held-out success <b>{_v(sb, "success")} → {_v(sa, "success")}</b> '
+                   f'<span class="rt-muted">before → after training{f", {n} rows, greedy" if n else ""}</span></p>')
+    facts = []
     if "reward" in log:
         x, y = log.series("reward")
-        rows += [("steps logged", len(x)), ("reward, first step", float(y[0])), ("reward, last step", float(y[-1])),
-                 ("reward, best step", f"{y.max():.4g} (step {x[y.argmax()]:g})")]
-    rows.append(("steps with rollouts", n_steps))
-    out = _kv(rows)
-    if config_text: out += f"<details><summary>config.yaml</summary><pre>{html.escape(config_text)}</pre></details>"
-    return out
+        facts.append(f"training reward {y[0]:.3g} (step {x[0]:g}) → {y[-1]:.3g} (step {x[-1]:g}), best {y.max():.3g} (step {x[y.argmax()]:g})")
+    if results.get("global_step") is not None: facts.append(f"{_v(results['global_step'])} steps")
+    if results.get("wall_seconds") is not None: facts.append(_v(results["wall_seconds"], "wall_seconds"))
+    if facts: out.append(f"<p>{' · '.join(facts)}</p>")
+    panels = [p for p in (REWARD_PANELS[0], REWARD_PANELS[2]) if any(p.match(k) for k in log.keys())]
+    if panels:
+        out.append('<div class="rp-curves">' + "".join(f'<img alt="{html.escape(p.title)}" src="{_svg_uri(svg_panel(log, p, width=520))}">'
+                                                       for p in panels) + "</div>")
+    return f'<section id="headline" class="rp-headline">{"".join(out)}</section>' if out else ""
+
 
 # %% ../nbs/08b_report.ipynb #11d593ad
 def _flags_section(log: MetricLog) -> str:
@@ -128,7 +193,7 @@ def _heldout_section(log: MetricLog, max_rows: int = 50) -> str:
     vals = {k: dict(zip(*log.series(k))) for k in keys}
     steps = spaced_steps(sorted(vals["eval/success_rate"]), max_rows)
     head = "".join(f"<th>{html.escape(k[5:].removeprefix('rewards/').replace('_', ' '))}</th>" for k in keys)
-    rows = "".join(f"<tr><td>{s:g}</td>" + "".join(f"<td>{_v(vals[k].get(s))}</td>" if s in vals[k] else "<td>–</td>" for k in keys)
+    rows = "".join(f"<tr><td>{s:g}</td>" + "".join(f"<td>{_v(vals[k].get(s))}</td>" if s in vals[k] else "<td>—</td>" for k in keys)
                    + "</tr>" for s in steps)
     return ('<section><h2>Held-out evaluation during training</h2><p>Greedy episodes on the held-out rows, every '
             f'<code>evaluation.every_n_steps</code> steps ({len(vals["eval/success_rate"])} evaluations): the points beside the '
@@ -156,12 +221,18 @@ def report_html(
     try: results = json.loads(res_path.read_text(encoding="utf-8")) if res_path.exists() else None
     except json.JSONDecodeError as e: raise ValueError(f"{res_path} is not valid JSON ({e}); fix or remove it to write the report") from e
     name = (config or {}).get("experiment_name") or run_dir.resolve().name
+    results = results if isinstance(results, dict) else {}
+    final = results.get("final_metrics") or ({k: log.last(k) for k in log.keys()} if log.keys() else {})
     body = [f"<h1>retrain report · {html.escape(str(name))}</h1>",
             f'<p class="rt-muted">{html.escape(str(run_dir.resolve()))} · written '
             f'{datetime.datetime.now().isoformat(timespec="seconds")} by retrain {html.escape(retrain.__version__)}</p>',
-            _flags_section(log),
-            "<section><h2>Summary</h2>", _summary(config, config_text, results if isinstance(results, dict) else None, log, len(ext)),
-            "</section>"]
+            _headline(results, log), _flags_section(log),
+            "<section><h2>Summary</h2>", _summary(config, results, log, len(ext))]
+    if results.get("eval_before") or results.get("eval_after"):
+        body += ["<h3>Held-out evaluation, before and after training</h3>", eval_table(results.get("eval_before"), results.get("eval_after"))]
+    if final: body.append(f"<details><summary>All metrics of the last step ({len(final)})</summary>{_kv(list(final.items()))}</details>")
+    if config_text: body.append(f"<details><summary>config.yaml</summary><pre>{html.escape(config_text)}</pre></details>")
+    body.append("</section>")
     for title, png in (figures if figures is not None else report_figures(log)):
         body.append(f'<section><h2>{title}</h2><img alt="{title} curves" src="{_png_uri(png)}"></section>')
     body.append(_heldout_section(log))

@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import resource
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,7 +303,11 @@ async def _run(config: dict | TrainingConfig, *, resume: bool = False, fresh_sta
     cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
     logging.getLogger("retrain").setLevel(cfg.logging_level)
     if not logging.getLogger("retrain").handlers and not logging.getLogger().handlers:  # else logging_level would show nothing
-        logging.getLogger("retrain").addHandler(logging.StreamHandler())
+        if _in_notebook():  # a notebook shows stderr as trouble: progress lines on stdout, warnings on stderr
+            out, err = logging.StreamHandler(sys.stdout), logging.StreamHandler()
+            out.addFilter(lambda r: r.levelno < logging.WARNING); err.setLevel(logging.WARNING)
+            for h in (out, err): logging.getLogger("retrain").addHandler(h)
+        else: logging.getLogger("retrain").addHandler(logging.StreamHandler())
     if cfg.num_threads: _set_threads(cfg.num_threads)
     _seed_everything(cfg.seed)
     run_dir = Path(cfg.output_dir) / cfg.experiment_name

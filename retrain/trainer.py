@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections import Counter
 from types import SimpleNamespace
 from typing import Any, Protocol
@@ -267,7 +268,9 @@ def _signals_over_ranks(trajs: list[ProcessedTrajectory], group_size: int, succe
 @patch
 def _generate_and_score_completions(self: GRPOTrainer, inputs):
     self._inputs = inputs
-    out = _TRLGRPOTrainer._generate_and_score_completions(self, inputs)
+    with warnings.catch_warnings():  # TRL 1.16 reads transformers' deprecated `is_gradient_checkpointing` each step
+        warnings.filterwarnings("ignore", r"`is_gradient_checkpointing` is deprecated", FutureWarning, r"transformers\.modeling_utils")
+        out = _TRLGRPOTrainer._generate_and_score_completions(self, inputs)
     if not self.model.training: return out
     failed = [i for i, t in enumerate(self._trajs) if t.failed]
     any_failed = any_rank(bool(failed))  # every rank takes the same path: the recount below is collective

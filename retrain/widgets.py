@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import weakref
 from numbers import Real
 from pathlib import Path
@@ -16,15 +17,25 @@ from typing import Any
 import ipywidgets as W
 from fastcore.basics import patch
 
-from .render import (HEALTH_PANELS, REWARD_PANELS, ROLLOUT_CSS, CurveFigure, MetricLog, Panel, best_worst, iter_jsonl,
+from .render import (HEALTH_PANELS, REWARD_PANELS, ROLLOUT_CSS, MetricLog, Panel, best_worst, iter_jsonl,
                             other_keys, rollout_html, run_logs)
-from .render import SIGNAL_PANELS, flags_html
+from .render import SIGNAL_PANELS, flags_html, svg_panel
 
 # %% auto #0
-__all__ = ['TrainingDashboard']
+__all__ = ['MAIN_PANELS', 'MORE_PANELS', 'TrainingDashboard']
 
 # %% ../nbs/09_widgets.ipynb #e2811668
-def _num(x: Any) -> str: return f"{x:.2f}" if isinstance(x, Real) and not isinstance(x, bool) else "–"
+def _num(x: Any) -> str: return f"{x:.2f}" if isinstance(x, Real) and not isinstance(x, bool) and not math.isnan(x) else "—"
+
+# the panels a run is read by first, shown open; the rest sit in "more curves", drawn while it is open
+MAIN_PANELS = {"reward": REWARD_PANELS[0], "held-out success": REWARD_PANELS[2], "tool use": HEALTH_PANELS[0],
+               "terminations": HEALTH_PANELS[1]}
+MORE_PANELS = {"reward components": REWARD_PANELS[1], **{p.title: p for p in HEALTH_PANELS[2:]},
+               **{f"signals: {p.title}": p for p in SIGNAL_PANELS}}
+
+def _grid(children: list) -> W.GridBox:
+    return W.GridBox(children, layout=W.Layout(grid_template_columns="repeat(auto-fill, minmax(340px, 1fr))", grid_gap="4px 8px",
+                                               width="100%"))
 
 class TrainingDashboard:
     "Live reward curves, health figures and a rollout browser, fed by the trainer after every step."
@@ -32,41 +43,51 @@ class TrainingDashboard:
                  every: int = 1,  # refresh the curves, header and browser every `every` steps
                  max_rollouts_per_step: int = 64,  # rollouts kept per step (the best and worst always among them)
                  max_steps_kept: int = 200,  # steps whose rollouts are kept; past it every other older step is dropped
-                 max_overhead: float | None = 0.02,  # share of wall time figure rendering may take (None: no limit)
-                 dpi: int = 72):
+                 max_overhead: float | None = 0.02,  # share of wall time drawing may take (None: no limit)
+                 ):
         if every < 1: raise ValueError(f"every={every}: must be >= 1")
         if max_rollouts_per_step < 2: raise ValueError(f"max_rollouts_per_step={max_rollouts_per_step}: must be >= 2 (best and worst)")
         if max_overhead is not None and not 0 < max_overhead <= 1: raise ValueError(f"max_overhead={max_overhead}: must be in (0, 1] or None")
         self.every, self.max_rollouts_per_step, self.max_steps_kept, self.max_overhead = every, max_rollouts_per_step, max_steps_kept, max_overhead
         self.log, self.rollouts, self.step = MetricLog(), {}, None
-        self.reward_figure = CurveFigure(REWARD_PANELS, ncols=2, row_height=2.8, dpi=dpi)
-        self.health_figure = CurveFigure(HEALTH_PANELS, ncols=3, dpi=dpi)
-        self.signal_figure = CurveFigure(SIGNAL_PANELS, ncols=3, dpi=dpi)  # reward-hacking signals
-        self.metric_figure = CurveFigure([Panel("", lambda k: k == self.metric_selector.value)], ncols=1, row_height=2.2, dpi=dpi)
-        self._figs = {"rewards": self.reward_figure, "health": self.health_figure, "signals": self.signal_figure, "metric": self.metric_figure}
-        self.images = {n: W.Image(format="png", layout=W.Layout(max_width="100%")) for n in self._figs}
-        self.drawn_at = {n: -math.inf for n in self._figs}  # perf_counter() of each figure's last render
+        self.metric_selector = W.Dropdown(description="metric", options=[], layout=W.Layout(width="360px"))
+        self.panels: dict[str, Panel] = {**MAIN_PANELS, **MORE_PANELS, "metric": Panel("any metric", lambda k: k == self.metric_selector.value)}
+        self.images = {n: W.Image(format="svg+xml", layout=W.Layout(width="100%", height="auto")) for n in self.panels}
+        for n, im in self.images.items(): im.add_class("rt-panel-" + re.sub(r"[^a-z0-9]+", "-", n.lower()).strip("-"))  # for the browser test
         self.header, self.flags = W.HTML(), W.HTML()  # flags: steps where a reward component rose while success fell
-        self.metric_selector = W.Dropdown(description="metric", options=[])
-        self.step_selector = W.Dropdown(description="step", options=[], layout=W.Layout(width="160px"))
-        self.rollout_selector = W.Dropdown(description="rollout", options=[], layout=W.Layout(width="330px"))
-        self.best_button, self.worst_button = W.Button(description="best"), W.Button(description="worst")
-        self.follow = W.Checkbox(value=True, description="follow latest step", indent=False)
+        self.step_selector = W.Dropdown(description="step", options=[], layout=W.Layout(width="170px"),
+                                        style={"description_width": "36px"})
+        self.rollout_selector = W.Dropdown(description="rollout", options=[], layout=W.Layout(width="380px"),
+                                           style={"description_width": "52px"})
+        self.best_button = W.Button(description="best", layout=W.Layout(width="64px"))
+        self.worst_button = W.Button(description="worst", layout=W.Layout(width="64px"))
+        self.follow = W.Checkbox(value=True, description="follow latest step", indent=False, layout=W.Layout(width="160px"))
         self.rollout_html = W.HTML("<i>no rollouts logged yet</i>")
-        self.widget = W.VBox([self.header, self.flags, self.images["rewards"], self.images["health"], self.images["signals"],
-                              self.metric_selector, self.images["metric"],
-                              W.HBox([self.step_selector, self.rollout_selector, self.best_button, self.worst_button, self.follow]),
-                              self.rollout_html])
+        more = W.VBox([_grid([self.images[n] for n in MORE_PANELS]), self.metric_selector,
+                       W.Box([self.images["metric"]], layout=W.Layout(width="min(100%, 560px)"))])
+        self.more = W.Accordion([more], selected_index=None)
+        self.more.set_title(0, "more curves: reward components, turns, lengths, tokens, KL, reward-hacking signals, any metric")
+        self.widget = W.VBox([self.header, self.flags, _grid([self.images[n] for n in MAIN_PANELS]), self.more,
+                              W.HBox([self.step_selector, self.rollout_selector, self.best_button, self.worst_button, self.follow],
+                                     layout=W.Layout(flex_flow="row wrap", align_items="center")),
+                              self.rollout_html], layout=W.Layout(width="100%", max_width="1100px"))
         self.render_seconds, self.renders, self.seconds = 0.0, 0, 0.0  # cost accounting
-        self.render_cost: dict[str, float] = {}  # seconds the last update + render of each figure took
-        self._pending, self._refreshed, self._last_render, self._quiet, self._hooked = 0, False, -math.inf, False, False
-        self._dirty: set[str] = set()  # figures whose lines are behind the log
+        self.drawn_at = {n: -math.inf for n in self.panels}  # perf_counter() of each panel's last drawing
+        self._cost, self._last_render, self._version, self._shown_version = 0.0, -math.inf, 0, -1
+        self._pending, self._refreshed, self._quiet, self._hooked, self._display_id = 0, False, False, False, None
+        self._dirty: set[str] = set()  # panels whose image is behind the log
         self.step_selector.observe(self._on_pick_step, "value")
         self.rollout_selector.observe(lambda c: self._quiet or self._show_rollout(), "value")
         self.follow.observe(lambda c: c["new"] and self._sync_browser(), "value")
         self.metric_selector.observe(self._on_pick_metric, "value")
+        self.more.observe(lambda c: c["new"] is not None and self._render(force=True), "selected_index")
         self.best_button.on_click(lambda b: self.show(best=True))
         self.worst_button.on_click(lambda b: self.show(best=False))
+
+@patch(as_prop=True)
+def visible(self: TrainingDashboard) -> list[str]:
+    "The panels on screen: the main ones, and the rest while *more curves* is open."
+    return list(self.panels) if self.more.selected_index is not None else list(MAIN_PANELS)
 
 
 # %% ../nbs/09_widgets.ipynb #b9a450ee
@@ -99,7 +120,7 @@ def _store(self: TrainingDashboard, step: int, rollouts: list[dict]):
 
 @patch
 def _update(self: TrainingDashboard):
-    self._pending, self._refreshed = 0, True
+    self._pending, self._refreshed, self._version = 0, True, self._version + 1
     keys = self.log.keys()
     if keys and tuple(keys) != tuple(self.metric_selector.options):
         cur = self.metric_selector.value
@@ -108,42 +129,40 @@ def _update(self: TrainingDashboard):
         others = other_keys(keys)
         self.metric_selector.value = cur if cur in keys else "loss" if "loss" in keys else (others or keys)[0]
         self._quiet = False
-    self._dirty |= set(self._figs)
+    self._dirty |= set(self.panels)
     self._sync_browser()
     self._header()
     self.flags.value = f"<style>{ROLLOUT_CSS}</style>" + flags_html(self.log) if "signals/success_rate" in self.log else ""
 
+
 # %% ../nbs/09_widgets.ipynb #47dcbbe2
 @patch
 def _render(self: TrainingDashboard, force: bool = False):
-    "Update and render figures behind the log: all when `force`, else the longest-waiting one if the budget allows."
-    stale = sorted(self._dirty, key=self.drawn_at.get)
-    if not force:
-        if not stale: return
-        # wait until this figure's last cost (or the dearest seen) is within budget of the time since the last render
-        est = self.render_cost.get(stale[0], max(self.render_cost.values(), default=0.0))
-        if perf_counter() < self._last_render + est / self.max_overhead: return
-        stale = stale[:1]
-    for n in stale:
-        t = perf_counter()
-        self._figs[n].update(self.log)
-        self.images[n].value = self._figs[n].png()
+    "Draw the visible panels behind the log: now when `force` or when the last drawing's cost fits the budget, else later."
+    todo = [n for n in self.visible if n in self._dirty]
+    if not todo: return
+    # the last drawing took `_cost` seconds: wait until it is within `max_overhead` of the time since
+    if not force and perf_counter() < self._last_render + self._cost / self.max_overhead: return
+    t = perf_counter()
+    for n in todo:
+        self.images[n].value = svg_panel(self.log, self.panels[n]).encode()
         self._dirty.discard(n)
-        self.drawn_at[n] = self._last_render = now = perf_counter()
-        self.render_cost[n] = now - t
-        self.render_seconds += now - t
-        self.renders += 1
-    if stale: self._header()
+        self.drawn_at[n] = perf_counter()
+    self._last_render = now = perf_counter()
+    self._cost = now - t
+    self.render_seconds += now - t
+    self.renders += len(todo)
+    self._header()
 
 @patch
 def refresh(self: TrainingDashboard):
-    "Bring every figure, the header and the browser up to date now."
+    "Bring every panel, the header and the browser up to date now."
     if self._pending or not self._refreshed: self._update()
     self._render(force=True)
 
 @patch
 def _header(self: TrainingDashboard):
-    L, parts = self.log.last, [f"<b>step {html.escape(str(self.step))}</b>"]
+    L, parts = self.log.last, [f"<b>step {html.escape(str(self.step)) if self.step is not None else '—'}</b>"]
     if "reward" in self.log: parts.append(f"reward <b>{L('reward'):.3f}</b>" + (f" ± {L('reward_std'):.3f}" if "reward_std" in self.log else ""))
     for k, name in (("tool_call_rate", "tool calls"), ("tool_error_rate", "tool errors"), ("parse_error_rate", "parse errors")):
         if k in self.log: parts.append(f"{name} {100 * L(k):.0f}%")
@@ -151,9 +170,9 @@ def _header(self: TrainingDashboard):
     if "eval/success_rate" in self.log:
         parts.append(f"held-out success <b>{100 * L('eval/success_rate'):.0f}%</b> (step {self.log.series('eval/success_rate')[0][-1]:g})")
     if "step_seconds" in self.log: parts.append(f"{L('step_seconds'):.2f} s/step")
-    stale = [n for n in self._figs if n in self._dirty]
-    if stale: parts.append(f'<span style="color:#6e7781">figures redraw every few seconds (waiting: {", ".join(stale)})</span>')
-    self.header.value = " · ".join(parts)
+    if any(n in self._dirty for n in self.visible): parts.append('<span style="color:#6e7781">(curves: redrawing)</span>')
+    self.header.value = " · ".join(f'<span style="white-space:nowrap">{p}</span>' for p in parts)  # wraps between parts only
+
 
 # %% ../nbs/09_widgets.ipynb #efaeda3a
 @patch
@@ -212,18 +231,34 @@ def _on_pick_step(self: TrainingDashboard, change):
 @patch
 def _on_pick_metric(self: TrainingDashboard, change):
     if self._quiet: return
-    self.metric_figure.reset()
-    self.metric_figure.update(self.log)
-    self.images["metric"].value = self.metric_figure.png()
+    self.images["metric"].value = svg_panel(self.log, self.panels["metric"]).encode()
     self._dirty.discard("metric")
 
 # %% ../nbs/09_widgets.ipynb #850942c4
+@patch
+def snapshot_html(self: TrainingDashboard) -> str:
+    "The dashboard's current state as static HTML: header, flags and the main curves (what a saved notebook shows without a kernel)."
+    svgs = "".join(f'<div style="flex:1 1 340px;max-width:560px">{svg_panel(self.log, self.panels[n])}</div>' for n in MAIN_PANELS)
+    svgs = svgs.replace('<svg xmlns="http://www.w3.org/2000/svg" width="440"', '<svg xmlns="http://www.w3.org/2000/svg" width="100%"')
+    return (f'<div class="retrain-dashboard-snapshot"><div>{self.header.value}</div>{self.flags.value}'
+            f'<div style="display:flex;flex-wrap:wrap;gap:4px 8px">{svgs}</div>'
+            '<div style="color:#6e7781;font-size:12px">retrain dashboard, last state (run the notebook to browse rollouts)</div></div>')
+
+@patch
+def _bundle(self: TrainingDashboard) -> dict[str, Any]:
+    "The widget's MIME bundle, with the current state as its HTML and text fallbacks for a saved notebook."
+    bundle = self.widget._repr_mimebundle_() or {}
+    text = re.sub(r"<[^>]+>", "", self.header.value.replace(" · ", " | "))
+    return {**bundle, "text/plain": f"retrain TrainingDashboard: {html.unescape(text)}", "text/html": self.snapshot_html()}
+
 @patch
 def display(self: TrainingDashboard):
     "Show the dashboard in the notebook."
     from IPython.display import display
     self.refresh()
-    display(self.widget)
+    self._display_id = self._display_id or f"retrain-dashboard-{id(self)}"
+    display(self._bundle(), raw=True, display_id=self._display_id)
+    self._shown_version = self._version
     self._hook_cell_end()
 
 @patch
@@ -231,16 +266,22 @@ def _ipython_display_(self: TrainingDashboard): self.display()
 
 @patch
 def _hook_cell_end(self: TrainingDashboard):
-    "Inside IPython, render what the budget skipped once the running cell finishes."
+    "Inside IPython: when the running cell finishes, draw what the budget deferred and store the last state as the output's fallback."
     from IPython import get_ipython
     ip = get_ipython()
     if ip is None or self._hooked: return
     ref = weakref.ref(self)
     def at_cell_end(*args):
         d = ref()
-        if d is not None and (d._pending or d._dirty): d.refresh()
+        if d is None: return
+        if d._pending or d._dirty: d.refresh()
+        if d._display_id and d._version != d._shown_version:
+            from IPython.display import update_display
+            update_display(d._bundle(), raw=True, display_id=d._display_id)
+            d._shown_version = d._version
     ip.events.register("post_run_cell", at_cell_end)
     self._hooked = True
+
 
 # %% ../nbs/09_widgets.ipynb #5a98ab2b
 @patch(cls_method=True)

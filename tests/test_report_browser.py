@@ -1,6 +1,8 @@
 """The run report opened in real headless Chromium: the page renders (a screenshot that is not blank) and its DOM
-holds the rollouts' text. Skipped, with a message saying how to get a browser, where none is installed."""
+holds the rollouts' text. Skipped, with a message saying how to get a browser, where none is installed (failed instead
+under `RETRAIN_REQUIRE_BROWSER=1`, as `.ci/run` sets)."""
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -27,6 +29,8 @@ def _find_browser() -> str | None:
 @pytest.fixture(scope="module")
 def browser() -> str:
     path = _find_browser()
+    if path is None and os.environ.get("RETRAIN_REQUIRE_BROWSER"):  # CI (.ci/run) installs one: missing there is a failure
+        pytest.fail("no Chromium found, and RETRAIN_REQUIRE_BROWSER is set: `apt-get install -y chromium`")
     if path is None:
         pytest.skip("no Chromium found: install one to run the browser check of report.html "
                     "(Debian/Ubuntu: `apt-get install -y chromium`)")
@@ -92,3 +96,14 @@ def test_dom_holds_the_heldout_evaluations(browser, report, tmp_path):
     assert "<h2>Held-out evaluation during training</h2>" in dom and "(3 evaluations)" in dom
     table = dom.split('id="heldout"')[1].split("</table>")[0]
     assert [(int(s), float(v)) for s, v in re.findall(r"<tr><td>(\d+)</td><td>([^<]+)</td>", table)] == list(HELD_OUT.items())
+
+
+def test_dom_leads_with_the_result(browser, report, tmp_path):
+    dom = _chromium(browser, tmp_path, "--dump-dom", report.as_uri()).stdout
+    body = dom.split("<main>")[1]
+    assert body.index('id="headline"') < body.index('id="flags"') < body.index("<h2>Summary</h2>")  # the result, then the flags
+    head = body[body.index('id="headline"'):body.index('id="flags"')]
+    assert "held-out success <b>0.00 → 0.97</b>" in head and "61.5 s" in head
+    assert head.count('src="data:image/svg+xml;base64,') == 2  # the reward curve and held-out success
+    summary = body[body.index("<h2>Summary</h2>"):body.index("<h2>Reward</h2>")]
+    assert "{" not in summary.split("<details>")[0] and "success_after" not in summary  # a table, not JSON; each figure once
