@@ -28,6 +28,7 @@ from .mcp_tools import MCPCallback, MCPTools, mcp_tools_for
 from .trackers import tracker_sink
 from .code_executors import code_runner_for
 from .env import SmolAgentEnv
+from .agents import env_from_config
 from .evaluation import HeldOutEvaluation, evaluate_policy, heldout_metrics
 from .models import ModelLoadError, load_model, load_tokenizer, lora_config
 from .prompts import load_rows
@@ -217,7 +218,7 @@ def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None, clos
         raise SetupError(f"prompt_source has {len(rows)} rows but each step samples {per_step} prompts "
                          f"(generation batch {args.generation_batch_size} / num_generations {args.num_generations}): "
                          "add prompts or lower algorithm.hyperparameters.per_device_train_batch_size")
-    env = SmolAgentEnv.from_config(env_cfg, tokenizer, mcp_tools.tools if mcp_tools else [])
+    env = env_from_config(env_cfg, tokenizer, mcp_tools.tools if mcp_tools else [])  # an `AgentEnv` when environment.agent is set
     env.code_runner = code_runner_for(env_cfg, env.tools, closing)  # remote executors (None: local), ended with the run
     return _Parts(tokenizer, model, args, env, rewards,
                   rows, eval_rows,
