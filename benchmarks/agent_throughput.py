@@ -12,7 +12,11 @@ the figure with the default prompt.
 `SmolAgentEnv` drives one `DecodeBatch` from its own loop; the agent runs one thread per episode, and its model
 calls join a shared `DecodeBatch` through `DecodeFront` (re-rendered prompts reuse each row's cache up to where
 they differ). Model tokens/s is the model-sampled tokens of the batch over its wall time; medians of `--reps`
-interleaved repetitions. The last line is machine-readable: `RESULT agent_vs_env_b32=<r> agent_default_prompt_vs_env_b32=<r>`.
+interleaved repetitions. Tokens fed per second (prompt, observation and sampled tokens through the model: what a
+forward costs) are printed beside it, because smolagents re-renders its memory for every call, so that its
+episodes put several times more prompt tokens through the model per sampled token than `SmolAgentEnv`'s. The last
+line is machine-readable:
+`RESULT agent_vs_env_b32=<r> agent_default_prompt_vs_env_b32=<r> fed_agent_vs_env_b32=<r>`.
 
 usage: python benchmarks/agent_throughput.py [--threads 1] [--reps 5] [--batch 32]
 """
@@ -59,13 +63,15 @@ def default_agent(model, tools=(), max_steps=2):
     return ToolCallingAgent(tools=[multiply], model=model, max_steps=max_steps)
 
 
-def timed(env, rows, model) -> tuple[float, int]:
-    "(model tokens per second, model tokens) of one batch."
+def timed(env, rows, model) -> tuple[float, int, float]:
+    "(model tokens per second, model tokens, tokens fed to the model per second) of one batch."
     t0 = time.perf_counter()
     ros = env.rollout_sync(rows, model)
     dt = time.perf_counter() - t0
     n = sum(r.n_model_tokens for r in ros)
-    return n / dt, n
+    if isinstance(env, AgentEnv): fed = env.last_front.tokens_fed
+    else: fed = len({tuple(r.prompt_ids) for r in ros}) * len(ros[0].prompt_ids) + sum(len(r.completion_ids) for r in ros)  # prompts share a prefill
+    return n / dt, n, fed / dt
 
 
 def main():
@@ -87,13 +93,16 @@ def main():
     got = {k: [] for k in envs}
     for _ in range(a.reps):
         for k, env in envs.items(): got[k].append(timed(env, rows, model))
-    med = {k: statistics.median(x for x, _ in v) for k, v in got.items()}
+    med = {k: statistics.median(x for x, _, _ in v) for k, v in got.items()}
+    fed = {k: statistics.median(f for _, _, f in v) for k, v in got.items()}
     for k, v in got.items():
-        print(f"{k:>22}: {med[k]:8.0f} model tokens/s (median of {a.reps}; {statistics.median(n for _, n in v):.0f} tokens a batch)")
+        print(f"{k:>22}: {med[k]:8.0f} model tokens/s, {fed[k]:8.0f} tokens fed/s "
+              f"(median of {a.reps}; {statistics.median(n for _, n, _ in v):.0f} model tokens a batch)")
     fr = envs["agent"].last_front
     print(f"agent front: {fr.forwards} forwards for {fr.rows_fed} row-steps (last batch)")
     print(f"RESULT agent_vs_env_b{a.batch}={med['agent'] / med['env']:.3f} "
-          f"agent_default_prompt_vs_env_b{a.batch}={med['agent_default_prompt'] / med['env']:.3f}")
+          f"agent_default_prompt_vs_env_b{a.batch}={med['agent_default_prompt'] / med['env']:.3f} "
+          f"fed_agent_vs_env_b{a.batch}={fed['agent'] / fed['env']:.3f}")
 
 
 if __name__ == "__main__":
