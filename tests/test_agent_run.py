@@ -42,13 +42,17 @@ def test_retrain_run_trains_a_code_agent(tmp_path):
         "environment": {"agent": "my_agents:build", "agent_kwargs": {"max_steps": 1}, "max_tokens_per_turn": 8},
         "prompt_source": {"type": "list", "prompts": [{"prompt": "What is 2+3?", "answer": "5"}]},
         "reward_setup": {"rollout_reward_configs": {"numeric_match": {}}},
+        "evaluation": {"prompt_source": {"type": "list", "prompts": [{"prompt": "What is 4+4?", "answer": "8"}]}, "before": False},
         "output_dir": str(tmp_path / "runs"), "experiment_name": "agent", "num_threads": 1, "seed": 3,
     }
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "RETRAIN_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1",
            "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    r = subprocess.run([sys.executable, "-m", "retrain.cli", "run", str(tmp_path / "cfg.yaml")], capture_output=True, text=True,
-                       cwd=ROOT, env=env, timeout=600)
+    def retrain(*args):
+        return subprocess.run([sys.executable, "-m", "retrain.cli", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    r = retrain("validate", str(tmp_path / "cfg.yaml"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = retrain("run", str(tmp_path / "cfg.yaml"))
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = tmp_path / "runs" / "agent"
     metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -61,3 +65,9 @@ def test_retrain_run_trains_a_code_agent(tmp_path):
         assert [t["agent_step"] for t in rec["turns"]] == ["action", "final_answer"]
         assert rec["termination"] == "max_steps"
     assert (run_dir / "report.html").is_file()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["eval_after"]["success_rate"] == 0.0  # the held-out evaluation ran the agent (greedy)
+    r = retrain("eval", str(tmp_path / "cfg.yaml"), "--model", str(run_dir), "--out", str(tmp_path / "eval"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    ends = [json.loads(x)["termination"] for x in (tmp_path / "eval" / "eval_rollouts.jsonl").read_text().splitlines()]
+    assert ends and set(ends) == {"max_steps"}
