@@ -1,10 +1,12 @@
-"""`retrain run` on a smolagents agent as it is: `environment.agent` names a factory module that builds a `CodeAgent`."""
+"""`retrain run` on a smolagents agent as it is: `environment.agent` names a factory module that builds a `CodeAgent`
+(or a `ToolCallingAgent`)."""
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,7 +15,7 @@ FACTORY = '''
 import importlib.resources
 
 import yaml
-from smolagents import CodeAgent, tool
+from smolagents import CodeAgent, ToolCallingAgent, tool
 
 @tool
 def add(a: int, b: int) -> int:
@@ -30,16 +32,22 @@ def build(model, tools, max_steps=2):
     t = yaml.safe_load(importlib.resources.files("smolagents.prompts").joinpath("code_agent.yaml").read_text())
     t["system_prompt"] = "Solve the task in Python inside <code></code>; call final_answer(x) at the end. {{ custom_instructions }}"
     return CodeAgent(tools=[add, *tools], model=model, instructions="Use add for sums.", max_steps=max_steps, prompt_templates=t)
+
+def build_caller(model, tools, max_steps=2):
+    t = yaml.safe_load(importlib.resources.files("smolagents.prompts").joinpath("toolcalling_agent.yaml").read_text())
+    t["system_prompt"] = "Call one tool a reply, as JSON. {{ custom_instructions }}"
+    return ToolCallingAgent(tools=[add, *tools], model=model, instructions="Use add for sums.", max_steps=max_steps, prompt_templates=t)
 '''
 
 
-def test_retrain_run_trains_a_code_agent(tmp_path):
+@pytest.mark.parametrize("factory", ["build", "build_caller"])
+def test_retrain_run_trains_an_agent(tmp_path, factory):
     (tmp_path / "my_agents.py").write_text(FACTORY)
     cfg = {
         "model": {"name_or_path": "retrain/tiny-random"},
         "algorithm": {"hyperparameters": {"max_steps": 2, "per_device_train_batch_size": 4, "num_generations": 4,
                                           "max_completion_length": 64, "learning_rate": 1e-3}},
-        "environment": {"agent": "my_agents:build", "agent_kwargs": {"max_steps": 1}, "max_tokens_per_turn": 8},
+        "environment": {"agent": f"my_agents:{factory}", "agent_kwargs": {"max_steps": 1}, "max_tokens_per_turn": 8},
         "prompt_source": {"type": "list", "prompts": [{"prompt": "What is 2+3?", "answer": "5"}]},
         "reward_setup": {"rollout_reward_configs": {"numeric_match": {}}},
         "evaluation": {"prompt_source": {"type": "list", "prompts": [{"prompt": "What is 4+4?", "answer": "8"}]}, "before": False},
@@ -61,7 +69,7 @@ def test_retrain_run_trains_a_code_agent(tmp_path):
     assert "each call trains on its own prompt" in r.stderr + r.stdout  # which case applies, and why, said once
     recs = [json.loads(x) for x in (run_dir / "rollouts.jsonl").read_text().splitlines()]
     assert len(recs) == 8
-    for rec in recs:  # a step of the CodeAgent, then smolagents' answer after max_steps
+    for rec in recs:  # a step of the agent, then smolagents' answer after max_steps
         assert [t["agent_step"] for t in rec["turns"]] == ["action", "final_answer"]
         assert rec["termination"] == "max_steps"
     assert (run_dir / "report.html").is_file()
