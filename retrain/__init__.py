@@ -9,7 +9,8 @@ _LAZY = {
     "evaluate": "retrain.evaluation",
     "TrainingConfig": "retrain.config_models",
     "ConfigError": "retrain.config_models",
-    "SmolAgentEnv": "retrain.env",
+    "SmolAgentEnv": "retrain.agents",  # the class of retrain.env, with `from_agent` (defined in retrain.agents)
+    "AgentEnv": "retrain.agents",
     "RewardCalculator": "retrain.calculator",
     "reward": "retrain.rewards",
     "verifier": "retrain.rewards",

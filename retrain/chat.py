@@ -177,6 +177,44 @@ def _mask_problems(ro: RawRolloutData, renderer: ChatRenderer) -> list[str]:
     if pos != len(ro.completion_ids): probs.append(f"completion has {len(ro.completion_ids) - pos} tokens after the last turn")
     return probs
 
+# %% ../nbs/03a_chat.ipynb #47796c20
+def _split_note(ro: RawRolloutData, tokenizer) -> str | None:
+    "Where a call's prompt first stops extending the previous call's prompt and sampled tokens."
+    for k in range(1, len(ro.calls)):
+        prev, p = ro.calls[k - 1].prompt_ids + ro.calls[k - 1].token_ids, ro.calls[k].prompt_ids
+        i = next((i for i, (x, y) in enumerate(zip(prev, p)) if x != y), min(len(prev), len(p)))
+        if i < len(prev) or len(p) == len(prev):
+            return (f"model call {k}'s prompt is not the previous call's prompt and sampled tokens continued: they differ at "
+                    f"token {i} ({tokenizer.decode(p[max(0, i - 8):i + 8])!r} instead of {tokenizer.decode(prev[max(0, i - 8):i + 8])!r}); "
+                    f"the agent re-renders its memory, so each call trains on its own prompt")
+    return None
+
+def _check_calls(ro: RawRolloutData, tokenizer, strict: bool = False) -> RolloutCheck:
+    probs, pos = [], 0
+    note = _split_note(ro, tokenizer)
+    if ro.one_sequence != (note is None):
+        probs.append(f"one_sequence is {ro.one_sequence} but the calls' prompts {'do not ' if note else ''}extend each other")
+    if len(ro.turns) != len(ro.calls): probs.append(f"{len(ro.turns)} turns for {len(ro.calls)} model calls")
+    if ro.prompt_ids != ro.calls[0].prompt_ids: probs.append("the prompt is not the first call's prompt")
+    for k, (c, t) in enumerate(zip(ro.calls, ro.turns)):
+        if not c.token_ids or len(c.token_ids) != len(c.logprobs): probs.append(f"call {k}: {len(c.token_ids)} tokens, {len(c.logprobs)} log-probs")
+        if not tokenizer.decode(c.token_ids, skip_special_tokens=True).startswith(c.text):
+            probs.append(f"call {k}: the text the agent got is not the sampled tokens' decoding")
+        if ro.one_sequence and k:
+            env = c.prompt_ids[len(ro.calls[k - 1].prompt_ids) + len(ro.calls[k - 1].token_ids):]
+            if ro.completion_ids[pos:pos + len(env)] != env or any(ro.env_mask[pos:pos + len(env)]) or any(ro.logprobs[pos:pos + len(env)]):
+                probs.append(f"call {k}: the tokens before it are not its prompt's new tokens with env_mask 0 and log-prob 0")
+            pos += len(env)
+        a, b = pos, pos + len(c.token_ids)
+        if t.completion_start != a or t.token_ids != c.token_ids: probs.append(f"turn {k} is not call {k}'s sampled tokens at {a}")
+        if ro.completion_ids[a:b] != c.token_ids or ro.env_mask[a:b] != [1] * (b - a) or ro.logprobs[a:b] != c.logprobs:
+            probs.append(f"call {k}: completion[{a}:{b}] is not its sampled tokens with env_mask 1 and their log-probs")
+        pos = b
+    if pos != len(ro.completion_ids): probs.append(f"completion has {len(ro.completion_ids) - pos} tokens after the last call")
+    res = RolloutCheck(not probs, ro.one_sequence, ro.one_sequence, None, probs, note)
+    if strict and not res.ok: raise ValueError("rollout check failed:\n" + "\n".join(probs))
+    return res
+
 # %% ../nbs/03a_chat.ipynb #57c7bf50
 def check_rollout(
     rollout: RawRolloutData,
@@ -186,6 +224,7 @@ def check_rollout(
     template_kwargs: dict | None = None,  # the template variables the rollout was rendered with
 ) -> RolloutCheck:
     "Verify a rollout's token masks and observations, and whether re-rendering reproduces it."
+    if rollout.calls: return _check_calls(rollout, tokenizer, strict)  # an agent that renders its own prompts
     renderer = ChatRenderer(tokenizer, tools, template_kwargs)
     probs = _mask_problems(rollout, renderer)
     masks_ok = not probs

@@ -171,6 +171,11 @@ class MCPServerConfig(_Section):
             raise ValueError(f"mcp server '{self.name}': headers are for a streamable-HTTP server ('url'), not a 'command'")
         return self
 
+# %% ../nbs/01_config.ipynb #be2ced32
+_OWN_LOOP = {"tool_call_format", "system_prompt", "plain_text_is_final", "tool_parser", "reasoning_tags", "max_turns",
+             "tool_timeout", "authorized_imports", "max_observation_tokens", "code_state_budget", "draft_tokens",
+             "code_executor", "code_executor_kwargs", "code_executor_workers"}  # settings of retrain's own loop, refused with `agent`
+
 # %% ../nbs/01_config.ipynb #489fcf3f
 class SmolAgentEnvConfig(_Section):
     "A multi-turn environment over smolagents tools."
@@ -197,6 +202,9 @@ class SmolAgentEnvConfig(_Section):
                                "'docker', 'e2b' or 'modal' (smolagents' remote executors; see `retrain.code_executors`)")
     code_executor_kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to a remote executor's constructor")
     code_executor_workers: int = Field(4, ge=1, description="Remote executors at most, each running one code action at a time")
+    agent: str | None = Field(None, description="'package.module:factory' building a smolagents agent on retrain's model, "
+                              "`factory(model, tools, **agent_kwargs)`: retrain trains that agent's own loop (see `retrain.agents`)")
+    agent_kwargs: dict[str, Any] = Field(default_factory=dict, description="More keyword arguments for the `agent` factory")
 
     @model_validator(mode="after")
     def _mcp_servers_fit(self):
@@ -208,6 +216,20 @@ class SmolAgentEnvConfig(_Section):
         if self.mcp_servers and self.tool_call_format == "code":
             raise ValueError("mcp_servers: code actions run in a separate process that cannot reach MCP servers; "
                              "use tool_call_format native or json")
+        return self
+
+    @model_validator(mode="after")
+    def _agent_fits(self):
+        if not self.agent:
+            if self.agent_kwargs: raise ValueError("agent_kwargs are for an agent factory: set agent: 'package.module:factory'")
+            return self
+        if ":" not in self.agent: raise ValueError(f"agent must be 'package.module:factory', got {self.agent!r}")
+        own = sorted(set(self.model_fields_set) & _OWN_LOOP)
+        if own: raise ValueError(f"{', '.join(own)} describe retrain's own agent loop; with agent set, the smolagents agent's own "
+                                 "loop runs (its prompts, formats, max_steps and tools decide): remove them")
+        if self.generation.backend != "hf":
+            raise ValueError(f"agent: generation.backend '{self.generation.backend}' is not supported yet; agents sample with 'hf'")
+        if self.sampling.repetition_penalty != 1.0: raise ValueError("agent: sampling.repetition_penalty is not supported (leave it at 1.0)")
         return self
 
 EnvironmentConfig = SmolAgentEnvConfig  # a tagged union once there is a second environment type
@@ -290,7 +312,7 @@ class EvaluationConfig(_Section):
                              f"training (got {v!r})")
         return v
 
-# %% ../nbs/01_config.ipynb #78e03e74
+# %% ../nbs/01_config.ipynb #9e15b19b
 class WarmStartConfig(_Section):
     "Supervised warm start (TRL's SFTTrainer) on demonstrations played with the real tools, before RL."
     demonstrations: str = Field(description="'package.module:function' taking a row and returning the actions that solve it: "

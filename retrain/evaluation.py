@@ -27,6 +27,7 @@ from .code_executors import code_runner_for
 from .mcp_tools import mcp_tools_for
 from .distributed import LockStep, all_gather_objects, is_main, shard, world_size
 from .env import SmolAgentEnv
+from .agents import env_from_config
 from .models import ModelLoadError, load_model, load_tokenizer
 from .prompts import load_rows
 from .render import ROLLOUT_CSS, rollout_html
@@ -239,7 +240,7 @@ def evaluate_sync(config: dict | TrainingConfig | str | Path, model: str | list[
         for label, path in targets:
             bar.set_description(f"evaluating {label}")
             policy, tok = load_for_eval(cfg, path)
-            env = SmolAgentEnv.from_config(env_cfg, tok, mcp_tools.tools if mcp_tools else [])
+            env = env_from_config(env_cfg, tok, mcp_tools.tools if mcp_tools else [])
             env.code_runner = code_runner_for(env_cfg, env.tools, closing)
             summary, greedy, sampled = evaluate_policy(env, rewards, policy, rows, samples=samples,
                                                        success_reward=name, threshold=thr, batch_size=bs, on_batch=bar.update)

@@ -29,6 +29,7 @@ from .mcp_tools import MCPCallback, MCPTools, mcp_tools_for
 from .trackers import tracker_sink
 from .code_executors import code_runner_for
 from .env import SmolAgentEnv
+from .agents import env_from_config
 from .evaluation import HeldOutEvaluation, evaluate_policy, heldout_metrics
 from .models import ModelLoadError, load_model, load_tokenizer, lora_config
 from .prompts import load_rows
@@ -222,7 +223,7 @@ def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None, clos
                          "add prompts or lower algorithm.hyperparameters.per_device_train_batch_size")
     def make_env(tools: list[str] | None = None) -> SmolAgentEnv:  # the run's environment (with other tools for demonstrations)
         c = env_cfg if tools is None else env_cfg.model_copy(update={"tools": tools})
-        e = SmolAgentEnv.from_config(c, tokenizer, mcp_tools.tools if mcp_tools else [])
+        e = env_from_config(c, tokenizer, mcp_tools.tools if mcp_tools else [])  # an `AgentEnv` when environment.agent is set
         e.code_runner = code_runner_for(c, e.tools, closing)  # remote executors (None: local), ended with the run
         return e
     env, warm = make_env(), None

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 import warnings
@@ -28,7 +29,7 @@ from .generation import ClientVLLMGeneration, make_generator, trl_vllm_settings
 from .calculator import RewardCalculator, success_reward_name
 from .rundir import seal_checkpoint
 from .memory import Tiles, default_tiles, logprob_tiles, reset_peak, step_memory
-from .advantages import rollout_rewards, token_advantages
+from .advantages import pad_advantages, rollout_rewards, token_advantages
 from .signals import rollout_facts, step_signals
 from .types import ActionKind, ProcessedTrajectory, RawRolloutData, Row, Termination, jsonable
 
@@ -146,7 +147,8 @@ def rollout_record(traj: ProcessedTrajectory, tokenizer, *, step: int, index: in
               "tool_call": None if t.tool_call is None else {"name": t.tool_call.name, "arguments": jsonable(t.tool_call.arguments)},
               "tool_result": t.tool_result, "final_answer": t.final_answer, "parse_error": t.parse_error,
               "tool_error": t.tool_error, "invalid_arguments": t.invalid_arguments, "timed_out": t.timed_out,
-              "infra_error": t.infra_error, "error_message": t.error_message, "generation_seconds": t.generation_seconds, "tool_seconds": t.tool_seconds}
+              "infra_error": t.infra_error, "error_message": t.error_message, "generation_seconds": t.generation_seconds, "tool_seconds": t.tool_seconds,
+              "agent_step": t.agent_step}
              for t in raw.turns]  # built field by field: `asdict` would deep-copy every token id and log-prob
     return {"step": step, "index": index, "group": group, "total_reward": traj.total_reward,
             "rewards": dict(traj.rewards), "weights": dict(traj.weights), "turn_rewards": list(traj.turn_rewards),
@@ -199,6 +201,7 @@ class GRPOTrainer(_TRLGRPOTrainer):
         self.env, self.rewards, self.rows, self.sinks = env, rewards, list(train_rows), list(sinks or [])
         self.step_coef, self.mask_check_every = step_coef, mask_check_every
         self._pending_records, self._trajs, self._inputs, self._step_seconds, self._gen_calls = [], [], None, 0.0, 0
+        self._split = None  # while TRL scores agent episodes split per model call: its entries (see `_train_calls`)
         self.mask_check_failures, self.template_noted, self._warned_tools, self.stop_requested = 0, False, set(), False
         self.success_reward = success_reward_name(rewards, success_reward, required=False)
         self.success_threshold = success_threshold
@@ -223,7 +226,8 @@ class GRPOTrainer(_TRLGRPOTrainer):
         self.add_callback(_SinkCallback(self))
 
     def _component_fn(self, name: str):
-        def component(prompts, completions, **kwargs): return [t.rewards.get(name) for t in self._trajs]
+        def component(prompts, completions, **kwargs):  # per TRL entry: its episode's value (None on a padding entry)
+            return [None if t is None else t.rewards.get(name) for t in (self._split.trajs if self._split else self._trajs)]
         component.__name__ = name
         return component
 
@@ -268,6 +272,7 @@ def _signals_over_ranks(trajs: list[ProcessedTrajectory], group_size: int, succe
 @patch
 def _generate_and_score_completions(self: GRPOTrainer, inputs):
     self._inputs = inputs
+    if self.model.training and getattr(self.env, "trains_calls", False): return _train_calls(self, inputs)
     with warnings.catch_warnings():  # TRL 1.16 reads transformers' deprecated `is_gradient_checkpointing` each step
         warnings.filterwarnings("ignore", r"`is_gradient_checkpointing` is deprecated", FutureWarning, r"transformers\.modeling_utils")
         out = _TRLGRPOTrainer._generate_and_score_completions(self, inputs)
@@ -295,7 +300,14 @@ def _exclude_failed(self: GRPOTrainer, out: dict, failed: list[int]):
 # %% ../nbs/08_trainer.ipynb #7311290f
 @patch
 def _rollout(self: GRPOTrainer, prompts: list, trainer=None) -> dict[str, list]:
-    rows = [self.rows[int(x["row_index"])] for x in self._inputs]
+    if self._split is not None: return self._split.outputs  # agent episodes, played already: one entry per training sequence
+    rollouts = self._play([self.rows[int(x["row_index"])] for x in self._inputs])
+    return {"prompt_ids": [r.prompt_ids for r in rollouts], "completion_ids": [r.completion_ids for r in rollouts],
+            "logprobs": [r.logprobs for r in rollouts], "env_mask": [r.env_mask for r in rollouts]}
+
+@patch
+def _play(self: GRPOTrainer, rows: list[Row]) -> list[RawRolloutData]:
+    "The step's episodes, scored (`self._trajs`), their metrics logged, one checked, their records queued."
     model = self.accelerator.unwrap_model(self.model)
     rollouts = self.env.rollout_sync(rows, model, generator=self.generator, lockstep=LockStep.when_sharded(model, self.env.pad_id))
     self._trajs = self.rewards.score_sync(rollouts)
@@ -328,8 +340,53 @@ def _rollout(self: GRPOTrainer, prompts: list, trainer=None) -> dict[str, list]:
         if is_main():
             for i, rec in enumerate(r for part in parts for r in part): rec["index"], rec["group"] = i, i // n
             self._pending_records += [r for part in parts for r in part]
-    return {"prompt_ids": [r.prompt_ids for r in rollouts], "completion_ids": [r.completion_ids for r in rollouts],
-            "logprobs": [r.logprobs for r in rollouts], "env_mask": [r.env_mask for r in rollouts]}
+    return rollouts
+
+# %% ../nbs/08_trainer.ipynb #bc9c567b
+def _train_calls(self: GRPOTrainer, inputs: list[dict]) -> dict:
+    "TRL's scoring over the step's agent episodes, one entry per training sequence (one per episode, or one per model call)."
+    rollouts = self._play([self.rows[int(x["row_index"])] for x in inputs])
+    seqs = [(i, k) for i, r in enumerate(rollouts) for k in ([None] if r.one_sequence else range(len(r.calls)))]
+    m = math.lcm(self.num_generations, self.args.steps_per_generation)
+    n = -(-max(all_gather_objects(len(seqs))) // m) * m
+    pad = n - len(seqs)
+    outs = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "env_mask": []}
+    for i, k in seqs:
+        r = rollouts[i]
+        c = (r.prompt_ids, r.completion_ids, r.logprobs, r.env_mask) if k is None else \
+            (r.calls[k].prompt_ids, r.calls[k].token_ids, r.calls[k].logprobs, [1] * len(r.calls[k].token_ids))
+        for key, v in zip(outs, c): outs[key].append(list(v))
+    for key, v in zip(outs, ([self.env.pad_id], [self.env.pad_id], [0.0], [0])): outs[key] += [v] * pad
+    self._split = SimpleNamespace(outputs=outs, trajs=[self._trajs[i] for i, _ in seqs] + [None] * pad)
+    try: out = _TRLGRPOTrainer._generate_and_score_completions(self, [inputs[i] for i, _ in seqs] + [inputs[0]] * pad)
+    finally: self._split = None
+    off = [j for j, (i, _) in enumerate(seqs) if self._trajs[i].failed] + list(range(len(seqs), n))
+    out["completion_mask"][off] = 0  # padding and failed episodes: no loss; TRL's token normaliser recounted on every rank
+    mask = out["completion_mask"] * out["tool_mask"] if "tool_mask" in out else out["completion_mask"]
+    out["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum().to(out["num_items_in_batch"].dtype)
+    every = all_gather_objects(rollout_rewards(self._trajs, keys=[int(x["row_index"]) for x in inputs]))
+    adv = token_advantages(self._trajs, self.num_generations, scale_rewards=self.args.scale_rewards, step_coef=self.step_coef,
+                           batch=[x for part in every for x in part], offset=sum(len(x) for x in every[:rank()]))
+    rows = [adv.tokens[i] if k is None else adv.tokens[i][slice(*rollouts[i].turns[k].span)] for i, k in seqs]
+    out["advantages"] = torch.nan_to_num(pad_advantages(rows + [torch.zeros(1)] * pad, out["completion_ids"].shape[1])).to(out["advantages"].device)
+    _episode_reward_metrics(self, self._metrics["train"])
+    return out
+
+def _episode_reward_metrics(self: GRPOTrainer, metrics: dict):
+    "TRL's reward means of this step, over episodes (every rank's) rather than over TRL's entries."
+    names, w = self.rewards.component_names, self.rewards.weights
+    vals = [[float("nan") if t.rewards.get(n) is None else float(t.rewards[n]) for n in names] for t in self._trajs]
+    v = torch.tensor([x for part in all_gather_objects(vals) for x in part], dtype=torch.float32).reshape(-1, len(names))
+    for j, n in enumerate(names):
+        metrics[f"rewards/{n}/mean"][-1] = torch.nanmean(v[:, j]).item()
+        metrics[f"rewards/{n}/std"][-1] = _nanstd(v[:, j]).item()
+    total = (v * torch.tensor([w[n] for n in names])).nansum(1)
+    total[torch.isnan(v).all(1)] = float("nan")
+    metrics["reward"][-1], metrics["reward_std"][-1] = torch.nanmean(total).item(), _nanstd(total).item()
+
+def _nanstd(x: torch.Tensor) -> torch.Tensor:
+    x = x[~torch.isnan(x)]
+    return x.std() if len(x) > 1 else torch.tensor(0.0)
 
 # %% ../nbs/08_trainer.ipynb #7e8badaf
 @patch

@@ -10,8 +10,8 @@ from enum import Enum
 from typing import Any
 
 # %% auto #0
-__all__ = ['Message', 'Row', 'TokenIds', 'ToolCall', 'ActionKind', 'Turn', 'Termination', 'RawRolloutData', 'InfrastructureError',
-           'ProcessedTrajectory']
+__all__ = ['Message', 'Row', 'TokenIds', 'ToolCall', 'ActionKind', 'Turn', 'Termination', 'ModelCall', 'RawRolloutData',
+           'InfrastructureError', 'ProcessedTrajectory']
 
 # %% ../nbs/00_types.ipynb #04ef9963
 Message = dict[str, Any]  # a chat message: {"role": ..., "content": ..., "tool_calls": [...]}
@@ -63,6 +63,7 @@ class Turn:
     generation_seconds: float = 0.0  # this turn's share of the batched generate call
     tool_seconds: float = 0.0  # wall time of the tool call
     reasoning_tokens: int = 0  # tokens of the reply's reasoning block (`<think>…</think>` by default)
+    agent_step: str | None = None  # a smolagents agent's step this reply made: 'action', 'planning', 'final_answer' (after max steps) or 'managed'
 
     @property
     def n_errors(self) -> int:
@@ -84,6 +85,20 @@ class Termination(str, Enum):
     truncated_turn = "truncated_turn"  # a reply was cut at `max_tokens_per_turn` (never scored as an answer)
     truncated_budget = "truncated_budget"  # a reply was cut by the completion budget (never scored as an answer)
     infra_failure = "infra_failure"  # the environment's infrastructure failed (see `InfrastructureError`)
+    max_steps = "max_steps"  # a smolagents agent reached its `max_steps` (its answer then comes from one more model call)
+    final_answer_rejected = "final_answer_rejected"  # a smolagents agent's last final answer failed its `final_answer_checks`
+    agent_error = "agent_error"  # a smolagents agent's run raised (e.g. `AgentGenerationError`)
+
+# %% ../nbs/00_types.ipynb #c15c7fb3
+@dataclass
+class ModelCall:
+    "One model call of an agent that renders its own prompts: the prompt it was given and what it sampled."
+    prompt_ids: TokenIds  # the call's rendered prompt
+    token_ids: TokenIds  # the tokens sampled (through the stop token or the stop sequence's last token)
+    logprobs: list[float]  # sampling log-prob of each token in `token_ids`
+    text: str = ""  # what the agent was given: `token_ids` decoded, cut before a stop sequence
+    stop: str | None = None  # the stop sequence that ended it, if one did
+    seconds: float = 0.0  # its share of the batched forwards that decoded it
 
 # %% ../nbs/00_types.ipynb #22d5a63c
 @dataclass
@@ -100,6 +115,8 @@ class RawRolloutData:
     row: Row = field(default_factory=dict)  # the prompt row's fields (e.g. "answer")
     annotations: dict[str, Any] = field(default_factory=dict)  # notes attached while scoring (e.g. a judge's reply), kept in the log
     infra_error: str | None = None  # what failed, when infrastructure failed this rollout: it is kept out of the gradient
+    calls: list[ModelCall] = field(default_factory=list)  # a smolagents agent's model calls, each with the prompt it was given
+    one_sequence: bool = True  # False: the calls' prompts do not extend each other, so each call trains as its own sequence
 
     def __post_init__(self):
         n = len(self.completion_ids)
