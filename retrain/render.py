@@ -13,18 +13,19 @@ from dataclasses import dataclass
 from enum import Enum
 from numbers import Real
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from fastcore.basics import patch
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .rundir import iter_jsonl  # noqa: F401  (the one log reader; report and widgets import it from here)
 from .signals import HackingFlag, hacking_flags
 
 # %% auto #0
 __all__ = ['ROLLOUT_CSS', 'REWARD_PANELS', 'HEALTH_PANELS', 'SIGNAL_PANELS', 'SUCCESS_KEY', 'rollout_html', 'MetricLog', 'Panel',
-           'other_keys', 'CurveFigure', 'iter_jsonl', 'best_worst', 'run_logs', 'log_flags', 'flags_html']
+           'other_keys', 'CurveFigure', 'best_worst', 'run_logs', 'log_flags', 'flags_html']
 
 # %% ../nbs/08a_render.ipynb #f0c12199
 ROLLOUT_CSS = """
@@ -312,17 +313,6 @@ def png(self: CurveFigure) -> bytes:
     return buf.getvalue()
 
 # %% ../nbs/08a_render.ipynb #25b2a11d
-def iter_jsonl(path: str | Path) -> Iterator[dict]:
-    "The records of a JSON-lines file, one by one (a cut-off last line is skipped)."
-    path = Path(path)
-    with path.open(encoding="utf-8") as f:
-        pending = None
-        for n, line in enumerate(f, 1):
-            if pending is not None: raise ValueError(f"{path}:{pending[0]}: not valid JSON ({pending[1]}); fix or remove the line")
-            if not line.strip(): continue
-            try: yield json.loads(line)
-            except json.JSONDecodeError as e: pending = (n, e)
-
 def best_worst(rollouts: list[dict]) -> tuple[int, int]:
     "Positions of the highest and lowest `total_reward` (first one on ties; rollouts without one are never picked unless all are)."
     tot = [r.get("total_reward") for r in rollouts]
