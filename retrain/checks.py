@@ -14,8 +14,8 @@ from .rewards import RewardSpec, get_reward, get_verifier, parse_number
 from .types import Row
 
 # %% auto #0
-__all__ = ['ROW_CHECKS', 'reward_problems', 'setup_problems', 'register_row_check', 'required_fields', 'prompt_problem',
-           'PromptSourceError', 'PromptRowError', 'row_problems', 'check_rows']
+__all__ = ['ROW_CHECKS', 'reward_problems', 'first_line', 'setup_problems', 'register_row_check', 'required_fields',
+           'prompt_problem', 'PromptSourceError', 'PromptRowError', 'row_problems', 'check_rows']
 
 # %% ../nbs/05bb_checks.ipynb #1bc0c27e
 def reward_problems(spec: RewardSpec,  # the resolved reward
@@ -37,7 +37,8 @@ def reward_problems(spec: RewardSpec,  # the resolved reward
     return out
 
 # %% ../nbs/05bb_checks.ipynb #7131f3be
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
+    "An exception's message, first line only (a KeyError's without the quotes its str() adds)."
     msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)  # a KeyError's str() is quoted
     return (str(msg) or type(e).__name__).splitlines()[0]
 
@@ -49,12 +50,12 @@ def setup_problems(setup: RewardSetupConfig) -> list[str]:
         for name, rc in table.items():
             path = f"reward_setup.{section}.{name}"
             try: spec = get_reward(name)
-            except Exception as e: out.append(f"{path}: {_first_line(e)}"); continue
+            except Exception as e: out.append(f"{path}: {first_line(e)}"); continue
             out += [f"{path}{where}: {what}" for where, what in
                     reward_problems(spec, name, rc.params, step=section == "step_reward_configs")]
             for j, v in enumerate(rc.verifiers):
                 try: get_verifier(v)
-                except Exception as e: out.append(f"{path}.verifiers[{j}]: {_first_line(e)}")
+                except Exception as e: out.append(f"{path}.verifiers[{j}]: {first_line(e)}")
     return out
 
 # %% ../nbs/05bb_checks.ipynb #176021cc

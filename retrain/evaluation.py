@@ -312,7 +312,7 @@ class HeldOutEvaluation(TrainerCallback):
         if t.use_vllm:  # the engine samples with the weights of the last sync: send this step's
             t.vllm_generation.sync_weights(); t._last_loaded_step = step
         with rng_kept():
-            summary = evaluate_policy(t.env, t.rewards, t.accelerator.unwrap_model(t.model), self.rows, generator=t.generator, **self.kw)[0]
+            summary = evaluate_policy(t.env, t.calculator, t.accelerator.unwrap_model(t.model), self.rows, generator=t.generator, **self.kw)[0]
         self.last, self.last_step = summary, step
         if is_main(): _log.info("held-out evaluation at step %d: success %.3f, mean reward %s (%d rows, %.1f s)", step,
                                summary["success_rate"], _cell(summary["mean_reward"]), summary["n"], time.perf_counter() - t0)

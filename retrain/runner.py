@@ -164,14 +164,14 @@ class _Parts:
     model: Any
     args: Any  # the trl.GRPOConfig
     env: SmolAgentEnv
-    rewards: RewardCalculator
+    calculator: RewardCalculator
     rows: list[Row]
     eval_rows: list[Row]
     eval_kw: dict[str, Any]
 
 def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None, closing: contextlib.ExitStack) -> _Parts:
     "Check rewards, tools and prompt rows, then load the model and tokenizer and build the environment and GRPO settings."
-    rewards = _setup("reward_setup", lambda: RewardCalculator.from_config(cfg.reward_setup))
+    calculator = _setup("reward_setup", lambda: RewardCalculator.from_config(cfg.reward_setup))
     _setup("environment.tools", lambda: [resolve_tool(n) for n in cfg.environment.tools])
     _check_imports(cfg.environment.authorized_imports)
     _check_model_dir(cfg.model.name_or_path)
@@ -189,7 +189,7 @@ def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None, clos
                          f"(generation batch {args.generation_batch_size} / num_generations {args.num_generations}): "
                          "add prompts or lower algorithm.hyperparameters.per_device_train_batch_size")
     env = build_env(cfg, tokenizer, args.max_completion_length, mcp_tools, closing)
-    return _Parts(tokenizer, model, args, env, rewards,
+    return _Parts(tokenizer, model, args, env, calculator,
                   rows, eval_rows,
                   dict(success_reward=ev.success_reward, threshold=ev.success_threshold, batch_size=ev.batch_size) if ev else {})
 
@@ -271,7 +271,7 @@ def _trainer(cfg: TrainingConfig, p: _Parts, sinks: list, mcp_tools: MCPTools | 
     "The GRPO trainer over the built pieces."
     peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
     ev = cfg.evaluation
-    return GRPOTrainer(p.model, p.env, p.rewards, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks,
+    return GRPOTrainer(p.model, p.env, p.calculator, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks,
                        callbacks=[MCPCallback(mcp_tools)] if mcp_tools else None, vllm_client=vllm_client,
                        **({"success_reward": ev.success_reward, "success_threshold": ev.success_threshold}
                           if ev else {}))  # `signals/success_rate` means what `retrain eval` calls success
@@ -283,7 +283,7 @@ async def _evaluate_before(cfg: TrainingConfig, p: _Parts, trainer: GRPOTrainer,
     if "eval_before" in prior: return prior["eval_before"]
     if is_main(): _log.info("evaluating before training on %d held-out rows over %d process(es)", len(p.eval_rows), world_size())
     with torch.random.fork_rng():  # training samples the same whether or not this ran
-        return await asyncio.to_thread(evaluate_rows, p.env, p.rewards, p.model, p.eval_rows,
+        return await asyncio.to_thread(evaluate_rows, p.env, p.calculator, p.model, p.eval_rows,
                                        generator=trainer.generator, **p.eval_kw)
 
 async def _train_or_restore(trainer: GRPOTrainer, plan: StartPlan):
@@ -309,7 +309,7 @@ async def _evaluate_after(cfg: TrainingConfig, p: _Parts, trainer: GRPOTrainer,
     if is_main(): _log.info("evaluating after training on %d held-out rows over %d process(es)", len(p.eval_rows), world_size())
     if trainer.use_vllm: trainer.vllm_generation.sync_weights()  # TRL syncs before each step; evaluation needs the last update
     policy = trainer.accelerator.unwrap_model(trainer.model)
-    return await asyncio.to_thread(evaluate_rows, p.env, p.rewards, policy, p.eval_rows, generator=trainer.generator, **p.eval_kw)
+    return await asyncio.to_thread(evaluate_rows, p.env, p.calculator, policy, p.eval_rows, generator=trainer.generator, **p.eval_kw)
 
 def _results(results: dict[str, Any], trainer: GRPOTrainer, w: _Watch, prior: dict, t_start: float,
              mcp_tools: MCPTools | None) -> dict[str, Any]:

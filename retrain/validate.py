@@ -9,7 +9,7 @@ import difflib
 from pathlib import Path
 
 from .chat import TemplateError
-from .checks import PromptSourceError, _first_line, check_rows, setup_problems
+from .checks import PromptSourceError, first_line, check_rows, setup_problems
 from .config_models import PromptSourceConfig, TrainingConfig
 from .env import SmolAgentEnv
 from .prompts import load_rows
@@ -29,7 +29,7 @@ def check_tools(cfg: TrainingConfig) -> list[str]:
     out = []
     for i, name in enumerate(cfg.environment.tools):
         try: resolve_tool(name)
-        except Exception as e: out.append(f"environment.tools[{i}]: {_first_line(e)}")
+        except Exception as e: out.append(f"environment.tools[{i}]: {first_line(e)}")
     return out
 
 def check_rewards(cfg: TrainingConfig) -> list[str]:
@@ -59,7 +59,7 @@ def check_prompt_rows(cfg: TrainingConfig) -> list[str]:
         if src is None: continue
         try: load_checked_rows(src, cfg, what)
         except PromptSourceError as e: out.append(str(e) if str(e).startswith(what) else f"{what}: {e}")
-        except Exception as e: out.append(f"{what}: {_first_line(e)}")
+        except Exception as e: out.append(f"{what}: {first_line(e)}")
     return out
 
 
@@ -70,10 +70,10 @@ def check_template(cfg: TrainingConfig, tokenizer=None) -> list[str]:
         if not Path(cfg.model.name_or_path).is_dir(): return []  # a hub id or an embedded model: checked when it loads
         from retrain.models import load_tokenizer
         try: tokenizer = load_tokenizer(cfg.model)
-        except Exception as e: return [f"model.name_or_path: {_first_line(e)}"]
+        except Exception as e: return [f"model.name_or_path: {first_line(e)}"]
     try: SmolAgentEnv.from_config(cfg.environment, tokenizer)
-    except TemplateError as e: return [f"environment.tool_call_format: {cfg.environment.tool_call_format}: {_first_line(e)}"]
-    except Exception as e: return [f"environment: {_first_line(e)}"]
+    except TemplateError as e: return [f"environment.tool_call_format: {cfg.environment.tool_call_format}: {first_line(e)}"]
+    except Exception as e: return [f"environment: {first_line(e)}"]
     return []
 
 def check_run(cfg: TrainingConfig, tokenizer=None,
