@@ -301,7 +301,8 @@ def _save_final(trainer: GRPOTrainer, p: _Parts, run_dir: Path):
     if is_main(): p.tokenizer.save_pretrained(run_dir / "final")
 
 async def _evaluate_after(cfg: TrainingConfig, p: _Parts, trainer: GRPOTrainer,
-                          last: dict[str, Any] | None) -> dict[str, Any] | None:  # the last step's held-out evaluation
+                          last: dict[str, Any] | None,  # the held-out evaluation of the last step, if it had one
+                          ) -> dict[str, Any] | None:
     "The evaluation after training (None when not asked for): `last` when the last step had one (same weights, same rows)."
     ev = cfg.evaluation
     if not (ev and ev.after): return None
