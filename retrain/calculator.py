@@ -20,6 +20,7 @@ from typing import Any
 from fastcore.basics import patch
 import numpy as np
 
+from .checks import reward_problems
 from .config_models import RewardFunctionConfig, RewardSetupConfig
 from .rewards import RewardSpec, get_reward, get_verifier
 from .types import InfrastructureError, ProcessedTrajectory, RawRolloutData
@@ -237,15 +238,7 @@ class RewardCalculator:
                     raise ValueError(f"reward {name!r} is configured as both a step and a rollout reward; give it one level")
                 cfg = cfg if isinstance(cfg, RewardFunctionConfig) else RewardFunctionConfig(**(cfg or {}))
                 spec = get_reward(name)
-                if is_step and spec.level != "step":
-                    raise ValueError(f"reward {name!r} scores whole rollouts ({spec.level} level); list it under "
-                                     f"rollout_reward_configs, or register it with level='step' if it takes (turn, rollout)")
-                if not is_step and spec.level == "step":
-                    raise ValueError(f"reward {name!r} scores single turns (fn(turn, rollout, ...)); list it under step_reward_configs")
-                accepted = spec.keywords()
-                for k in cfg.params:
-                    if accepted is not None and k not in accepted:
-                        raise ValueError(f"reward {name!r} takes no parameter {k!r}; it takes: {', '.join(sorted(accepted)) or 'none'}")
+                if problems := reward_problems(spec, name, cfg.params, step=is_step): raise ValueError(f"reward {problems[0][1]}")
                 self._components.append(_Component(name, spec, cfg, is_step))
         if not self._components: raise ValueError("no reward functions: give at least one step or rollout reward")
         self._verifiers = {v: get_verifier(v) for c in self._components for v in c.cfg.verifiers}

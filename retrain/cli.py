@@ -80,6 +80,7 @@ def summary_table(results: dict) -> str:
 # %% ../nbs/11_cli.ipynb #86517c88
 def cmd_run(args) -> int:
     import asyncio
+    from retrain.rundir import write_atomic
     from retrain.runner import run
     cfg = TrainingConfig.from_yaml(args.config, overrides=args.overrides)
     if args.fresh_state and not args.resume: raise SystemExit("retrain: --fresh-state goes with --resume")
@@ -87,7 +88,7 @@ def cmd_run(args) -> int:
     from retrain.distributed import is_main
     if not is_main(): return 0  # with several processes the main one reports
     table = summary_table(results)
-    (Path(results["run_dir"]) / "summary.txt").write_text(table + "\n")
+    write_atomic(Path(results["run_dir"]) / "summary.txt", table + "\n")
     print(table)
     print(f"run directory: {results['run_dir']}")
     return 0
@@ -111,7 +112,7 @@ def cmd_report(args) -> int:
 def cmd_eval(args) -> int:
     from retrain.evaluation import eval_text, evaluate_sync
     from retrain.models import ModelLoadError
-    from retrain.prompts import PromptSourceError
+    from retrain.checks import PromptSourceError
     cfg = TrainingConfig.from_yaml(args.config, overrides=args.overrides)
     if args.samples < 0:
         print(f"retrain: --samples must be 0 or more, got {args.samples}", file=sys.stderr)
@@ -131,7 +132,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from retrain.code_executors import CodeExecutorError
     from retrain.mcp_tools import MCPServerError
     from retrain.models import ModelLoadError
-    from retrain.prompts import PromptSourceError
+    from retrain.checks import PromptSourceError
     from retrain.calculator import RewardError
     from retrain.rundir import RunDirError
     from retrain.runner import SetupError

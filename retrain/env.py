@@ -44,7 +44,7 @@ class _Uniforms:
 class _Episode:
     data: RawRolloutData
     feed: TokenIds  # tokens for the next forward; empty while waiting for a tool
-    turn_limit: int = 0  # tokens this turn may still take
+    turn_limit: int = 0  # the cap on this turn's tokens, fixed when it starts (max_tokens_per_turn, or less near the budget)
     turn_ids: TokenIds = field(default_factory=list)
     turn_lps: list[float] = field(default_factory=list)
     turn_seconds: float = 0.0
@@ -337,32 +337,6 @@ def _drafts(self: SmolAgentEnv, live: list[_Episode], batch: DecodeBatch) -> lis
         drafts.append(found)
     return drafts if any(drafts) else None
 
-# %% ../nbs/04_env.ipynb #721b5eed
-@patch
-async def _run_turns(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool, gen: Generator):
-    "The loop for generators that sample whole turns: every live episode's turn in one `complete` call, then the tools."
-    stop_ids, live = self._stop_ids(model), list(eps)
-    collective = gen.collective and world_size() > 1
-    while any_rank(bool(live)) if collective else live:
-        asking = [e for e in live if e.feed]
-        if live and not asking: raise RuntimeError("rollout loop: live episodes with neither a turn to sample nor a tool call")
-        t0 = time.perf_counter()
-        outs = gen.complete(model, [e.data.prompt_ids + e.data.completion_ids for e in asking], [e.turn_limit for e in asking],
-                            self.sampling, greedy=greedy, stop_ids=stop_ids)
-        share = (time.perf_counter() - t0) / max(len(asking), 1)
-        for e, o in zip(asking, outs):
-            if not o.ids or len(o.ids) != len(o.logprobs) or len(o.ids) > e.turn_limit:
-                raise RuntimeError(f"{gen.name} returned a turn of {len(o.ids)} tokens with {len(o.logprobs)} log-probs "
-                                   f"(limit {e.turn_limit}): every turn needs 1..limit tokens, each with its log-prob")
-            e.turn_ids, e.turn_lps, e.turn_seconds = list(o.ids), list(o.logprobs), share
-            self._end_turn(e, stop_ids)
-        runs = [e.run for e in live if e.run is not None]
-        if runs: await wait_runs(runs)
-        ready = [(e, e.run.poll()) for e in live if e.run is not None]
-        for e, _ in ready: e.run = None
-        if ready: self._observe(ready)
-        live = [e for e in live if not e.done]
-
 # %% ../nbs/04_env.ipynb #22003106
 @patch
 async def rollout(self: SmolAgentEnv, rows: list[Row], model, *, prompt_field: str = "prompt", greedy: bool = False,
@@ -401,3 +375,29 @@ def rollout_sync(self: SmolAgentEnv, rows: list[Row], model, **kwargs) -> list[R
     except RuntimeError: return asyncio.run(self.rollout(rows, model, **kwargs))
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
         return ex.submit(asyncio.run, self.rollout(rows, model, **kwargs)).result()
+
+# %% ../nbs/04_env.ipynb #721b5eed
+@patch
+async def _run_turns(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool, gen: Generator):
+    "The loop for generators that sample whole turns: every live episode's turn in one `complete` call, then the tools."
+    stop_ids, live = self._stop_ids(model), list(eps)
+    collective = gen.collective and world_size() > 1
+    while any_rank(bool(live)) if collective else live:
+        asking = [e for e in live if e.feed]
+        if live and not asking: raise RuntimeError("rollout loop: live episodes with neither a turn to sample nor a tool call")
+        t0 = time.perf_counter()
+        outs = gen.complete(model, [e.data.prompt_ids + e.data.completion_ids for e in asking], [e.turn_limit for e in asking],
+                            self.sampling, greedy=greedy, stop_ids=stop_ids)
+        share = (time.perf_counter() - t0) / max(len(asking), 1)
+        for e, o in zip(asking, outs):
+            if not o.ids or len(o.ids) != len(o.logprobs) or len(o.ids) > e.turn_limit:
+                raise RuntimeError(f"{gen.name} returned a turn of {len(o.ids)} tokens with {len(o.logprobs)} log-probs "
+                                   f"(limit {e.turn_limit}): every turn needs 1..limit tokens, each with its log-prob")
+            e.turn_ids, e.turn_lps, e.turn_seconds = list(o.ids), list(o.logprobs), share
+            self._end_turn(e, stop_ids)
+        runs = [e.run for e in live if e.run is not None]
+        if runs: await wait_runs(runs)
+        ready = [(e, e.run.poll()) for e in live if e.run is not None]
+        for e, _ in ready: e.run = None
+        if ready: self._observe(ready)
+        live = [e for e in live if not e.done]

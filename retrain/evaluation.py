@@ -24,23 +24,25 @@ from transformers import TrainerCallback
 
 from .config_models import TrainingConfig
 from .code_executors import code_runner_for
-from .mcp_tools import mcp_tools_for
+from .mcp_tools import MCPTools, mcp_tools_for
 from .distributed import LockStep, all_gather_objects, is_main, shard, world_size
 from .env import SmolAgentEnv
 from .agents import env_from_config
 from .models import ModelLoadError, load_model, load_tokenizer
 from .prompts import load_rows
 from .render import ROLLOUT_CSS, rollout_html
+from .rundir import json_safe, write_atomic
 from .report import REPORT_CSS, fmt_value
 from .calculator import RewardCalculator, success_reward_name
 from .trainer import rollout_metrics, rollout_record
 from .types import ProcessedTrajectory, Row
 
-log = logging.getLogger("retrain")
+_log = logging.getLogger("retrain")
 
 # %% auto #0
-__all__ = ['log', 'HELDOUT_FIGURES', 'pass_at_k', 'k_values', 'succeeded', 'evaluate_policy', 'eval_targets', 'load_for_eval',
-           'eval_html', 'evaluate_sync', 'evaluate', 'eval_text', 'heldout_metrics', 'HeldOutEvaluation']
+__all__ = ['HELDOUT_FIGURES', 'pass_at_k', 'k_values', 'succeeded', 'evaluate_policy', 'eval_targets', 'load_for_eval',
+           'eval_html', 'build_env', 'evaluate_sync', 'evaluate', 'eval_text', 'heldout_metrics', 'rng_kept',
+           'HeldOutEvaluation']
 
 # %% ../nbs/09a_evaluation.ipynb #f84846d9
 def pass_at_k(n: int,  # samples drawn
@@ -193,16 +195,23 @@ def eval_html(results: dict[str, Any], records: list[dict[str, Any]], max_questi
             f"<style>{REPORT_CSS}{ROLLOUT_CSS}</style></head><body><main>{''.join(body)}</main></body></html>\n")
 
 # %% ../nbs/09a_evaluation.ipynb #da556526
-def _finite(x):
-    if isinstance(x, float): return x if math.isfinite(x) else None
-    if isinstance(x, dict): return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)): return [_finite(v) for v in x]
-    return x
-
 def _write(out_dir: Path, results: dict, records: list[dict]):
-    (out_dir / "eval.json").write_text(json.dumps(_finite(results), indent=2, default=str))
-    with open(out_dir / "eval_rollouts.jsonl", "w") as f: f.writelines(json.dumps(_finite(r), default=str) + "\n" for r in records)
-    (out_dir / "eval.html").write_text(eval_html(results, records), encoding="utf-8")
+    write_atomic(out_dir / "eval.json", json.dumps(json_safe(results), indent=2, default=str))
+    write_atomic(out_dir / "eval_rollouts.jsonl", "".join(json.dumps(json_safe(r), default=str) + "\n" for r in records))
+    write_atomic(out_dir / "eval.html", eval_html(results, records))
+
+def build_env(cfg: TrainingConfig, tokenizer,
+              max_completion_length: int,  # the trainer's; `environment.max_total_tokens` defaults to it
+              mcp_tools: MCPTools | None,  # the open MCP servers' tools, if the config names any
+              closing: contextlib.ExitStack,  # remote code executors are closed with it
+              tools: list[str] | None = None,  # other tools than `environment.tools` (a warm start's demonstrations)
+              ) -> SmolAgentEnv:
+    "The environment of a run or an evaluation, built as `cfg.environment` says (the one place it is built from a config)."
+    env_cfg = cfg.environment if tools is None else cfg.environment.model_copy(update={"tools": tools})
+    if env_cfg.max_total_tokens is None: env_cfg = env_cfg.model_copy(update={"max_total_tokens": max_completion_length})
+    env = env_from_config(env_cfg, tokenizer, mcp_tools.tools if mcp_tools else [])  # an `AgentEnv` when environment.agent is set
+    env.code_runner = code_runner_for(env_cfg, env.tools, closing)  # remote executors (None: local), ended with `closing`
+    return env
 
 def _records(trajs: list[ProcessedTrajectory], tok, label: str, mode: str, per: int, name: str, thr: float) -> list[dict]:
     return [{**rollout_record(t, tok, step=0, index=i, group=i // per), "step": None, "model": label, "mode": mode,
@@ -221,27 +230,25 @@ def evaluate_sync(config: dict | TrainingConfig | str | Path, model: str | list[
     if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     ev = cfg.evaluation
-    if ev is None: log.warning("the config has no evaluation section: evaluating on the training prompts")
+    if ev is None: _log.warning("the config has no evaluation section: evaluating on the training prompts")
     rows = load_rows(ev.prompt_source if ev else cfg.prompt_source, seed=cfg.seed)
     rewards = RewardCalculator.from_config(cfg.reward_setup)
     name, thr, bs = success_reward_name(rewards, ev and ev.success_reward), ev.success_threshold if ev else 1.0, ev.batch_size if ev else 64
     targets = eval_targets(model, cfg)
     out_dir = Path(output_dir) if output_dir else Path(cfg.output_dir) / cfg.experiment_name / f"eval-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    env_cfg = cfg.environment
-    if env_cfg.max_total_tokens is None:
-        env_cfg = env_cfg.model_copy(update={"max_total_tokens": grpo_config(cfg, str(out_dir)).max_completion_length})
+    max_completion = grpo_config(cfg, str(out_dir)).max_completion_length
     results = {"prompt_source": (ev.prompt_source if ev else cfg.prompt_source).model_dump(mode="json"), "n_prompts": len(rows),
                "samples": samples, "success_reward": name, "threshold": thr, "models": {}, "output_dir": str(out_dir)}
     closing = contextlib.ExitStack()  # the config's MCP servers and remote executors, closed at the end
+    env_cfg = cfg.environment
     mcp_tools = closing.enter_context(mcp_tools_for(env_cfg, log_dir=out_dir / "mcp")) if env_cfg.mcp_servers else None
     records, bar = [], tqdm(total=len(targets) * len(rows) * (1 + samples), desc="evaluating", unit="episode", disable=not progress)
     try:
         for label, path in targets:
             bar.set_description(f"evaluating {label}")
             policy, tok = load_for_eval(cfg, path)
-            env = env_from_config(env_cfg, tok, mcp_tools.tools if mcp_tools else [])
-            env.code_runner = code_runner_for(env_cfg, env.tools, closing)
+            env = build_env(cfg, tok, max_completion, mcp_tools, closing)
             summary, greedy, sampled = evaluate_policy(env, rewards, policy, rows, samples=samples,
                                                        success_reward=name, threshold=thr, batch_size=bs, on_batch=bar.update)
             results["models"][label] = {"name_or_path": path, **summary}
@@ -288,7 +295,7 @@ def heldout_metrics(summary: dict[str, Any]) -> dict[str, float]:
 
 # %% ../nbs/09a_evaluation.ipynb #bccab09a
 @contextlib.contextmanager
-def _rng_kept():
+def rng_kept():
     "Run a block, then put back the random states of torch (CPU and current GPU), numpy and Python."
     py, npy = random.getstate(), np.random.get_state()
     try:
@@ -315,10 +322,10 @@ class HeldOutEvaluation(TrainerCallback):
         t, t0 = self.trainer, time.perf_counter()
         if t.use_vllm:  # the engine samples with the weights of the last sync: send this step's
             t.vllm_generation.sync_weights(); t._last_loaded_step = step
-        with _rng_kept():
-            summary = evaluate_policy(t.env, t.rewards, t.accelerator.unwrap_model(t.model), self.rows, generator=t.generator, **self.kw)[0]
+        with rng_kept():
+            summary = evaluate_policy(t.env, t.calculator, t.accelerator.unwrap_model(t.model), self.rows, generator=t.generator, **self.kw)[0]
         self.last, self.last_step = summary, step
-        if is_main(): log.info("held-out evaluation at step %d: success %.3f, mean reward %s (%d rows, %.1f s)", step,
+        if is_main(): _log.info("held-out evaluation at step %d: success %.3f, mean reward %s (%d rows, %.1f s)", step,
                                summary["success_rate"], _cell(summary["mean_reward"]), summary["n"], time.perf_counter() - t0)
         return summary
 

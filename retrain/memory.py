@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import resource
 from dataclasses import dataclass

@@ -12,15 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .checks import PromptSourceError
 from .config_models import FilePromptSource, HFDatasetPromptSource, ListPromptSource, PromptSourceConfig
 from .types import Row
 
 # %% auto #0
-__all__ = ['PromptSourceError', 'load_rows']
-
-# %% ../nbs/07_prompts.ipynb #682bce44
-class PromptSourceError(ValueError):
-    "A prompt source that cannot be read; the message says which and why."
+__all__ = ['load_rows']
 
 # %% ../nbs/07_prompts.ipynb #17596f7c
 def _read_file(path: Path, fmt: str) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 from numbers import Real
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from fastcore.basics import patch
 import numpy as np
@@ -21,12 +21,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .rundir import iter_jsonl  # noqa: F401  (the one log reader; report and widgets import it from here)
 from .signals import HackingFlag, hacking_flags
 
 # %% auto #0
 __all__ = ['ROLLOUT_CSS', 'REWARD_PANELS', 'HEALTH_PANELS', 'SIGNAL_PANELS', 'PALETTE', 'SUCCESS_KEY', 'rollout_html',
-           'MetricLog', 'Panel', 'other_keys', 'CurveFigure', 'svg_panel', 'iter_jsonl', 'best_worst', 'run_logs',
-           'log_flags', 'flags_html']
+           'MetricLog', 'Panel', 'other_keys', 'CurveFigure', 'svg_panel', 'best_worst', 'run_logs', 'log_flags',
+           'flags_html']
 
 # %% ../nbs/08a_render.ipynb #f0c12199
 ROLLOUT_CSS = """
@@ -419,17 +420,6 @@ def svg_panel(
 
 
 # %% ../nbs/08a_render.ipynb #25b2a11d
-def iter_jsonl(path: str | Path) -> Iterator[dict]:
-    "The records of a JSON-lines file, one by one (a cut-off last line is skipped)."
-    path = Path(path)
-    with path.open(encoding="utf-8") as f:
-        pending = None
-        for n, line in enumerate(f, 1):
-            if pending is not None: raise ValueError(f"{path}:{pending[0]}: not valid JSON ({pending[1]}); fix or remove the line")
-            if not line.strip(): continue
-            try: yield json.loads(line)
-            except json.JSONDecodeError as e: pending = (n, e)
-
 def best_worst(rollouts: list[dict]) -> tuple[int, int]:
     "Positions of the highest and lowest `total_reward` (first one on ties; rollouts without one are never picked unless all are)."
     tot = [r.get("total_reward") for r in rollouts]

@@ -188,7 +188,7 @@ def tool_call_valid(turn: Turn, rollout: RawRolloutData, tools: list[str] | None
 def tool_call_success(turn: Turn, rollout: RawRolloutData) -> float | None:
     "Step: 1.0 for a tool call that ran without any error, 0.0 for a failed one, None for non-call turns."
     if turn.action not in _TRIED_CALL: return None
-    return float(turn.action == ActionKind.tool_call and turn.tool_call is not None and turn.n_errors == 0)
+    return float(turn.action == ActionKind.tool_call and turn.tool_call is not None and turn.num_errors == 0)
 
 @reward
 def used_tool(rollout: RawRolloutData, tool: str) -> float:

@@ -9,10 +9,12 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,10 @@ _log = logging.getLogger("retrain")
 
 # %% auto #0
 __all__ = ['LOCK_NAME', 'CHECKPOINT_DONE', 'MANIFEST', 'FRESH_OK', 'RunDirError', 'RunDirLocked', 'make_run_dir', 'RunLock',
-           'write_atomic', 'seal_checkpoint', 'CheckpointCheck', 'check_checkpoint', 'complete_checkpoints',
-           'read_results', 'RunDirState', 'inspect_run', 'StartPlan', 'plan_start', 'clear_incomplete']
+           'write_atomic', 'seal_checkpoint', 'CheckpointCheck', 'check_checkpoint', 'LogLineError', 'iter_jsonl',
+           'read_jsonl', 'complete_checkpoints', 'read_results', 'RunDirState', 'inspect_run', 'StartPlan',
+           'plan_start', 'clear_incomplete', 'json_safe', 'RunLogger', 'rollback_logs', 'write_results',
+           'latest_checkpoint']
 
 # %% ../nbs/07c_rundir.ipynb #26f899e1
 class RunDirError(RuntimeError):
@@ -112,7 +116,7 @@ def write_atomic(path: str | Path, text: str) -> None:
     "Write `text` to `path` so a reader sees the old content or the new, never a part (temp file, fsync, rename)."
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f: f.write(text); f.flush(); os.fsync(f.fileno())
+    with open(tmp, "w", encoding="utf-8") as f: f.write(text); f.flush(); os.fsync(f.fileno())
     os.replace(tmp, path)
     dfd = os.open(path.parent, os.O_RDONLY)
     try: os.fsync(dfd)
@@ -184,6 +188,29 @@ def check_checkpoint(ckpt: str | Path) -> CheckpointCheck:
         except (ValueError, KeyError, TypeError): probs["trainer_state.json"] = "is damaged (no readable global_step)"
     return CheckpointCheck(ckpt, step, probs)
 
+# %% ../nbs/07c_rundir.ipynb #b284f5dd
+class LogLineError(ValueError):
+    "A line of a run log that is not a JSON object (and not the torn last line); the message names file and line."
+
+def iter_jsonl(path: str | Path) -> Iterator[dict]:
+    "The records of a JSON-lines file, one by one (a cut-off last line is skipped)."
+    path = Path(path)
+    with path.open(encoding="utf-8") as f:
+        pending = None
+        for n, line in enumerate(f, 1):
+            if pending is not None:
+                raise LogLineError(f"{path}:{pending[0]}: not a valid log line ({pending[1]}); fix or delete that line")
+            if not line.strip(): continue
+            try: rec = json.loads(line)
+            except json.JSONDecodeError as e: pending = (n, f"JSONDecodeError: {e}"); continue
+            if not isinstance(rec, dict):
+                raise LogLineError(f"{path}:{n}: not a valid log line (a {type(rec).__name__}, not an object); fix or delete that line")
+            yield rec
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    "Every complete record of a JSON-lines file, or [] when there is no file (a torn last line is dropped)."
+    return list(iter_jsonl(path)) if Path(path).is_file() else []
+
 # %% ../nbs/07c_rundir.ipynb #141ae99c
 def _ckpt_step(p: Path) -> int | None:
     tail = p.name.rpartition("-")[2]
@@ -195,15 +222,10 @@ def complete_checkpoints(ckpt_dir: str | Path) -> list[Path]:
     return sorted(ps, key=_ckpt_step)
 
 def _last_logged_step(path: Path) -> int:
-    if not path.is_file(): return 0
-    step, lines = 0, path.read_bytes().split(b"\n")
-    for n, line in enumerate(lines, 1):
-        if not line.strip(): continue
-        try: step = max(step, int(json.loads(line).get("step", 0)))
-        except (ValueError, AttributeError, TypeError) as e:
-            if n == len(lines): break  # a torn last line (killed mid-write) is dropped on resume
-            raise RunDirError(f"{path}:{n}: not a valid log line ({type(e).__name__}); fix or delete that line") from None
-    return step
+    try: return max((int(r.get("step", 0)) for r in read_jsonl(path)), default=0)  # a torn last line is dropped on resume
+    except LogLineError as e: raise RunDirError(str(e)) from None
+    except (TypeError, ValueError) as e:
+        raise RunDirError(f"{path}: a line whose 'step' is not a number ({e}); fix or delete that line") from None
 
 def read_results(run_dir: str | Path) -> dict[str, Any]:
     "`results.json` of a run directory ({} when absent); a `RunDirError` when it is damaged."
@@ -303,3 +325,44 @@ def clear_incomplete(run_dir: str | Path, plan: StartPlan) -> None:
     for p in (run_dir / "checkpoints").glob("checkpoint-*"):
         if p.is_dir() and not (p / CHECKPOINT_DONE).is_file(): shutil.rmtree(p)
     if plan.resume_from is None and plan.step == 0 and (run_dir / "results.json").is_file(): (run_dir / "results.json").unlink()
+
+# %% ../nbs/07c_rundir.ipynb #ed6dcb11
+def json_safe(x):
+    "`x` with NaN and infinities as None (strict JSON)."
+    if isinstance(x, float): return x if math.isfinite(x) else None
+    if isinstance(x, dict): return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return [json_safe(v) for v in x]
+    return x
+
+class RunLogger:
+    "Appends every step's metrics and rollouts to the run directory, synced to disk."
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self.history: list[dict] = read_jsonl(self.run_dir / "metrics.jsonl")
+
+    def _append(self, name: str, records: list[dict]):
+        if not records: return
+        with open(self.run_dir / name, "a") as f:
+            f.write("".join(json.dumps(json_safe(r), default=str, allow_nan=False) + "\n" for r in records))
+            f.flush(); os.fsync(f.fileno())
+
+    def on_step(self, step: int, metrics: dict[str, float], rollouts: list[dict]) -> None:
+        self._append("rollouts.jsonl", rollouts)
+        self._append("metrics.jsonl", [metrics])
+        self.history.append(metrics)
+
+def rollback_logs(run_dir: str | Path, step: int) -> None:
+    "Cut `metrics.jsonl` and `rollouts.jsonl` back to lines with `step <= step` (atomically)."
+    for name in ("metrics.jsonl", "rollouts.jsonl"):
+        p = Path(run_dir) / name
+        if not p.exists(): continue
+        write_atomic(p, "".join(json.dumps(r) + "\n" for r in read_jsonl(p) if r.get("step", 0) <= step))
+
+def write_results(run_dir: str | Path, results: dict[str, Any]) -> None:
+    "Write `results.json` atomically (a kill mid-write leaves the previous one)."
+    write_atomic(Path(run_dir) / "results.json", json.dumps(results, indent=2, default=str))
+
+def latest_checkpoint(ckpt_dir: str | Path) -> Path | None:
+    "The newest complete checkpoint in `ckpt_dir` (incomplete ones are ignored)."
+    done = complete_checkpoints(ckpt_dir)
+    return done[-1] if done else None

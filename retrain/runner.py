@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import json
 import logging
 import os
 import random
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,73 +27,26 @@ from .config_models import TrainingConfig
 from .distributed import barrier, ensure_group, is_main, main_first, threads_per_process, world_size
 from .mcp_tools import MCPCallback, MCPTools, mcp_tools_for
 from .trackers import tracker_sink
-from .code_executors import code_runner_for
 from .env import SmolAgentEnv
-from .agents import env_from_config
-from .evaluation import HeldOutEvaluation, evaluate_policy, heldout_metrics
+from .evaluation import HeldOutEvaluation, build_env, evaluate_policy, heldout_metrics, rng_kept
 from .models import ModelLoadError, load_model, load_tokenizer, lora_config
-from .prompts import load_rows
-from .render import MetricLog, iter_jsonl
+from .render import MetricLog
 from .report import report_figures, write_report
 from .calculator import RewardCalculator, RewardError, success_reward_name
-from .rowcheck import check_rows
-from .rundir import RunLock, StartPlan, clear_incomplete, complete_checkpoints, plan_start, read_results
+from .rundir import (RunLock, RunLogger, StartPlan, clear_incomplete, plan_start, read_results, rollback_logs,
+                            write_atomic, write_results)
 from .tools import resolve_tool
 from .trainer import GRPOTrainer, grpo_config
 from .warm_start import warm_started
-from .validate import check_run
+from .validate import check_run, load_checked_rows
 from .types import Row
 
 _log = logging.getLogger("retrain")
 
 # %% auto #0
-__all__ = ['latest_checkpoint', 'rollback_logs', 'RunLogger', 'ProgressBar', 'evaluate', 'SetupError', 'run']
-
-# %% ../nbs/10_run.ipynb #5e093f28
-def latest_checkpoint(ckpt_dir: str | Path) -> Path | None:
-    "The newest complete checkpoint in `ckpt_dir` (incomplete ones are ignored)."
-    done = complete_checkpoints(ckpt_dir)
-    return done[-1] if done else None
-
-def _read_jsonl(path: Path) -> list[dict]:
-    "Complete JSON lines of `path`, or [] (a torn last line is dropped)."
-    return list(iter_jsonl(path)) if path.is_file() else []
-
-def rollback_logs(run_dir: str | Path, step: int) -> None:
-    "Cut `metrics.jsonl` and `rollouts.jsonl` back to lines with `step <= step` (atomically)."
-    for name in ("metrics.jsonl", "rollouts.jsonl"):
-        p = Path(run_dir) / name
-        if not p.exists(): continue
-        keep = [r for r in _read_jsonl(p) if r.get("step", 0) <= step]
-        tmp = p.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-        os.replace(tmp, p)
+__all__ = ['ProgressBar', 'evaluate_rows', 'SetupError', 'run']
 
 # %% ../nbs/10_run.ipynb #47cc827b
-def _json_safe(x):
-    "`x` with NaN and infinities as None (strict JSON)."
-    if isinstance(x, float): return x if np.isfinite(x) else None
-    if isinstance(x, dict): return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)): return [_json_safe(v) for v in x]
-    return x
-
-class RunLogger:
-    "Appends every step's metrics and rollouts to the run directory, synced to disk."
-    def __init__(self, run_dir: str | Path):
-        self.run_dir = Path(run_dir)
-        self.history: list[dict] = _read_jsonl(self.run_dir / "metrics.jsonl")
-
-    def _append(self, name: str, records: list[dict]):
-        if not records: return
-        with open(self.run_dir / name, "a") as f:
-            f.write("".join(json.dumps(_json_safe(r), default=str, allow_nan=False) + "\n" for r in records))
-            f.flush(); os.fsync(f.fileno())
-
-    def on_step(self, step: int, metrics: dict[str, float], rollouts: list[dict]) -> None:
-        self._append("rollouts.jsonl", rollouts)
-        self._append("metrics.jsonl", [metrics])
-        self.history.append(metrics)
-
 class ProgressBar:
     "A terminal progress bar carrying the mean reward."
     def __init__(self, total: int, initial: int = 0):
@@ -108,7 +61,7 @@ class ProgressBar:
     def close(self): self.bar.close()
 
 # %% ../nbs/10_run.ipynb #58d22736
-def evaluate(env: SmolAgentEnv, rewards: RewardCalculator, model, rows: list[Row], *,
+def evaluate_rows(env: SmolAgentEnv, rewards: RewardCalculator, model, rows: list[Row], *,
              success_reward: str | None = None, threshold: float = 1.0, batch_size: int = 64,
              generator=None,  # where turns are sampled (default: the environment's)
              ) -> dict[str, Any]:
@@ -159,6 +112,30 @@ def _peak_rss_mb() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_
 def _first_process() -> bool: return int(os.environ.get("RANK", "0")) == 0
 
 
+# %% ../nbs/10_run.ipynb #ffa9479a
+@contextlib.contextmanager
+def _process_settings(cfg: TrainingConfig) -> Iterator[None]:
+    "Logger level and handler, progress bars, threads and seeded RNGs as `cfg` asks; the old ones back afterwards."
+    lg, tlog = logging.getLogger("retrain"), transformers.utils.logging
+    level, handlers, bars, threads = lg.level, list(lg.handlers), tlog.is_progress_bar_enabled(), torch.get_num_threads()
+    with rng_kept():
+        try:
+            tlog.disable_progress_bar()
+            lg.setLevel(cfg.logging_level)
+            if not lg.handlers and not logging.getLogger().handlers:  # else logging_level would show nothing
+                if _in_notebook():  # a notebook shows stderr as trouble: progress lines on stdout, warnings on stderr
+                    out, err = logging.StreamHandler(sys.stdout), logging.StreamHandler()
+                    out.addFilter(lambda r: r.levelno < logging.WARNING); err.setLevel(logging.WARNING)
+                    for h in (out, err): lg.addHandler(h)
+                else: lg.addHandler(logging.StreamHandler())
+            if cfg.num_threads: _set_threads(cfg.num_threads)
+            _seed_everything(cfg.seed)
+            yield
+        finally:
+            lg.setLevel(level); lg.handlers[:] = handlers
+            if bars: tlog.enable_progress_bar()
+            torch.set_num_threads(threads)
+
 # %% ../nbs/10_run.ipynb #deb5eff2
 def _setup(what: str, build):
     "Build a piece the config names; any failure is a `SetupError` naming the section (the cause stays chained)."
@@ -193,7 +170,7 @@ class _Parts:
     model: Any
     args: Any  # the trl.GRPOConfig
     env: SmolAgentEnv
-    rewards: RewardCalculator
+    calculator: RewardCalculator
     rows: list[Row]
     eval_rows: list[Row]
     eval_kw: dict[str, Any]
@@ -201,46 +178,39 @@ class _Parts:
 
 def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None, closing: contextlib.ExitStack) -> _Parts:
     "Check rewards, tools and prompt rows, then load the model and tokenizer and build the environment and GRPO settings."
-    rewards = _setup("reward_setup", lambda: RewardCalculator.from_config(cfg.reward_setup))
+    calculator = _setup("reward_setup", lambda: RewardCalculator.from_config(cfg.reward_setup))
     _setup("environment.tools", lambda: [resolve_tool(n) for n in cfg.environment.tools])
     _check_imports(cfg.environment.authorized_imports)
     _check_model_dir(cfg.model.name_or_path)
-    rows = load_rows(cfg.prompt_source, seed=cfg.seed, check=lambda rs: check_rows(rs, cfg.reward_setup))
+    rows = load_checked_rows(cfg.prompt_source, cfg)  # as `retrain validate` loads and checks them
     ev = cfg.evaluation
-    eval_rows = load_rows(ev.prompt_source, seed=cfg.seed, check=lambda rs: check_rows(
-        rs, cfg.reward_setup, what="evaluation.prompt_source")) if ev else []
+    eval_rows = load_checked_rows(ev.prompt_source, cfg, "evaluation.prompt_source") if ev else []
     tokenizer = load_tokenizer(cfg.model)
-    if problems := check_run(cfg, tokenizer, rows):  # every name, level, parameter and row, before any weights load
+    if problems := check_run(cfg, tokenizer, rows_checked=True):  # every name, level and parameter, before any weights load
         raise SetupError("the run cannot start:\n" + "\n".join(problems))
     model = load_model(cfg.model.model_copy(update={"peft_config": None}))  # TRL applies the adapters
     args = grpo_config(cfg, str(ckpt_dir), n_params=model.num_parameters())
-    env_cfg = cfg.environment
-    if env_cfg.max_total_tokens is None: env_cfg = env_cfg.model_copy(update={"max_total_tokens": args.max_completion_length})
     per_step = args.generation_batch_size // args.num_generations
     if len(rows) < per_step:
         raise SetupError(f"prompt_source has {len(rows)} rows but each step samples {per_step} prompts "
                          f"(generation batch {args.generation_batch_size} / num_generations {args.num_generations}): "
                          "add prompts or lower algorithm.hyperparameters.per_device_train_batch_size")
-    def make_env(tools: list[str] | None = None) -> SmolAgentEnv:  # the run's environment (with other tools for demonstrations)
-        c = env_cfg if tools is None else env_cfg.model_copy(update={"tools": tools})
-        e = env_from_config(c, tokenizer, mcp_tools.tools if mcp_tools else [])  # an `AgentEnv` when environment.agent is set
-        e.code_runner = code_runner_for(c, e.tools, closing)  # remote executors (None: local), ended with the run
-        return e
-    env, warm = make_env(), None
-    if cfg.warm_start is not None:
-        model, warm = warm_started(model, tokenizer, cfg, make_env, rows, keep=_demonstration_check(cfg, rewards))
+    env, warm = build_env(cfg, tokenizer, args.max_completion_length, mcp_tools, closing), None
+    if cfg.warm_start is not None:  # the run's environment, with the demonstrations' tools
+        make_env = lambda tools: build_env(cfg, tokenizer, args.max_completion_length, mcp_tools, closing, tools=tools)
+        model, warm = warm_started(model, tokenizer, cfg, make_env, rows, keep=_demonstration_check(cfg, calculator))
         _log.info("warm start: %d demonstrations, %d steps, loss %s -> %s%s", warm["demonstrations"], warm["steps"],
                   warm["first_loss"], warm["last_loss"], " (cached)" if warm["cached"] else "")
-    return _Parts(tokenizer, model, args, env, rewards,
+    return _Parts(tokenizer, model, args, env, calculator,
                   rows, eval_rows,
                   dict(success_reward=ev.success_reward, threshold=ev.success_threshold, batch_size=ev.batch_size) if ev else {}, warm)
 
-def _demonstration_check(cfg: TrainingConfig, rewards: RewardCalculator):
+def _demonstration_check(cfg: TrainingConfig, calculator: RewardCalculator):
     "A warm start teaches a demonstration only when its success reward reaches 1 (None: when there is no such reward)."
     name = cfg.warm_start.success_reward or (cfg.evaluation.success_reward if cfg.evaluation else None)
     if name is None and cfg.evaluation is None: return None
-    name = success_reward_name(rewards, name)
-    return lambda r: (rewards.score_sync([r])[0].rewards.get(name) or 0.0) >= 1.0
+    name = success_reward_name(calculator, name)
+    return lambda r: (calculator.score_sync([r])[0].rewards.get(name) or 0.0) >= 1.0
 
 # %% ../nbs/10_run.ipynb #7972fa95
 async def _train(trainer: GRPOTrainer, ckpt: Path | None):
@@ -252,25 +222,37 @@ async def _train(trainer: GRPOTrainer, ckpt: Path | None):
         raise
 
 # %% ../nbs/10_run.ipynb #ea84999f
-def _watchers(run_dir: Path, logger: RunLogger, max_steps: int, start: int, dashboard: bool | None, progress: bool | None):
-    "The step sinks of a run (its logger, the dashboard in a notebook, a progress bar in a terminal) and the bar."
-    sinks: list = [logger]
+@dataclass
+class _Watch:
+    "What watches a run: its logger (every process), and on the main process its sinks, progress bar and trackers."
+    logger: RunLogger
+    sinks: list
+    bar: ProgressBar | None = None
+    trackers: Any = None
+
+def _watchers(cfg: TrainingConfig, run_dir: Path, p: _Parts, start: int, dashboard: bool | None,
+              progress: bool | None) -> _Watch:
+    "The step sinks of a run: its logger, the dashboard in a notebook, a progress bar in a terminal, the trackers."
+    logger = RunLogger(run_dir)
+    if not is_main(): return _Watch(logger, [])
+    w = _Watch(logger, [logger])
     if dashboard if dashboard is not None else _in_notebook():
         from retrain.widgets import TrainingDashboard
         from IPython.display import display
         dash = TrainingDashboard.from_run_dir(run_dir) if logger.history else TrainingDashboard()
         display(dash)
-        sinks.append(dash)
-    bar = None
+        w.sinks.append(dash)
     if progress if progress is not None else not _in_notebook():
-        bar = ProgressBar(max(max_steps, 0), initial=start)
-        sinks.append(bar)
-    return sinks, bar
+        w.bar = ProgressBar(max(p.args.max_steps, 0), initial=start)
+        w.sinks.append(w.bar)
+    w.trackers = tracker_sink(cfg.algorithm.report_to, run_dir, project=p.args.project)  # held-out figures, rollout tables
+    if w.trackers: w.sinks.append(w.trackers)
+    return w
 
 # %% ../nbs/10_run.ipynb #9a2b0ef3
 def _write_results(run_dir: Path, results: dict[str, Any], history: list[dict]) -> dict[str, Any]:
     "Write `results.json`, the report and the reward curve of a finished run; the results with the report's path."
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    write_results(run_dir, results)
     figures = dict(report_figures(_metric_log(history)))  # rendered once, for the report and the PNG
     results["report"] = str(write_report(run_dir, figures=list(figures.items())))
     if "Reward" in figures: (run_dir / "reward_curve.png").write_bytes(figures["Reward"])
@@ -294,92 +276,110 @@ def _log_before(summary: dict[str, Any], sinks: list, skip: tuple = ()):
     for s in sinks:
         if s not in skip: s.on_step(0, line, [])
 
+# %% ../nbs/10_run.ipynb #5ca2d764
+def _prepare_dir(cfg: TrainingConfig, run_dir: Path, plan: StartPlan):
+    "Main process: create the directory, drop unfinished checkpoints, cut the logs back to the start, write config.yaml."
+    if is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        clear_incomplete(run_dir, plan)
+        rollback_logs(run_dir, plan.step if plan.step else -1)  # from scratch: not even a step-0 line is kept (written again)
+        write_atomic(run_dir / "config.yaml", cfg.to_yaml())
+    barrier()
+
+def _trainer(cfg: TrainingConfig, p: _Parts, sinks: list, mcp_tools: MCPTools | None, vllm_client) -> GRPOTrainer:
+    "The GRPO trainer over the built pieces."
+    peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
+    ev = cfg.evaluation
+    return GRPOTrainer(p.model, p.env, p.calculator, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks,
+                       callbacks=[MCPCallback(mcp_tools)] if mcp_tools else None, vllm_client=vllm_client,
+                       **({"success_reward": ev.success_reward, "success_threshold": ev.success_threshold}
+                          if ev else {}))  # `signals/success_rate` means what `retrain eval` calls success
+
+async def _evaluate_before(cfg: TrainingConfig, p: _Parts, trainer: GRPOTrainer, prior: dict) -> dict[str, Any] | None:
+    "The evaluation before training (None when not asked for); a resumed run keeps the one it has."
+    ev = cfg.evaluation
+    if not (ev and ev.before): return None
+    if "eval_before" in prior: return prior["eval_before"]
+    if is_main(): _log.info("evaluating before training on %d held-out rows over %d process(es)", len(p.eval_rows), world_size())
+    with torch.random.fork_rng():  # training samples the same whether or not this ran
+        return await asyncio.to_thread(evaluate_rows, p.env, p.calculator, p.model, p.eval_rows,
+                                       generator=trainer.generator, **p.eval_kw)
+
+async def _train_or_restore(trainer: GRPOTrainer, plan: StartPlan):
+    "Train from the plan's checkpoint (or from scratch), or only restore it when it already reached max_steps."
+    try:
+        if plan.train: await _train(trainer, plan.resume_from)
+        else: _restore(trainer, plan.resume_from)
+    except RewardError as e:  # the run directory stays resumable: the failed step was neither logged nor saved
+        raise RewardError(f"{e}; the run stopped in step {trainer.state.global_step + 1}: fix it, then continue with "
+                          "`retrain run --resume`") from e
+
+def _save_final(trainer: GRPOTrainer, p: _Parts, run_dir: Path):
+    "The trained model (and, from the main process, its tokenizer) in `final/`."
+    trainer.save_model(str(run_dir / "final"))
+    if is_main(): p.tokenizer.save_pretrained(run_dir / "final")
+
+async def _evaluate_after(cfg: TrainingConfig, p: _Parts, trainer: GRPOTrainer,
+                          last: dict[str, Any] | None,  # the held-out evaluation of the last step, if it had one
+                          ) -> dict[str, Any] | None:
+    "The evaluation after training (None when not asked for): `last` when the last step had one (same weights, same rows)."
+    ev = cfg.evaluation
+    if not (ev and ev.after): return None
+    if last is not None: return last  # not played again
+    if is_main(): _log.info("evaluating after training on %d held-out rows over %d process(es)", len(p.eval_rows), world_size())
+    if trainer.use_vllm: trainer.vllm_generation.sync_weights()  # TRL syncs before each step; evaluation needs the last update
+    policy = trainer.accelerator.unwrap_model(trainer.model)
+    return await asyncio.to_thread(evaluate_rows, p.env, p.calculator, policy, p.eval_rows, generator=trainer.generator, **p.eval_kw)
+
+def _results(results: dict[str, Any], trainer: GRPOTrainer, w: _Watch, prior: dict, t_start: float,
+             mcp_tools: MCPTools | None) -> dict[str, Any]:
+    "The results of a finished run: success before and after, final metrics, steps, time, memory, MCP calls."
+    if "eval_before" in results: results["success_before"] = results["eval_before"]["success_rate"]
+    if "eval_after" in results: results["success_after"] = results["eval_after"]["success_rate"]
+    results.update(final_metrics=w.logger.history[-1] if w.logger.history else {}, global_step=trainer.state.global_step,
+                   wall_seconds=round(time.perf_counter() - t_start + prior.get("wall_seconds", 0.0), 2),
+                   peak_rss_mb=round(_peak_rss_mb(), 1), mask_check_failures=trainer.mask_check_failures)
+    if mcp_tools: results["mcp"] = mcp_tools.stats()
+    return results
+
 # %% ../nbs/10_run.ipynb #af5bafb7
-async def _run(config: dict | TrainingConfig, *, resume: bool = False, fresh_state: bool = False, dashboard: bool | None = None,
-               progress: bool | None = None, mcp_tools: MCPTools | None = None, vllm_client=None,
-               closing: contextlib.ExitStack) -> dict[str, Any]:
-    "`run`, with the MCP servers' tools already open."
+async def _run(cfg: TrainingConfig, run_dir: Path, *, resume: bool = False, fresh_state: bool = False,
+               dashboard: bool | None = None, progress: bool | None = None, mcp_tools: MCPTools | None = None,
+               vllm_client=None, closing: contextlib.ExitStack) -> dict[str, Any]:
+    "`run`, with the process settings made and the MCP servers' tools already open."
     t_start = time.perf_counter()
-    transformers.utils.logging.disable_progress_bar()
-    cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
-    logging.getLogger("retrain").setLevel(cfg.logging_level)
-    if not logging.getLogger("retrain").handlers and not logging.getLogger().handlers:  # else logging_level would show nothing
-        if _in_notebook():  # a notebook shows stderr as trouble: progress lines on stdout, warnings on stderr
-            out, err = logging.StreamHandler(sys.stdout), logging.StreamHandler()
-            out.addFilter(lambda r: r.levelno < logging.WARNING); err.setLevel(logging.WARNING)
-            for h in (out, err): logging.getLogger("retrain").addHandler(h)
-        else: logging.getLogger("retrain").addHandler(logging.StreamHandler())
-    if cfg.num_threads: _set_threads(cfg.num_threads)
-    _seed_everything(cfg.seed)
-    run_dir = Path(cfg.output_dir) / cfg.experiment_name
-    ckpt_dir = run_dir / "checkpoints"
     ensure_group()  # launched on several processes (torchrun, accelerate): they agree from here on
     plan = _check_start(cfg, run_dir, resume, given_client=vllm_client is not None, fresh_state=fresh_state)
     main = is_main()  # the main process alone writes the run directory
     if plan.note and main: _log.warning(plan.note)
     prior = read_results(run_dir) if resume else {}
     if plan.finished: return {**prior, "run_dir": str(run_dir), "already_finished": True}
-    p = main_first(lambda: _build(cfg, ckpt_dir, mcp_tools, closing))  # an embedded model is built into the cache once
-
-    ckpt, start = plan.resume_from, plan.step  # the step the checkpoint's trainer state holds
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        clear_incomplete(run_dir, plan)
-        rollback_logs(run_dir, start if start else -1)  # from scratch: not even a step-0 line is kept (it is written again)
-        cfg.to_yaml(run_dir / "config.yaml")
-    barrier()
-    logger = RunLogger(run_dir)
-    sinks, bar = _watchers(run_dir, logger, p.args.max_steps, start, dashboard, progress) if main else ([], None)
-    trackers = tracker_sink(cfg.algorithm.report_to, run_dir, project=p.args.project) if main else None  # held-out figures, rollout tables
-    if trackers: sinks.append(trackers)
-    peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
-    trainer = GRPOTrainer(p.model, p.env, p.rewards, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks,
-                          callbacks=[MCPCallback(mcp_tools)] if mcp_tools else None, vllm_client=vllm_client,
-                          **({"success_reward": cfg.evaluation.success_reward, "success_threshold": cfg.evaluation.success_threshold}
-                             if cfg.evaluation else {}))  # `signals/success_rate` means what `retrain eval` calls success
+    p = main_first(lambda: _build(cfg, run_dir / "checkpoints", mcp_tools, closing))  # an embedded model is built once
+    start = plan.step  # the step the checkpoint's trainer state holds
+    _prepare_dir(cfg, run_dir, plan)
+    w = _watchers(cfg, run_dir, p, start, dashboard, progress)
+    trainer = _trainer(cfg, p, w.sinks, mcp_tools, vllm_client)
     held_out = _held_out(trainer, cfg, p)
-    results: dict[str, Any] = {"run_dir": str(run_dir), "experiment_name": cfg.experiment_name, "seed": cfg.seed, "world_size": world_size()}
+    results: dict[str, Any] = {"run_dir": str(run_dir), "experiment_name": cfg.experiment_name, "seed": cfg.seed,
+                               "world_size": world_size()}
     if p.warm_start is not None: results["warm_start"] = p.warm_start
-    ev, n_ev = cfg.evaluation, (len(p.eval_rows), world_size())
-    if ev and ev.before:
-        if "eval_before" in prior: results["eval_before"] = prior["eval_before"]
-        else:
-            if main: _log.info("evaluating before training on %d held-out rows over %d process(es)", *n_ev)
-            with torch.random.fork_rng():  # training samples the same whether or not this ran
-                results["eval_before"] = await asyncio.to_thread(evaluate, p.env, p.rewards, p.model, p.eval_rows,
-                                                                 generator=trainer.generator, **p.eval_kw)
-        if main: (run_dir / "results.json").write_text(json.dumps({**prior, **results}, indent=2))
-        if trackers: trackers.heldout(start, results["eval_before"])
-        if held_out and start == 0: _log_before(results["eval_before"], sinks, skip=(bar, trackers))
-    try:
-        if plan.train: await _train(trainer, ckpt)
-        else: _restore(trainer, ckpt)
-    except RewardError as e:  # the run directory stays resumable: the failed step was neither logged nor saved
-        raise RewardError(f"{e}; the run stopped in step {trainer.state.global_step + 1}: fix it, then continue with "
-                          "`retrain run --resume`") from e
+    if (before := await _evaluate_before(cfg, p, trainer, prior)) is not None:
+        results["eval_before"] = before
+        if main: write_results(run_dir, {**prior, **results})
+        if w.trackers: w.trackers.heldout(start, before)
+        if held_out and start == 0: _log_before(before, w.sinks, skip=(w.bar, w.trackers))
+    try: await _train_or_restore(trainer, plan)
     finally:
-        if bar: bar.close()
-    trainer.save_model(str(run_dir / "final"))
-    if main: p.tokenizer.save_pretrained(run_dir / "final")
-
+        if w.bar: w.bar.close()
+    _save_final(trainer, p, run_dir)
     last_held = held_out is not None and held_out.last_step == trainer.state.global_step
-    if ev and ev.after and last_held: results["eval_after"] = held_out.last  # the last step's evaluation, not played again
-    elif ev and ev.after:
-        if main: _log.info("evaluating after training on %d held-out rows over %d process(es)", *n_ev)
-        if trainer.use_vllm: trainer.vllm_generation.sync_weights()  # TRL syncs before each step; evaluation needs the last update
-        policy = trainer.accelerator.unwrap_model(trainer.model)
-        results["eval_after"] = await asyncio.to_thread(evaluate, p.env, p.rewards, policy, p.eval_rows,
-                                                        generator=trainer.generator, **p.eval_kw)
-    if trackers:
-        if "eval_after" in results and not last_held: trackers.heldout(trainer.state.global_step, results["eval_after"])
-        trackers.close()
-    if "eval_before" in results: results["success_before"] = results["eval_before"]["success_rate"]
-    if "eval_after" in results: results["success_after"] = results["eval_after"]["success_rate"]
-    results.update(final_metrics=logger.history[-1] if logger.history else {}, global_step=trainer.state.global_step,
-                   wall_seconds=round(time.perf_counter() - t_start + prior.get("wall_seconds", 0.0), 2),
-                   peak_rss_mb=round(_peak_rss_mb(), 1), mask_check_failures=trainer.mask_check_failures)
-    if mcp_tools: results["mcp"] = mcp_tools.stats()
-    return _write_results(run_dir, results, logger.history) if main else results
+    after = await _evaluate_after(cfg, p, trainer, held_out.last if last_held else None)
+    if after is not None: results["eval_after"] = after
+    if w.trackers:
+        if after is not None and not last_held: w.trackers.heldout(trainer.state.global_step, after)
+        w.trackers.close()
+    results = _results(results, trainer, w, prior, t_start, mcp_tools)
+    return _write_results(run_dir, results, w.logger.history) if main else results
 
 # %% ../nbs/10_run.ipynb #7790d47e
 async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or a validated `TrainingConfig`
@@ -390,13 +390,15 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
               vllm_client=None,  # vllm_server backend: a `VLLMClient`, or a function making one, instead of the one TRL starts
               ) -> dict[str, Any]:
     "Train an agent as `config` says; returns the run directory, final metrics and evaluation results."
-    cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
+    cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)  # the one coercion
+    run_dir = Path(cfg.output_dir) / cfg.experiment_name
     kw = dict(resume=resume, fresh_state=fresh_state, dashboard=dashboard, progress=progress, vllm_client=vllm_client)
-    lock = RunLock(Path(cfg.output_dir) / cfg.experiment_name)
+    lock = RunLock(run_dir)
     if _first_process(): lock.acquire()  # before anything heavy: one run (process group) at a time owns a run directory
     try:
-        with contextlib.ExitStack() as closing:  # what the run opens (MCP servers, remote executors), closed however it ends
+        # the process settings are put back, and what the run opens (MCP servers, remote executors) closed, however it ends
+        with _process_settings(cfg), contextlib.ExitStack() as closing:
             env = cfg.environment
-            mcp_tools = closing.enter_context(mcp_tools_for(env, log_dir=Path(cfg.output_dir) / cfg.experiment_name / "mcp")) if env.mcp_servers else None
-            return await _run(cfg, mcp_tools=mcp_tools, closing=closing, **kw)
+            mcp_tools = closing.enter_context(mcp_tools_for(env, log_dir=run_dir / "mcp")) if env.mcp_servers else None
+            return await _run(cfg, run_dir, mcp_tools=mcp_tools, closing=closing, **kw)
     finally: lock.release()

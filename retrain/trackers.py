@@ -110,7 +110,7 @@ class TrackerSink:
         if rows := rollout_table(rollouts, self.rollouts_per_step): self._send("table", step, "train/rollouts", ROLLOUT_COLUMNS, rows)
 
     def heldout(self, step: int, results: dict[str, Any]):
-        "Send a held-out evaluation's figures (a `retrain.runner.evaluate` result) at `step`."
+        "Send a held-out evaluation's figures (an `evaluate_policy` summary) at `step`."
         self._send("scalars", step, {f"heldout/{k}": float(results[k]) for k in HELDOUT_KEYS if results.get(k) is not None})
 
     def close(self):

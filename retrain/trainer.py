@@ -37,7 +37,7 @@ _log = logging.getLogger(__name__)
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # `rollout_func` is how retrain plugs in, by design
 
 # %% auto #0
-__all__ = ['CHECKPOINTING_FROM', 'grpo_config', 'rollout_counts', 'rollout_metrics', 'failing_tools', 'reward_figures',
+__all__ = ['CHECKPOINTING_FROM', 'grpo_config', 'rollout_counts', 'rollout_metrics', 'failing_tools', 'step_reward_means',
            'rollout_record', 'StepSink', 'GRPOTrainer']
 
 # %% ../nbs/08_trainer.ipynb #3351eff7
@@ -120,7 +120,7 @@ def failing_tools(rollouts: list[RawRolloutData], min_calls: int = 4, rate: floa
     return {k: (b, n, e) for k, (b, n, e) in seen.items() if n >= min_calls and b >= rate * n}
 
 # %% ../nbs/08_trainer.ipynb #c4014e45
-def reward_figures(trajs: list[ProcessedTrajectory]) -> dict[str, float]:
+def step_reward_means(trajs: list[ProcessedTrajectory]) -> dict[str, float]:
     "Step-level components averaged over the turns they scored, and each turn's mean reward."
     scored = lambda v: v is not None and v == v  # None or NaN: the turn was not scored
     out = {}
@@ -183,7 +183,7 @@ class GRPOTrainer(_TRLGRPOTrainer):
     def __init__(self,
                  model,  # a causal LM (or a model id TRL can load)
                  env: SmolAgentEnv,  # plays the episodes
-                 rewards: RewardCalculator,  # scores them
+                 calculator: RewardCalculator,  # scores them
                  train_rows: list[Row],  # prompt rows ("prompt" + fields)
                  args: GRPOConfig,
                  processing_class=None,  # the tokenizer (defaults to the env's)
@@ -198,16 +198,16 @@ class GRPOTrainer(_TRLGRPOTrainer):
                  logprob_tiles: Tiles | None = None,  # the tile of TRL's chunked log-probabilities (None: `default_tiles` for the device)
                  ):
         if not train_rows: raise ValueError("train_rows is empty: give the trainer at least one prompt row")
-        self.env, self.rewards, self.rows, self.sinks = env, rewards, list(train_rows), list(sinks or [])
+        self.env, self.calculator, self.rows, self.sinks = env, calculator, list(train_rows), list(sinks or [])
         self.step_coef, self.mask_check_every = step_coef, mask_check_every
         self._pending_records, self._trajs, self._inputs, self._step_seconds, self._gen_calls = [], [], None, 0.0, 0
         self._split = None  # while TRL scores agent episodes split per model call: its entries (see `_train_calls`)
         self.mask_check_failures, self.template_noted, self._warned_tools, self.stop_requested = 0, False, set(), False
-        self.success_reward = success_reward_name(rewards, success_reward, required=False)
+        self.success_reward = success_reward_name(calculator, success_reward, required=False)
         self.success_threshold = success_threshold
-        names = rewards.component_names
+        names = calculator.component_names
         funcs = [self._component_fn(n) for n in names]
-        args.reward_weights = [rewards.weights[n] for n in names]
+        args.reward_weights = [calculator.weights[n] for n in names]
         dataset = Dataset.from_dict({"prompt": [_prompt_text(r) for r in self.rows], "row_index": list(range(len(self.rows)))})
         given = vllm_client is not None
         if given and not (args.use_vllm and args.vllm_mode == "server"):
@@ -255,11 +255,11 @@ def _attach_client(self: GRPOTrainer, client):
         min_p=self.min_p, max_completion_length=self.max_completion_length, logprobs=0, generation_kwargs=self.args.generation_kwargs)
 
 # %% ../nbs/08_trainer.ipynb #5a587e6c
-def _reward_figures_over_ranks(trajs: list[ProcessedTrajectory]) -> dict[str, float]:
-    "`reward_figures` over every rank's trajectories (only their step and turn rewards travel)."
-    if world_size() == 1: return reward_figures(trajs)
+def _step_reward_means_over_ranks(trajs: list[ProcessedTrajectory]) -> dict[str, float]:
+    "`step_reward_means` over every rank's trajectories (only their step and turn rewards travel)."
+    if world_size() == 1: return step_reward_means(trajs)
     parts = all_gather_objects([(t.step_rewards, t.turn_rewards) for t in trajs])
-    return reward_figures([SimpleNamespace(step_rewards=s, turn_rewards=r) for part in parts for s, r in part])
+    return step_reward_means([SimpleNamespace(step_rewards=s, turn_rewards=r) for part in parts for s, r in part])
 
 # %% ../nbs/08_trainer.ipynb #ef31aa4b
 def _signals_over_ranks(trajs: list[ProcessedTrajectory], group_size: int, success: str | None, threshold: float) -> dict[str, float]:
@@ -280,11 +280,11 @@ def _generate_and_score_completions(self: GRPOTrainer, inputs):
     failed = [i for i, t in enumerate(self._trajs) if t.failed]
     any_failed = any_rank(bool(failed))  # every rank takes the same path: the recount below is collective
     if any_failed: _exclude_failed(self, out, failed)
-    if self.rewards.step_names or any_failed:  # groups are normalised whole, whichever ranks their rollouts ran on
+    if self.calculator.step_names or any_failed:  # groups are normalised whole, whichever ranks their rollouts ran on
         every = all_gather_objects(rollout_rewards(self._trajs, keys=[int(x["row_index"]) for x in inputs]))
         adv = token_advantages(self._trajs, self.num_generations, scale_rewards=self.args.scale_rewards, step_coef=self.step_coef,
                                batch=[x for part in every for x in part], offset=sum(len(x) for x in every[:rank()]))
-        out["advantages"] = (adv.padded(out["completion_ids"].shape[1]) if self.rewards.step_names else adv.rollout).to(out["advantages"].device)
+        out["advantages"] = (adv.padded(out["completion_ids"].shape[1]) if self.calculator.step_names else adv.rollout).to(out["advantages"].device)
     return out
 
 def _exclude_failed(self: GRPOTrainer, out: dict, failed: list[int]):
@@ -310,7 +310,7 @@ def _play(self: GRPOTrainer, rows: list[Row]) -> list[RawRolloutData]:
     "The step's episodes, scored (`self._trajs`), their metrics logged, one checked, their records queued."
     model = self.accelerator.unwrap_model(self.model)
     rollouts = self.env.rollout_sync(rows, model, generator=self.generator, lockstep=LockStep.when_sharded(model, self.env.pad_id))
-    self._trajs = self.rewards.score_sync(rollouts)
+    self._trajs = self.calculator.score_sync(rollouts)
     self._gen_calls += 1
     mode = "train" if self.model.training else "eval"
     for k, v in rollout_metrics(rollouts, reduce=sum_over_ranks).items(): self._metrics[mode][k].append(v)
@@ -319,7 +319,7 @@ def _play(self: GRPOTrainer, rows: list[Row]) -> list[RawRolloutData]:
         self._warned_tools.add(name)
         (_log.warning if first else _log.debug)("tool %r failed on %d of %d calls in this step (first error: %s)%s", name, bad, n,
                                               err, "; later steps like this are logged at DEBUG" if first else "")
-    for k, v in _reward_figures_over_ranks(self._trajs).items(): self._metrics[mode][k].append(v)
+    for k, v in _step_reward_means_over_ranks(self._trajs).items(): self._metrics[mode][k].append(v)
     for k, v in _signals_over_ranks(self._trajs, self.num_generations, self.success_reward, self.success_threshold).items():
         self._metrics[mode][k].append(v)
     if self.mask_check_every and self._gen_calls % self.mask_check_every == 0 and rollouts:
@@ -374,7 +374,7 @@ def _train_calls(self: GRPOTrainer, inputs: list[dict]) -> dict:
 
 def _episode_reward_metrics(self: GRPOTrainer, metrics: dict):
     "TRL's reward means of this step, over episodes (every rank's) rather than over TRL's entries."
-    names, w = self.rewards.component_names, self.rewards.weights
+    names, w = self.calculator.component_names, self.calculator.weights
     vals = [[float("nan") if t.rewards.get(n) is None else float(t.rewards[n]) for n in names] for t in self._trajs]
     v = torch.tensor([x for part in all_gather_objects(vals) for x in part], dtype=torch.float32).reshape(-1, len(names))
     for j, n in enumerate(names):

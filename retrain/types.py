@@ -58,7 +58,7 @@ class Turn:
     tool_error: bool = False  # the tool raised
     invalid_arguments: bool = False  # the arguments failed the tool's schema
     timed_out: bool = False  # the tool call ran past its time limit
-    infra_error: bool = False  # the tool's infrastructure failed (not counted in `n_errors`: not the model's doing)
+    infra_error: bool = False  # the tool's infrastructure failed (not counted in `num_errors`: not the model's doing)
     error_message: str | None = None  # the error text, when any error flag is set
     generation_seconds: float = 0.0  # this turn's share of the batched generate call
     tool_seconds: float = 0.0  # wall time of the tool call
@@ -66,7 +66,7 @@ class Turn:
     agent_step: str | None = None  # a smolagents agent's step this reply made: 'action', 'planning', 'final_answer' (after max steps) or 'managed'
 
     @property
-    def n_errors(self) -> int:
+    def num_errors(self) -> int:
         "Number of error flags set on this turn."
         return int(self.parse_error) + int(self.tool_error) + int(self.invalid_arguments) + int(self.timed_out)
 
@@ -133,7 +133,7 @@ class RawRolloutData:
     @property
     def num_tool_calls(self) -> int: return sum(t.action == ActionKind.tool_call for t in self.turns)
     @property
-    def num_errors(self) -> int: return sum(t.n_errors for t in self.turns)
+    def num_errors(self) -> int: return sum(t.num_errors for t in self.turns)
 
     def append(self, ids: TokenIds, from_model: bool, logprobs: list[float] | None = None):
         "Append tokens to the completion, with their mask and log-probs."

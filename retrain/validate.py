@@ -6,65 +6,35 @@
 from __future__ import annotations
 
 import difflib
-import inspect
 from pathlib import Path
 
 from .chat import TemplateError
-from .config_models import TrainingConfig
+from .checks import PromptSourceError, first_line, check_rows, setup_problems
+from .config_models import PromptSourceConfig, TrainingConfig
 from .env import SmolAgentEnv
 from .prompts import load_rows
-from .rewards import get_reward, get_verifier
 from .tools import resolve_tool
 from .types import Row
 
 # %% auto #0
-__all__ = ['RunCheckError', 'check_tools', 'check_rewards', 'check_evaluation', 'check_rows', 'check_template', 'check_run']
+__all__ = ['RunCheckError', 'check_tools', 'check_rewards', 'check_evaluation', 'load_checked_rows', 'check_prompt_rows',
+           'check_template', 'check_run']
 
 # %% ../nbs/09c_validate.ipynb #6d77a113
 class RunCheckError(ValueError):
     "Pieces of a run that do not resolve or fit together; one line per problem, each naming its field path."
-
-def _first_line(e: BaseException) -> str:
-    msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)  # a KeyError's str() is quoted
-    return (str(msg) or type(e).__name__).splitlines()[0]
 
 def check_tools(cfg: TrainingConfig) -> list[str]:
     "Every `environment.tools` entry resolves to a smolagents tool."
     out = []
     for i, name in enumerate(cfg.environment.tools):
         try: resolve_tool(name)
-        except Exception as e: out.append(f"environment.tools[{i}]: {_first_line(e)}")
+        except Exception as e: out.append(f"environment.tools[{i}]: {first_line(e)}")
     return out
 
-def _required(spec, params: dict) -> list[str]:
-    "Keyword parameters of a reward or verifier with no default and no configured value: they must come from the rows."
-    if spec.level == "batch": return []
-    ps = list(inspect.signature(spec.fn).parameters.values())[{"rollout": 1, "step": 2, "group": 1}[spec.level]:]
-    return [p.name for p in ps if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in params]
-
-def check_rewards(cfg: TrainingConfig) -> tuple[list[str], dict[str, list[str]]]:
-    "Rewards and verifiers resolve, sit at their level and take the configured params; (problems, {path: row fields needed})."
-    out, needs = [], {}
-    rs = cfg.reward_setup
-    for section, table in (("step_reward_configs", rs.step_reward_configs), ("rollout_reward_configs", rs.rollout_reward_configs)):
-        for name, rc in table.items():
-            path = f"reward_setup.{section}.{name}"
-            try: spec = get_reward(name)
-            except Exception as e: out.append(f"{path}: {_first_line(e)}"); continue
-            if section == "step_reward_configs" and spec.level != "step":
-                out.append(f"{path}: '{name}' scores whole rollouts ({spec.level} level); move it under rollout_reward_configs")
-            if section == "rollout_reward_configs" and spec.level == "step":
-                out.append(f"{path}: '{name}' scores single turns (fn(turn, rollout, ...)); move it under step_reward_configs")
-            accepted = spec.keywords()
-            for k in rc.params:
-                if accepted is not None and k not in accepted:
-                    out.append(f"{path}.params.{k}: '{name}' takes no parameter '{k}'; it takes: {', '.join(sorted(accepted)) or 'none'}")
-            needs[path] = _required(spec, rc.params)
-            for j, v in enumerate(rc.verifiers):
-                try: vs = get_verifier(v)
-                except Exception as e: out.append(f"{path}.verifiers[{j}]: {_first_line(e)}"); continue
-                needs[f"{path}.verifiers[{j}]"] = _required(vs, {})
-    return out, needs
+def check_rewards(cfg: TrainingConfig) -> list[str]:
+    "Rewards and verifiers resolve, sit at their level and take the configured params (`checks.setup_problems`)."
+    return setup_problems(cfg.reward_setup)
 
 def check_evaluation(cfg: TrainingConfig) -> list[str]:
     "`evaluation.success_reward` names a configured rollout reward."
@@ -77,16 +47,21 @@ def check_evaluation(cfg: TrainingConfig) -> list[str]:
     return [f"evaluation.success_reward: '{ev.success_reward}' is not a configured rollout reward"
             f"{f' (did you mean {m[0]!r}?)' if m else ''}; choose one of {sorted(rs.rollout_reward_configs) or '(none)'}"]
 
-def check_rows(rows: list[dict], path: str, needs: dict[str, list[str]]) -> list[str]:
-    "The rows hold the fields the rewards and verifiers need."
+def load_checked_rows(src: PromptSourceConfig, cfg: TrainingConfig, what: str = "prompt_source") -> list[Row]:
+    "The rows of `src`, each checked against what `cfg`'s rewards need (`checks.check_rows`); `retrain run` loads them so too."
+    return load_rows(src, seed=cfg.seed, check=lambda rs: check_rows(rs, cfg.reward_setup, what=what))
+
+def check_prompt_rows(cfg: TrainingConfig) -> list[str]:
+    "The training rows and the evaluation rows load and hold what the rewards need; one entry per source that fails."
     out = []
-    for who, fields in needs.items():
-        for f in fields:
-            bad = next((i for i, r in enumerate(rows) if f not in r), None)
-            if bad is not None:
-                out.append(f"{path}: row {bad} has no '{f}' field, which {who} needs (columns: {sorted(rows[bad])}); "
-                           f"add it to the data, map a column to it (column_mapping), or set it in {who.rsplit('.verifiers', 1)[0]}.params")
+    for src, what in ((cfg.prompt_source, "prompt_source"),
+                      (cfg.evaluation.prompt_source if cfg.evaluation else None, "evaluation.prompt_source")):
+        if src is None: continue
+        try: load_checked_rows(src, cfg, what)
+        except PromptSourceError as e: out.append(str(e) if str(e).startswith(what) else f"{what}: {e}")
+        except Exception as e: out.append(f"{what}: {first_line(e)}")
     return out
+
 
 # %% ../nbs/09c_validate.ipynb #ec90fbfd
 def check_template(cfg: TrainingConfig, tokenizer=None) -> list[str]:
@@ -95,20 +70,17 @@ def check_template(cfg: TrainingConfig, tokenizer=None) -> list[str]:
         if not Path(cfg.model.name_or_path).is_dir(): return []  # a hub id or an embedded model: checked when it loads
         from retrain.models import load_tokenizer
         try: tokenizer = load_tokenizer(cfg.model)
-        except Exception as e: return [f"model.name_or_path: {_first_line(e)}"]
+        except Exception as e: return [f"model.name_or_path: {first_line(e)}"]
     try: SmolAgentEnv.from_config(cfg.environment, tokenizer)
-    except TemplateError as e: return [f"environment.tool_call_format: {cfg.environment.tool_call_format}: {_first_line(e)}"]
-    except Exception as e: return [f"environment: {_first_line(e)}"]
+    except TemplateError as e: return [f"environment.tool_call_format: {cfg.environment.tool_call_format}: {first_line(e)}"]
+    except Exception as e: return [f"environment: {first_line(e)}"]
     return []
 
-def check_run(cfg: TrainingConfig, tokenizer=None, rows: list[Row] | None = None) -> list[str]:
+def check_run(cfg: TrainingConfig, tokenizer=None,
+              rows_checked: bool = False,  # the prompt rows were already loaded through `load_checked_rows`
+              ) -> list[str]:
     "Every problem `retrain validate` reports for `cfg`, one line each (empty: the run can start)."
-    probs = check_tools(cfg)
-    rp, needs = check_rewards(cfg)
-    probs += rp + check_evaluation(cfg)
-    if rows is None:
-        try: rows = load_rows(cfg.prompt_source, seed=cfg.seed)
-        except Exception as e: probs.append(_first_line(e) if str(e).startswith("prompt_source") else f"prompt_source: {_first_line(e)}")
-    if rows: probs += check_rows(rows, "prompt_source", needs)
+    probs = check_tools(cfg) + check_rewards(cfg) + check_evaluation(cfg)
+    if not rows_checked: probs += check_prompt_rows(cfg)
     if not check_tools(cfg): probs += check_template(cfg, tokenizer)
     return probs

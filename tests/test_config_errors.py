@@ -1,4 +1,5 @@
 """Malformed configs: each error message names the file and the offending field; the CLI exits 2 without a traceback."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,43 @@ def test_cli_validate(tmp_path):
 def test_cli_version():
     r = _cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("retrain ")
+
+
+ROW_MODULE = '''
+from retrain.checks import register_row_check
+
+def unit_ok(rollout, unit: str) -> float:
+    return 1.0
+
+register_row_check("rowcheck_mod:unit_ok", "unit", lambda v: v in ("cm", "m"), "a unit (cm or m)")
+'''
+
+
+def test_validate_refuses_rows_exactly_as_run_does(tmp_path):
+    "A config whose rows fail registered row checks (a built-in one and one a user module registers) is refused by "
+    "`retrain validate` with the message `retrain run` stops with, before any weights load."
+    (tmp_path / "rowcheck_mod.py").write_text(ROW_MODULE)
+    cfg = {"model": {"name_or_path": "retrain/tiny-random"}, "environment": {"tools": ["calculator"]},
+           "prompt_source": {"type": "list", "prompts": [{"prompt": "What is 2*3?", "answer": "six", "unit": "km"},
+                                                          {"prompt": "What is 2*4?", "answer": "8", "unit": "m"}]},
+           "reward_setup": {"rollout_reward_configs": {"numeric_match": {}, "rowcheck_mod:unit_ok": {}}},
+           "output_dir": str(tmp_path / "runs"), "num_threads": 1}
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "RETRAIN_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    cli = lambda *a: subprocess.run([sys.executable, "-m", "retrain.cli", *a], capture_output=True, text=True, cwd=ROOT,
+                                    env=env, timeout=300)
+    v, r = cli("validate", str(p)), cli("run", str(p))
+    want = ("prompt_source: 1 of 2 rows cannot be used; fix or remove them:\n"
+            "  row 0: 'answer' is 'six', not a number (reward 'numeric_match' needs it); "
+            "'unit' is 'km', not a unit (cm or m) (reward 'rowcheck_mod:unit_ok' needs it)")
+    for res in (v, r):
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-3000:]
+        assert want in res.stderr, res.stderr[-3000:]
+    assert not (tmp_path / "runs" / "default" / "final").exists()
+    # with the rows fixed, validate passes
+    cfg["prompt_source"]["prompts"][0].update(answer="6", unit="cm")
+    p.write_text(yaml.safe_dump(cfg))
+    ok = cli("validate", str(p))
+    assert ok.returncode == 0, ok.stderr[-3000:]
