@@ -122,7 +122,7 @@ def step_probe(trainer, record: dict):
     "Per step: seconds, peak RSS (and CUDA peak), seconds in `_prepare_inputs`, the trained batch (kept on CPU)."
     import torch
     from transformers import TrainerCallback
-    record.update(step_s=[], peak_mb=[], cuda_peak_mb=[], prepare_s=[], tokens=[], batches=[], completion_len=[])
+    record.update(step_s=[], peak_mb=[], prepare_peak_mb=[], cuda_peak_mb=[], prepare_s=[], tokens=[], batches=[], completion_len=[])
     cuda = torch.cuda.is_available()
     state = {"prep": 0.0, "t0": 0.0}
     inner = trainer._prepare_inputs
@@ -131,6 +131,7 @@ def step_probe(trainer, record: dict):
         t0 = time.perf_counter()
         out = inner(batch)
         state["prep"] += time.perf_counter() - t0
+        record["prepare_peak_mb"].append(read_hwm_kb() / 1024)  # the step's peak so far: rollouts, rewards, scoring
         mask = out["completion_mask"] * out["tool_mask"] if "tool_mask" in out else out["completion_mask"]
         record["tokens"].append(int(mask.sum()))
         record["completion_len"].append(float(out["completion_mask"].sum(1).float().mean()))
@@ -458,8 +459,11 @@ def main():
                     rt["len"].append(length)
                     rt["train_tok_s"] += [k / (s - q) for k, s, q in zip(toks, steps, prep)]
                     rt["plain_tok_s"] += [k / t for k, t in zip(toks, rec.get("plain_s", []))]
+                    if rec.get("plain_s"):
+                        print(f"round {r} retrain training phase {med([s - q for s, q in zip(steps, prep)]):.1f} s a step, "
+                              f"plain loop {med(rec['plain_s']):.1f} s over the same batches", flush=True)
                 print(f"round {r} {kind:7s}: step {med(steps):.1f} s (prepare {med(prep):.1f} s), peak "
-                      f"{max(peaks):.0f} MB{' CUDA' if cuda else ' RSS'}{'' if rec.get('hwm_reset', True) else ' (whole process: clear_refs refused)'}, "
+                      f"{max(peaks):.0f} MB{' CUDA' if cuda else ' RSS'} (by the end of prepare {max(rec['prepare_peak_mb'][timed]):.0f} MB RSS){'' if rec.get('hwm_reset', True) else ' (whole process: clear_refs refused)'}, "
                       f"completion {statistics.mean(rec['completion_len'][timed]):.0f} tokens, "
                       f"{statistics.mean(toks):.0f} trained tokens a step, checkpointing {rec['checkpointing']}, load {os.getloadavg()[0]:.2f}",
                       flush=True)
