@@ -12,7 +12,8 @@ everything offline. Each figure is measured against its baseline in the same run
   configuration runs in its OWN subprocess. Peak memory: at each step's begin the process resets the kernel's
   high-water mark (`'5'` written to `/proc/self/clear_refs`), at its end it reads `VmHWM` from `/proc/self/status`:
   the peak resident set of that step alone (on CUDA, `torch.cuda.max_memory_allocated` is reset and read likewise and
-  is the figure used). Step 1 is warm-up; the figures are over steps 2..`--steps` (step time: the median; memory: the
+  is the figure used); the peak reached by the end of TRL's `_prepare_inputs` (rollouts, rewards, scoring) is printed
+  beside it, to tell a rollout peak from a training one. Step 1 is warm-up; the figures are over steps 2..`--steps` (step time: the median; memory: the
   highest step peak). With `--steps 1` the single step is used for both.
 - `train_vs_plain`: the training phase of the retrain step -- step time minus the time in TRL's `_prepare_inputs`
   (rollouts, rewards, scoring), i.e. the loss forward + backward + optimizer step -- as trained (model) tokens per
@@ -104,10 +105,11 @@ def resolve_model(name: str) -> str:
                      "(safetensors, tokenizer, chat template), e.g. --model /path/to/smollm2")
 
 
-def read_hwm_kb() -> int:
+def read_hwm_kb(field: str = "VmHWM") -> int:
+    "A memory figure of this process from /proc/self/status, in kB (VmHWM: the peak RSS, VmRSS: the current one)."
     for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"): return int(line.split()[1])
-    raise RuntimeError("no VmHWM in /proc/self/status")
+        if line.startswith(field + ":"): return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def reset_hwm() -> bool:
@@ -122,7 +124,7 @@ def step_probe(trainer, record: dict):
     "Per step: seconds, peak RSS (and CUDA peak), seconds in `_prepare_inputs`, the trained batch (kept on CPU)."
     import torch
     from transformers import TrainerCallback
-    record.update(step_s=[], peak_mb=[], prepare_peak_mb=[], cuda_peak_mb=[], prepare_s=[], tokens=[], batches=[], completion_len=[])
+    record.update(step_s=[], peak_mb=[], prepare_peak_mb=[], start_mb=[], cuda_peak_mb=[], prepare_s=[], tokens=[], batches=[], completion_len=[])
     cuda = torch.cuda.is_available()
     state = {"prep": 0.0, "t0": 0.0}
     inner = trainer._prepare_inputs
@@ -144,6 +146,7 @@ def step_probe(trainer, record: dict):
     class Probe(TrainerCallback):
         def on_step_begin(self, args, st, control, **kw):
             record["hwm_reset"] = reset_hwm()
+            record["start_mb"].append(read_hwm_kb("VmRSS") / 1024)  # what the allocator still holds from before
             if cuda: torch.cuda.reset_peak_memory_stats()
             state["prep"], state["t0"] = 0.0, time.perf_counter()
 
@@ -463,7 +466,7 @@ def main():
                         print(f"round {r} retrain training phase {med([s - q for s, q in zip(steps, prep)]):.1f} s a step, "
                               f"plain loop {med(rec['plain_s']):.1f} s over the same batches", flush=True)
                 print(f"round {r} {kind:7s}: step {med(steps):.1f} s (prepare {med(prep):.1f} s), peak "
-                      f"{max(peaks):.0f} MB{' CUDA' if cuda else ' RSS'} (by the end of prepare {max(rec['prepare_peak_mb'][timed]):.0f} MB RSS){'' if rec.get('hwm_reset', True) else ' (whole process: clear_refs refused)'}, "
+                      f"{max(peaks):.0f} MB{' CUDA' if cuda else ' RSS'} (at step begin {max(rec['start_mb'][timed]):.0f} MB, by the end of prepare {max(rec['prepare_peak_mb'][timed]):.0f} MB){'' if rec.get('hwm_reset', True) else ' (whole process: clear_refs refused)'}, "
                       f"completion {statistics.mean(rec['completion_len'][timed]):.0f} tokens, "
                       f"{statistics.mean(toks):.0f} trained tokens a step, checkpointing {rec['checkpointing']}, load {os.getloadavg()[0]:.2f}",
                       flush=True)
