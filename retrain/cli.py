@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a config and print it resolved", parents=[common])
     v.add_argument("config", help="YAML config file")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a field")
+    v.add_argument("--show-prompt", action="store_true", help="print the first row's prompt exactly as the model will see it")
     r = sub.add_parser("run", help="train as a config says", parents=[common])
     r.add_argument("config", help="YAML config file")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a field")
@@ -46,6 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/11_cli.ipynb #0e0ba6a8
+def _memory_lines(cfg: TrainingConfig):
+    "The estimate of one process's peak memory, as YAML comments; a warning when it exceeds the machine's memory."
+    import psutil
+    from retrain.validate import memory_estimate
+    try: e = memory_estimate(cfg)
+    except Exception as ex:  # a hub id offline, a config transformers cannot read: no estimate, not a failure
+        print(f"# memory: no estimate ({str(ex).splitlines()[0]})"); return
+    print("# memory per training process (estimate):\n" + "\n".join("#   " + line for line in e.lines()))
+    total = psutil.virtual_memory().total / 2**20
+    if e.total > total:
+        print(f"retrain: warning: the estimated peak ({e.total / 1024:.1f} GB) exceeds this machine's memory ({total / 1024:.1f} GB); "
+              "lower algorithm.hyperparameters.per_device_train_batch_size, max_completion_length or evaluation.batch_size", file=sys.stderr)
+
 def cmd_validate(args) -> int:
     from retrain.validate import check_run
     cfg = TrainingConfig.from_yaml(args.config, overrides=args.overrides)
@@ -54,6 +68,10 @@ def cmd_validate(args) -> int:
         print("retrain: the run cannot start:\n" + "\n".join(problems), file=sys.stderr)
         return 2
     print(cfg.to_yaml(), end="")
+    _memory_lines(cfg)
+    if args.show_prompt:
+        from retrain.validate import first_prompt
+        print("# the first row's prompt, as the model will see it:\n" + first_prompt(cfg))
     if cfg.environment.mcp_servers:  # connect, list the tools (as YAML comments), report a server that fails
         from retrain.mcp_tools import MCPServerError, describe_mcp_servers
         try: print("\n".join("# " + line for line in describe_mcp_servers(cfg.environment).splitlines()))

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 
 # %% auto #0
-__all__ = ['peak_rss_mb', 'rss_mb', 'reset_peak', 'step_memory', 'Tiles', 'trl_tiles', 'default_tiles', 'logprob_tiles',
-           'MemoryEstimate', 'estimate_memory']
+__all__ = ['peak_rss_mb', 'rss_mb', 'reset_peak', 'step_memory', 'return_freed_memory', 'Tiles', 'trl_tiles', 'default_tiles',
+           'logprob_tiles', 'MemoryEstimate', 'estimate_memory']
 
 # %% ../nbs/07e_memory.ipynb #d9e7069b
 def peak_rss_mb() -> float:
@@ -45,6 +45,18 @@ def step_memory() -> dict[str, float]:
     out = {"memory/peak_rss_mb": round(peak_rss_mb(), 1)}
     if torch.cuda.is_available(): out["memory/peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
+
+# %% ../nbs/07e_memory.ipynb #783ecf08
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+def return_freed_memory(threshold: int = 1 << 20,  # bytes: blocks this large are mapped on their own and returned when freed
+                        ) -> bool:
+    "Make glibc's allocator give freed blocks of `threshold` bytes and more back to the system at once (process-wide, not undone)."
+    import ctypes, ctypes.util
+    try: libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError: return False
+    if not hasattr(libc, "mallopt"): return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, threshold))
 
 # %% ../nbs/07e_memory.ipynb #99bb6fd7
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from .env import SmolAgentEnv
 from .generation import ClientVLLMGeneration, make_generator, trl_vllm_settings
 from .calculator import RewardCalculator, success_reward_name
 from .rundir import seal_checkpoint
-from .memory import Tiles, default_tiles, logprob_tiles, reset_peak, step_memory
+from .memory import Tiles, default_tiles, logprob_tiles, reset_peak, return_freed_memory, step_memory
 from .advantages import pad_advantages, rollout_rewards, token_advantages
 from .signals import rollout_facts, step_signals
 from .types import ActionKind, ProcessedTrajectory, RawRolloutData, Row, Termination, jsonable
@@ -198,6 +198,7 @@ class GRPOTrainer(_TRLGRPOTrainer):
                  logprob_tiles: Tiles | None = None,  # the tile of TRL's chunked log-probabilities (None: `default_tiles` for the device)
                  ):
         if not train_rows: raise ValueError("train_rows is empty: give the trainer at least one prompt row")
+        return_freed_memory()  # process-wide: freed activations go back to the system (see retrain.memory)
         self.env, self.calculator, self.rows, self.sinks = env, calculator, list(train_rows), list(sinks or [])
         self.step_coef, self.mask_check_every = step_coef, mask_check_every
         self._pending_records, self._trajs, self._inputs, self._step_seconds, self._gen_calls = [], [], None, 0.0, 0

@@ -15,10 +15,11 @@ from .env import SmolAgentEnv
 from .prompts import load_rows
 from .tools import resolve_tool
 from .types import Row
+from .memory import MemoryEstimate, default_tiles, estimate_memory
 
 # %% auto #0
 __all__ = ['RunCheckError', 'check_tools', 'check_rewards', 'check_evaluation', 'load_checked_rows', 'check_prompt_rows',
-           'check_template', 'check_run']
+           'check_template', 'check_run', 'first_prompt', 'memory_estimate']
 
 # %% ../nbs/09c_validate.ipynb #6d77a113
 class RunCheckError(ValueError):
@@ -84,3 +85,31 @@ def check_run(cfg: TrainingConfig, tokenizer=None,
     if not rows_checked: probs += check_prompt_rows(cfg)
     if not check_tools(cfg): probs += check_template(cfg, tokenizer)
     return probs
+
+# %% ../nbs/09c_validate.ipynb #66725e8f
+def first_prompt(cfg: TrainingConfig, tokenizer=None) -> str:
+    "The first training row's prompt exactly as the model will see it."
+    if cfg.environment.agent: raise ValueError("environment.agent: the agent renders its own prompts; run it to see them")
+    from retrain.models import load_tokenizer
+    tokenizer = tokenizer or load_tokenizer(cfg.model)
+    env = SmolAgentEnv.from_config(cfg.environment, tokenizer)
+    return tokenizer.decode(env.prompt_ids(load_checked_rows(cfg.prompt_source, cfg)[0]))
+
+def memory_estimate(cfg: TrainingConfig, tokenizer=None) -> MemoryEstimate:
+    "One training process's peak memory for `cfg`, estimated from the model's config and the run's batch shapes."
+    import tempfile, torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from retrain.models import resolve_model_path
+    from retrain.trainer import grpo_config
+    m = cfg.model
+    mc = AutoConfig.from_pretrained(resolve_model_path(m.name_or_path), trust_remote_code=m.trust_remote_code, revision=m.revision,
+                                    **({"gguf_file": m.gguf_file} if m.gguf_file else {}))
+    with torch.device("meta"): n = AutoModelForCausalLM.from_config(mc).num_parameters()
+    with tempfile.TemporaryDirectory() as d: args = grpo_config(cfg, d, n_params=n)
+    prompt = len(tokenizer(first_prompt(cfg, tokenizer), add_special_tokens=False)["input_ids"]) if tokenizer is not None else 256
+    decode = max(args.generation_batch_size, cfg.evaluation.batch_size if cfg.evaluation else 0)
+    return estimate_memory(mc, n_params=n, dtype_bytes=2 if m.torch_dtype in ("bfloat16", "float16") else 4,
+                           lora_r=(m.peft_config or {}).get("r", 8) if m.peft_config is not None else None,
+                           micro_batch=args.per_device_train_batch_size, seq_len=prompt + args.max_completion_length,
+                           decode_batch=decode, checkpointing=args.activation_checkpointing,
+                           tiles=default_tiles("cuda" if torch.cuda.is_available() else "cpu"))
