@@ -376,7 +376,7 @@ def rollout_sync(self: SmolAgentEnv, rows: list[Row], model, **kwargs) -> list[R
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
         return ex.submit(asyncio.run, self.rollout(rows, model, **kwargs)).result()
 
-# %% ../nbs/04_env.ipynb #0c0d1de3
+# %% ../nbs/04_env.ipynb #b131eba8
 @patch
 def prompt_ids(self: SmolAgentEnv, row: Row, prompt_field: str = "prompt") -> TokenIds:
     "The tokens an episode of `row` starts from: its conversation, system prompt included, rendered by the chat template."

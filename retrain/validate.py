@@ -86,7 +86,7 @@ def check_run(cfg: TrainingConfig, tokenizer=None,
     if not check_tools(cfg): probs += check_template(cfg, tokenizer)
     return probs
 
-# %% ../nbs/09c_validate.ipynb #66725e8f
+# %% ../nbs/09c_validate.ipynb #6e2f9d43
 def first_prompt(cfg: TrainingConfig, tokenizer=None) -> str:
     "The first training row's prompt exactly as the model will see it."
     if cfg.environment.agent: raise ValueError("environment.agent: the agent renders its own prompts; run it to see them")
