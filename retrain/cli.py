@@ -47,10 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/11_cli.ipynb #0e0ba6a8
-def _memory_lines(cfg: TrainingConfig):
+def _memory_lines(cfg: TrainingConfig, built: bool = False):
     "The estimate of one process's peak memory, as YAML comments; a warning when it exceeds the machine's memory."
     import psutil
+    from retrain.models import EMBEDDED_MODELS
     from retrain.validate import memory_estimate
+    if cfg.model.name_or_path in EMBEDDED_MODELS and not built:  # validate loads no weights: an embedded model is not built here
+        print("# memory: for an embedded model, add --show-prompt (it builds the model if needed) to see the estimate"); return
     try: e = memory_estimate(cfg)
     except Exception as ex:  # a hub id offline, a config transformers cannot read: no estimate, not a failure
         print(f"# memory: no estimate ({str(ex).splitlines()[0]})"); return
@@ -68,10 +71,10 @@ def cmd_validate(args) -> int:
         print("retrain: the run cannot start:\n" + "\n".join(problems), file=sys.stderr)
         return 2
     print(cfg.to_yaml(), end="")
-    _memory_lines(cfg)
-    if args.show_prompt:
+    if args.show_prompt:  # loads the tokenizer (and builds an embedded model the first time)
         from retrain.validate import first_prompt
         print("# the first row's prompt, as the model will see it:\n" + first_prompt(cfg))
+    _memory_lines(cfg, built=args.show_prompt)
     if cfg.environment.mcp_servers:  # connect, list the tools (as YAML comments), report a server that fails
         from retrain.mcp_tools import MCPServerError, describe_mcp_servers
         try: print("\n".join("# " + line for line in describe_mcp_servers(cfg.environment).splitlines()))
