@@ -16,7 +16,7 @@ from .sampling import draw_tokens, sample_tokens, sampling_logprobs
 from .types import TokenIds
 
 # %% auto #0
-__all__ = ['prepared_mask_kind', 'DecodeBatch']
+__all__ = ['MASK_BUDGET', 'prepared_mask_kind', 'DecodeBatch']
 
 # %% ../nbs/03c_batch.ipynb #9cfa13c6
 _FULL_ATTENTION_MODELS = {"llama", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "mistral", "mixtral", "phi3", "gemma",
@@ -225,9 +225,21 @@ def _forward(self: DecodeBatch, model, feeds: list[TokenIds], lens: list[int], p
         self.uneven = self.uneven or min(lens) != max(lens)
     return self._feed(model, ids, m)[:, -1], ids, m
 
+MASK_BUDGET = 2**24  # a forward's rows x new tokens x cached columns at most: a longer feed goes in pieces
+
 @patch
 def _feed(self: DecodeBatch, model, ids: torch.Tensor, m: torch.Tensor, keep: int = 1) -> torch.Tensor:
-    "Append right-aligned chunks `ids` (real where `m`) to every row; the logits of the last `keep` columns."
+    "Append right-aligned chunks `ids` (real where `m`) to every row, in pieces whose masks stay small; the logits of the last `keep` columns."
+    b, w = ids.shape
+    k = w + (0 if self.attn is None else self.attn.shape[1])
+    piece = w if keep > 1 else max(1, MASK_BUDGET // (b * k))  # a piece's attention is (b, heads, piece, <= k): O(L) a row, not O(L^2)
+    starts = range(0, w, piece)
+    for s in starts[:-1]: self._feed_piece(model, ids[:, s:s + piece], m[:, s:s + piece], 1)
+    return self._feed_piece(model, ids[:, starts[-1]:], m[:, starts[-1]:], keep)
+
+@patch
+def _feed_piece(self: DecodeBatch, model, ids: torch.Tensor, m: torch.Tensor, keep: int) -> torch.Tensor:
+    "One forward appending `ids` (real where `m`) to every row."
     if self.pos is None: self.pos = torch.zeros(len(ids), dtype=torch.long, device=self.device)
     pos_ids = self.pos[:, None] if ids.shape[1] == 1 else (self.pos[:, None] + m.cumsum(1) - 1).clamp(min=0)
     self.pos = self.pos + m.sum(1)

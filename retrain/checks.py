@@ -6,16 +6,20 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any
 
-from .config_models import RewardSetupConfig
+from .config_models import ModelConfig, RewardSetupConfig
 from .rewards import RewardSpec, get_reward, get_verifier, parse_number
 from .types import Row
 
+_log = logging.getLogger(__name__)
+
 # %% auto #0
 __all__ = ['ROW_CHECKS', 'reward_problems', 'first_line', 'setup_problems', 'register_row_check', 'required_fields',
-           'prompt_problem', 'PromptSourceError', 'PromptRowError', 'row_problems', 'check_rows']
+           'prompt_problem', 'PromptSourceError', 'PromptRowError', 'row_problems', 'check_rows', 'model_context',
+           'context_of', 'fit_prompts']
 
 # %% ../nbs/05bb_checks.ipynb #1bc0c27e
 def reward_problems(spec: RewardSpec,  # the resolved reward
@@ -147,3 +151,68 @@ def check_rows(rows: list[Row],  # prompt rows as loaded
     listed = "\n".join(f"  row {i}: {'; '.join(p)}" for i, p in bad[:show])
     more = f"\n  … and {len(bad) - show} more" if len(bad) > show else ""
     raise PromptRowError(f"{what}: {len(bad)} of {len(rows)} rows cannot be used; fix or remove them:\n{listed}{more}")
+
+# %% ../nbs/05bb_checks.ipynb #36dc48c1
+def model_context(model: ModelConfig) -> int | None:
+    "The model's context in tokens, from its config (no weights load); None when the config does not say."
+    from transformers import AutoConfig
+    from retrain.models import resolve_model_path
+    return context_of(AutoConfig.from_pretrained(resolve_model_path(model.name_or_path), trust_remote_code=model.trust_remote_code,
+                                                 revision=model.revision, **({"gguf_file": model.gguf_file} if model.gguf_file else {})))
+
+def context_of(config) -> int | None:
+    "The context in tokens that a transformers model config declares (None: it does not say)."
+    return getattr(config.get_text_config() if hasattr(config, "get_text_config") else config, "max_position_embeddings", None)
+
+def _cut(row: Row, env, limit: int, where: str) -> Row:
+    "`row` with the end of its last user message cut, keeping as much as fits `limit` prompt tokens."
+    p = row["prompt"]
+    msgs = [{"role": "user", "content": p}] if isinstance(p, str) else [dict(m) for m in p]
+    k = next((j for j in reversed(range(len(msgs))) if msgs[j].get("role") == "user" and isinstance(msgs[j].get("content"), str)), None)
+    if k is None: raise PromptSourceError(f"{where}: longer than {limit} tokens, with no user message text to cut; shorten it or use too_long: drop")
+    text = msgs[k]["content"]
+    def kept(n: int) -> Row:
+        m = [*msgs[:k], {**msgs[k], "content": text[:n]}, *msgs[k + 1:]]
+        return {**row, "prompt": m[0]["content"] if isinstance(p, str) else m}
+    fits = lambda n: len(env.prompt_ids(kept(n))) <= limit
+    if not fits(0):
+        raise PromptSourceError(f"{where}: longer than {limit} tokens even with its last user message empty (the system prompt and "
+                                "earlier messages take that); shorten them or use too_long: drop")
+    lo, hi = 0, len(text)  # the longest head of the message that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return kept(lo)
+
+def fit_prompts(rows: list[Row],  # prompt rows as loaded
+                env,  # the run's `SmolAgentEnv`: renders each row as its episode starts
+                context: int | None,  # the model's context in tokens (`model_context`); None: no check
+                budget: int | None,  # tokens the completion may take (model and environment tokens); None: not bounded
+                too_long: str = "refuse",  # 'refuse', 'truncate' or 'drop'
+                what: str = "prompt_source",  # how messages name the source
+                show: int = 5) -> list[Row]:  # long rows listed in a refusal
+    "`rows` whose prompts leave `budget` tokens within `context`: the longer ones refused (one error naming them), cut or dropped."
+    if context is None or not hasattr(env, "prompt_texts"): return rows  # an agent renders its own prompts
+    limit, why = context - (budget or 0), f"the model's context {context} - completion budget {budget or 0}"
+    if limit <= 0:
+        raise PromptSourceError(f"environment.max_total_tokens / max_completion_length ({budget}) fills the model's whole context of "
+                                f"{context} tokens, leaving none for prompts; lower it")
+    texts = env.prompt_texts(rows)
+    maybe = [i for i, t in enumerate(texts) if len(t.encode()) > limit]  # a token is at least one byte of its text
+    n = dict(zip(maybe, map(len, env.renderer.tokenizer([texts[i] for i in maybe], add_special_tokens=False)["input_ids"]))) if maybe else {}
+    long = [i for i in maybe if n[i] > limit]
+    if not long: return rows
+    if too_long == "refuse":
+        listed = ", ".join(f"row {i} ({n[i]} tokens)" for i in long[:show]) + (f" and {len(long) - show} more" if len(long) > show else "")
+        raise PromptSourceError(f"{what}: {len(long)} of {len(rows)} rows have prompts longer than {limit} tokens ({why}): {listed}; "
+                                f"shorten them, lower the budget, or set {what}.too_long: truncate or drop")
+    if too_long == "drop":
+        drop = set(long)
+        kept = [r for i, r in enumerate(rows) if i not in drop]
+        if not kept: raise PromptSourceError(f"{what}: every row's prompt is longer than {limit} tokens ({why}); none left after dropping them")
+        _log.warning("%s: dropped %d of %d rows whose prompts are longer than %d tokens (%s)", what, len(long), len(rows), limit, why)
+        return kept
+    out = list(rows)
+    for i in long: out[i] = _cut(rows[i], env, limit, f"{what} row {i}")
+    _log.warning("%s: cut the last user message of %d of %d rows to fit %d tokens (%s)", what, len(long), len(rows), limit, why)
+    return out

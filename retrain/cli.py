@@ -134,12 +134,13 @@ def cmd_eval(args) -> int:
     from retrain.evaluation import eval_text, evaluate_sync
     from retrain.models import ModelLoadError
     from retrain.checks import PromptSourceError
+    from retrain.rundir import RunDirError
     cfg = TrainingConfig.from_yaml(args.config, overrides=args.overrides)
     if args.samples < 0:
         print(f"retrain: --samples must be 0 or more, got {args.samples}", file=sys.stderr)
         return 2
     try: results = evaluate_sync(cfg, args.model or None, samples=args.samples, output_dir=args.out, progress=True)
-    except (ModelLoadError, PromptSourceError, LookupError) as e:  # the message says what to change
+    except (ModelLoadError, PromptSourceError, LookupError, RunDirError) as e:  # the message says what to change
         print(f"retrain: {e}", file=sys.stderr)
         return 2
     print(eval_text(results))

@@ -241,6 +241,7 @@ class _SourceBase(_Section):
     column_mapping: dict[str, str] = Field(default_factory=dict, description="Rename columns: {old: new}")
     limit: int | None = Field(None, ge=1, description="Use at most this many rows")
     shuffle: bool = Field(False, description="Shuffle rows (with the run's seed)")
+    too_long: Literal["refuse", "truncate", "drop"] = Field("refuse", description="A row whose prompt leaves no room for the completion budget within the model's context: refuse the run, cut its last user message, or drop the row")
 
 class ListPromptSource(_SourceBase):
     "Prompts written in the config."

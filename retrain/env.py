@@ -382,6 +382,11 @@ def prompt_ids(self: SmolAgentEnv, row: Row, prompt_field: str = "prompt") -> To
     "The tokens an episode of `row` starts from: its conversation, system prompt included, rendered by the chat template."
     return list(self.renderer.prompts_ids([_messages(row, prompt_field, self.system_prompt)])[0])
 
+@patch
+def prompt_texts(self: SmolAgentEnv, rows: list[Row], prompt_field: str = "prompt") -> list[str]:
+    "The text each row's episode starts from (what `prompt_ids` encodes), for many rows in one template call."
+    return self.renderer.texts([_messages(r, prompt_field, self.system_prompt) for r in rows], add_generation_prompt=True)
+
 # %% ../nbs/04_env.ipynb #721b5eed
 @patch
 async def _run_turns(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool, gen: Generator):

@@ -23,6 +23,7 @@ import yaml
 from transformers import TrainerCallback
 
 from .config_models import TrainingConfig
+from .checks import context_of, fit_prompts
 from .code_executors import code_runner_for
 from .mcp_tools import MCPTools, mcp_tools_for
 from .distributed import LockStep, all_gather_objects, is_main, shard, world_size
@@ -31,7 +32,7 @@ from .agents import env_from_config
 from .models import ModelLoadError, load_model, load_tokenizer
 from .prompts import load_rows
 from .render import ROLLOUT_CSS, rollout_html
-from .rundir import json_safe, write_atomic
+from .rundir import RunLock, json_safe, write_atomic
 from .report import REPORT_CSS, fmt_value
 from .calculator import RewardCalculator, success_reward_name
 from .trainer import rollout_metrics, rollout_record
@@ -41,7 +42,7 @@ _log = logging.getLogger("retrain")
 
 # %% auto #0
 __all__ = ['HELDOUT_FIGURES', 'pass_at_k', 'k_values', 'succeeded', 'evaluate_policy', 'eval_targets', 'load_for_eval',
-           'eval_html', 'build_env', 'evaluate_sync', 'evaluate', 'eval_text', 'heldout_metrics', 'rng_kept',
+           'eval_html', 'build_env', 'rng_kept', 'evaluate_sync', 'evaluate', 'eval_text', 'heldout_metrics',
            'HeldOutEvaluation']
 
 # %% ../nbs/09a_evaluation.ipynb #f84846d9
@@ -217,26 +218,40 @@ def _records(trajs: list[ProcessedTrajectory], tok, label: str, mode: str, per: 
     return [{**rollout_record(t, tok, step=0, index=i, group=i // per), "step": None, "model": label, "mode": mode,
              "prompt_index": i // per, "success": succeeded(t, name, thr)} for i, t in enumerate(trajs)]
 
+# %% ../nbs/09a_evaluation.ipynb #bccab09a
+@contextlib.contextmanager
+def rng_kept():
+    "Run a block, then put back the random states of torch (CPU and current GPU), numpy and Python."
+    py, npy = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []): yield
+    finally: random.setstate(py); np.random.set_state(npy)
+
 # %% ../nbs/09a_evaluation.ipynb #3a786f76
 def evaluate_sync(config: dict | TrainingConfig | str | Path, model: str | list[str] | None = None, *, samples: int = 0,
                   output_dir: str | Path | None = None, overrides: list[str] | None = None, progress: bool = False) -> dict[str, Any]:
-    "`evaluate` from synchronous code."
-    import torch
+    "`evaluate` from synchronous code: holds `output_dir`'s lock while it writes; torch's threads and RNG states come back as they were."
+    cfg = config if isinstance(config, TrainingConfig) else (TrainingConfig.from_dict(config, overrides=overrides) if isinstance(config, dict)
+                                                            else TrainingConfig.from_yaml(config, overrides=overrides))
+    out_dir = Path(output_dir) if output_dir else Path(cfg.output_dir) / cfg.experiment_name / f"eval-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    threads = torch.get_num_threads()
+    with RunLock(out_dir), rng_kept():  # a run training in `out_dir` holds it: refused, nothing written
+        try:
+            if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
+            torch.manual_seed(cfg.seed)
+            return _evaluate(cfg, model, samples, out_dir, progress)
+        finally: torch.set_num_threads(threads)
+
+def _evaluate(cfg: TrainingConfig, model: str | list[str] | None, samples: int, out_dir: Path, progress: bool) -> dict[str, Any]:
     from tqdm.auto import tqdm
     from retrain.trainer import grpo_config
     t0 = time.perf_counter()
-    cfg = config if isinstance(config, TrainingConfig) else (TrainingConfig.from_dict(config, overrides=overrides) if isinstance(config, dict)
-                                                            else TrainingConfig.from_yaml(config, overrides=overrides))
-    if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
-    torch.manual_seed(cfg.seed)
     ev = cfg.evaluation
     if ev is None: _log.warning("the config has no evaluation section: evaluating on the training prompts")
     rows = load_rows(ev.prompt_source if ev else cfg.prompt_source, seed=cfg.seed)
     rewards = RewardCalculator.from_config(cfg.reward_setup)
     name, thr, bs = success_reward_name(rewards, ev and ev.success_reward), ev.success_threshold if ev else 1.0, ev.batch_size if ev else 64
     targets = eval_targets(model, cfg)
-    out_dir = Path(output_dir) if output_dir else Path(cfg.output_dir) / cfg.experiment_name / f"eval-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    out_dir.mkdir(parents=True, exist_ok=True)
     max_completion = grpo_config(cfg, str(out_dir)).max_completion_length
     results = {"prompt_source": (ev.prompt_source if ev else cfg.prompt_source).model_dump(mode="json"), "n_prompts": len(rows),
                "samples": samples, "success_reward": name, "threshold": thr, "models": {}, "output_dir": str(out_dir)}
@@ -249,6 +264,10 @@ def evaluate_sync(config: dict | TrainingConfig | str | Path, model: str | list[
             bar.set_description(f"evaluating {label}")
             policy, tok = load_for_eval(cfg, path)
             env = build_env(cfg, tok, max_completion, mcp_tools, closing)
+            src = ev.prompt_source if ev else cfg.prompt_source
+            rows = fit_prompts(rows, env, context_of(policy.config), env.max_total_tokens, src.too_long,
+                               "evaluation.prompt_source" if ev else "prompt_source")
+            results["n_prompts"] = len(rows)
             summary, greedy, sampled = evaluate_policy(env, rewards, policy, rows, samples=samples,
                                                        success_reward=name, threshold=thr, batch_size=bs, on_batch=bar.update)
             results["models"][label] = {"name_or_path": path, **summary}
@@ -292,15 +311,6 @@ def heldout_metrics(summary: dict[str, Any]) -> dict[str, float]:
     out = {f"eval/{k}": summary.get(k) for k in HELDOUT_FIGURES}
     out.update({f"eval/rewards/{k}": v for k, v in (summary.get("rewards") or {}).items()})
     return {k: float(v) for k, v in out.items() if v is not None and not math.isnan(v)}
-
-# %% ../nbs/09a_evaluation.ipynb #bccab09a
-@contextlib.contextmanager
-def rng_kept():
-    "Run a block, then put back the random states of torch (CPU and current GPU), numpy and Python."
-    py, npy = random.getstate(), np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []): yield
-    finally: random.setstate(py); np.random.set_state(npy)
 
 # %% ../nbs/09a_evaluation.ipynb #60d170fe
 class HeldOutEvaluation(TrainerCallback):

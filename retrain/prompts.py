@@ -26,7 +26,7 @@ def _read_file(path: Path, fmt: str) -> list[dict[str, Any]]:
     except UnicodeDecodeError as e:
         raise PromptSourceError(f"{path}: not valid UTF-8 (byte {e.start}: {e.reason}); save the file as UTF-8") from None
     try:
-        if fmt == "jsonl": return [json.loads(line) for line in text.splitlines() if line.strip()]
+        if fmt == "jsonl": return [_json_line(path, n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
         if fmt == "json":
             data = json.loads(text)
             if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list): data = next(iter(data.values()))
@@ -35,6 +35,11 @@ def _read_file(path: Path, fmt: str) -> list[dict[str, Any]]:
         if fmt == "csv": return list(csv.DictReader(text.splitlines()))
         return [{"prompt": line} for line in text.splitlines() if line.strip()]
     except json.JSONDecodeError as e: raise PromptSourceError(f"{path}: invalid {fmt}: {e}") from None
+
+def _json_line(path: Path, n: int, line: str) -> Any:
+    try: return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise PromptSourceError(f"{path}:{n}: invalid JSON at column {e.colno} ({e.msg}): {line[:60]!r}; fix or remove that line") from None
 
 def _read_hf(cfg: HFDatasetPromptSource) -> list[dict[str, Any]]:
     import datasets

@@ -38,7 +38,7 @@ from .rundir import (RunLock, RunLogger, StartPlan, clear_incomplete, plan_start
 from .tools import resolve_tool
 from .trainer import GRPOTrainer, grpo_config
 from .warm_start import warm_started
-from .validate import check_run, load_checked_rows
+from .validate import check_run, fit_run_rows, load_checked_rows
 from .types import Row
 
 _log = logging.getLogger("retrain")
@@ -143,12 +143,6 @@ def _setup(what: str, build):
     except Exception as e:
         raise SetupError(f"{what}: {e.args[0] if isinstance(e, KeyError) and e.args else e}") from e
 
-def _check_imports(names: list[str]):
-    import importlib.util
-    missing = [n for n in names if n != "*" and importlib.util.find_spec(n.removesuffix(".*").split(".")[0]) is None]
-    if missing: raise SetupError(f"environment.authorized_imports: {', '.join(missing)} not installed; install it or "
-                                 "take it off the list")
-
 def _check_model_dir(name_or_path: str):
     "A local model folder must hold a saved model (an empty one fails deep inside transformers)."
     p = Path(name_or_path)
@@ -180,7 +174,6 @@ def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None, clos
     "Check rewards, tools and prompt rows, then load the model and tokenizer and build the environment and GRPO settings."
     calculator = _setup("reward_setup", lambda: RewardCalculator.from_config(cfg.reward_setup))
     _setup("environment.tools", lambda: [resolve_tool(n) for n in cfg.environment.tools])
-    _check_imports(cfg.environment.authorized_imports)
     _check_model_dir(cfg.model.name_or_path)
     rows = load_checked_rows(cfg.prompt_source, cfg)  # as `retrain validate` loads and checks them
     ev = cfg.evaluation
@@ -188,6 +181,7 @@ def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None, clos
     tokenizer = load_tokenizer(cfg.model)
     if problems := check_run(cfg, tokenizer, rows_checked=True):  # every name, level and parameter, before any weights load
         raise SetupError("the run cannot start:\n" + "\n".join(problems))
+    rows, eval_rows = fit_run_rows(cfg, tokenizer, rows, eval_rows)  # each prompt leaves the completion budget within the context
     model = load_model(cfg.model.model_copy(update={"peft_config": None}))  # TRL applies the adapters
     args = grpo_config(cfg, str(ckpt_dir), n_params=model.num_parameters())
     per_step = args.generation_batch_size // args.num_generations

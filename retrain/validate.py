@@ -9,7 +9,7 @@ import difflib
 from pathlib import Path
 
 from .chat import TemplateError
-from .checks import PromptSourceError, first_line, check_rows, setup_problems
+from .checks import PromptSourceError, first_line, check_rows, fit_prompts, model_context, setup_problems
 from .config_models import PromptSourceConfig, TrainingConfig
 from .env import SmolAgentEnv
 from .prompts import load_rows
@@ -18,8 +18,9 @@ from .types import Row
 from .memory import MemoryEstimate, default_tiles, estimate_memory
 
 # %% auto #0
-__all__ = ['RunCheckError', 'check_tools', 'check_rewards', 'check_evaluation', 'load_checked_rows', 'check_prompt_rows',
-           'check_template', 'check_run', 'first_prompt', 'memory_estimate']
+__all__ = ['RunCheckError', 'check_tools', 'check_imports', 'check_rewards', 'check_evaluation', 'load_checked_rows',
+           'check_prompt_rows', 'check_template', 'fit_run_rows', 'check_lengths', 'check_run', 'first_prompt',
+           'memory_estimate']
 
 # %% ../nbs/09c_validate.ipynb #6d77a113
 class RunCheckError(ValueError):
@@ -32,6 +33,13 @@ def check_tools(cfg: TrainingConfig) -> list[str]:
         try: resolve_tool(name)
         except Exception as e: out.append(f"environment.tools[{i}]: {first_line(e)}")
     return out
+
+def check_imports(cfg: TrainingConfig) -> list[str]:
+    "Every module in `environment.authorized_imports` is installed (a code action could not import it otherwise)."
+    import importlib.util
+    names = cfg.environment.authorized_imports
+    missing = [n for n in names if n != "*" and importlib.util.find_spec(n.removesuffix(".*").split(".")[0]) is None]
+    return [f"environment.authorized_imports: {', '.join(missing)} not installed; install it or take it off the list"] if missing else []
 
 def check_rewards(cfg: TrainingConfig) -> list[str]:
     "Rewards and verifiers resolve, sit at their level and take the configured params (`checks.setup_problems`)."
@@ -77,13 +85,39 @@ def check_template(cfg: TrainingConfig, tokenizer=None) -> list[str]:
     except Exception as e: return [f"environment: {first_line(e)}"]
     return []
 
+def fit_run_rows(cfg: TrainingConfig, tokenizer, rows: list[Row], eval_rows: list[Row] = ()) -> tuple[list[Row], list[Row]]:
+    "The training and evaluation rows with each source's too-long prompts refused, cut or dropped as its `too_long` says."
+    if cfg.environment.agent: return rows, list(eval_rows)  # the agent renders its own prompts
+    import tempfile
+    from retrain.trainer import grpo_config
+    with tempfile.TemporaryDirectory() as d: budget = cfg.environment.max_total_tokens or grpo_config(cfg, d).max_completion_length
+    env, context = SmolAgentEnv.from_config(cfg.environment, tokenizer), model_context(cfg.model)
+    rows = fit_prompts(rows, env, context, budget, cfg.prompt_source.too_long)
+    if eval_rows:
+        eval_rows = fit_prompts(eval_rows, env, context, budget, cfg.evaluation.prompt_source.too_long, "evaluation.prompt_source")
+    return rows, list(eval_rows)
+
+def check_lengths(cfg: TrainingConfig, tokenizer=None) -> list[str]:
+    "With a local tokenizer (or `tokenizer`): every prompt fits the model's context, or its source says what to do when not."
+    if tokenizer is None:
+        if not Path(cfg.model.name_or_path).is_dir(): return []  # a hub id or an embedded model: checked when it loads
+        from retrain.models import load_tokenizer
+        tokenizer = load_tokenizer(cfg.model)
+    try:
+        ev = cfg.evaluation
+        fit_run_rows(cfg, tokenizer, load_checked_rows(cfg.prompt_source, cfg),
+                     load_checked_rows(ev.prompt_source, cfg, "evaluation.prompt_source") if ev else [])
+    except PromptSourceError as e: return [str(e)]
+    return []
+
 def check_run(cfg: TrainingConfig, tokenizer=None,
               rows_checked: bool = False,  # the prompt rows were already loaded through `load_checked_rows`
               ) -> list[str]:
     "Every problem `retrain validate` reports for `cfg`, one line each (empty: the run can start)."
-    probs = check_tools(cfg) + check_rewards(cfg) + check_evaluation(cfg)
+    probs = check_tools(cfg) + check_imports(cfg) + check_rewards(cfg) + check_evaluation(cfg)
     if not rows_checked: probs += check_prompt_rows(cfg)
     if not check_tools(cfg): probs += check_template(cfg, tokenizer)
+    if not probs and not rows_checked: probs += check_lengths(cfg, tokenizer)
     return probs
 
 # %% ../nbs/09c_validate.ipynb #6e2f9d43

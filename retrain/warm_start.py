@@ -18,6 +18,7 @@ from typing import Any, Callable
 import torch
 from transformers import PrinterCallback
 
+from .checks import context_of, fit_prompts
 from .config_models import TrainingConfig, WarmStartConfig
 from .env import SmolAgentEnv
 from .generation import Generator, TurnOutput
@@ -152,10 +153,13 @@ def warm_started(model, tokenizer, cfg: TrainingConfig,
     solve = _import(ws.demonstrations, "warm_start.demonstrations")
     target = cache_dir() / "warm-starts" / warm_start_key(cfg)
     def write(tmp: Path):
-        rows = load_rows(ws.prompt_source, seed=cfg.seed) if ws.prompt_source is not None else train_rows
+        env, rows = make_env(ws.tools), train_rows
+        if ws.prompt_source is not None:
+            rows = fit_prompts(load_rows(ws.prompt_source, seed=cfg.seed), env, context_of(model.config), env.max_total_tokens,
+                               ws.prompt_source.too_long, "warm_start.prompt_source")
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)
-            trained, info = warm_start(model, make_env(ws.tools), rows, solve, ws, seed=cfg.seed, keep=keep)
+            trained, info = warm_start(model, env, rows, solve, ws, seed=cfg.seed, keep=keep)
         trained.save_pretrained(tmp)
         (tmp / "warm_start.json").write_text(json.dumps(info, indent=1))
     cached = (target / "warm_start.json").is_file()

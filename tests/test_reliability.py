@@ -158,6 +158,7 @@ def _mods(tmp_path: Path):
                                       "async def async_raises(rollout):\n    raise ZeroDivisionError('async scorer divided by zero')\n\n"
                                       "def verifier_raises(rollout):\n    raise TypeError('cannot compare str and int')\n")
     (m / "prompts.jsonl").write_bytes(b'{"prompt": "What is 2*3?", "answer": "6"}\n{"prompt": "caf\xe9", "answer": "1"}\n')
+    (m / "bad.jsonl").write_text('{"prompt": "What is 2*3?", "answer": "6"}\n{"prompt": "What is 2*4?", "answer": 8\n')
 
 
 # (overrides of the config, text the one-line message must contain)
@@ -186,6 +187,10 @@ CASES = {
     "verifier-raises": ({"reward_setup.rollout_reward_configs": {"numeric_match": {"verifiers": ["bad_rewards:verifier_raises"]}}},
                         "raised TypeError: cannot compare str and int"),
     "import-not-installed": ({"environment.authorized_imports": ["no_such_module_xyz"]}, "authorized_imports"),
+    # eight 100 k-character prompts once allocated a 40 GB attention mask; now refused at load, before the model
+    "prompt-longer-than-context": ({"prompt_source.prompts": [{"prompt": "What is 2*3? " * 8000, "answer": "6"}] * 8},
+                                   "8 of 8 rows have prompts longer than 1000 tokens (the model's context 1024 - completion budget 24)"),
+    "malformed-jsonl-line": ({"prompt_source": "BADJSONL"}, "bad.jsonl:2: invalid JSON at column"),
 }
 
 
@@ -199,7 +204,8 @@ def test_user_errors_are_one_line_with_status_2(tmp_path, cache, name, monkeypat
         if k.startswith(("RETRAIN_", "HF_", "TRL_")): monkeypatch.setenv(k, v)
     monkeypatch.delenv("RETRAIN_DEBUG", raising=False)
     over, expected = CASES[name]
-    fix = {"FILE": {"type": "file", "path": str(tmp_path / "mods" / "prompts.jsonl")}, "AFILE": str(tmp_path / "cfg.yaml"),
+    fix = {"FILE": {"type": "file", "path": str(tmp_path / "mods" / "prompts.jsonl")},
+           "BADJSONL": {"type": "file", "path": str(tmp_path / "mods" / "bad.jsonl")}, "AFILE": str(tmp_path / "cfg.yaml"),
            "EMPTY": str(tmp_path / "empty_model")}
     (tmp_path / "empty_model").mkdir()
     over = {k: fix.get(v, v) if isinstance(v, str) else v for k, v in over.items()}
@@ -260,3 +266,17 @@ print((after - before) // 1024, sorted(state), o.observation.splitlines()[-1])
     grew_mb, kept, note = r.stdout.split(" ", 2)
     assert int(grew_mb) < 16, r.stdout  # the state budget is 1 MB
     assert kept == "['small']" and "big (over the 1.0 MB state budget)" in note, r.stdout
+
+
+def test_long_prompts_are_cut_or_dropped_when_the_config_says_so(tmp_path, cache):
+    long = [{"prompt": "What is 2*3? " * 8000, "answer": "6"}] * 4
+    short = [{"prompt": f"What is {a}*7?", "answer": str(7 * a)} for a in range(100, 104)]
+    cfg = _write(tmp_path, _cfg(tmp_path, **{"algorithm.hyperparameters.max_steps": 1, "prompt_source.prompts": long + short,
+                                             "prompt_source.too_long": "truncate"}))
+    r = _retrain("run", str(cfg), tmp_path=tmp_path, cache=cache)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "prompt_source: cut the last user message of 4 of 8 rows to fit 1000 tokens" in r.stderr, r.stderr[-2000:]
+    cfg = _write(tmp_path, _cfg(tmp_path, **{"algorithm.hyperparameters.max_steps": 1, "prompt_source.prompts": long + short,
+                                             "prompt_source.too_long": "drop", "experiment_name": "d"}))
+    r = _retrain("run", str(cfg), tmp_path=tmp_path, cache=cache)
+    assert r.returncode == 0 and "prompt_source: dropped 4 of 8 rows whose prompts are longer than 1000 tokens" in r.stderr, r.stderr[-2000:]
