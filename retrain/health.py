@@ -116,7 +116,7 @@ class HealthCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kw):
         if not logs or "train_runtime" in logs: return
-        f = self.health.check(state.global_step, logs, self.weights_ok)
+        f = self.health.check(state.global_step, {**logs, "learning_rate": args.learning_rate}, self.weights_ok)  # the configured rate
         if f is None: return
         logs.update(f.flags)  # the same dict reaches the step sinks (metrics.jsonl, dashboard) after this callback
         stop = f.kind == "non_finite" or self.stop_on_collapse
