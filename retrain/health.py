@@ -130,7 +130,7 @@ class HealthCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kw):
         if self.stopped is None: return
         why = "" if self.stopped.kind == "non_finite" else " (algorithm.stop_on_collapse)"
-        raise TrainingHealthError(f"{self.stopped.message}; the run stopped{why}, the last checkpoint is from before this step")
+        raise TrainingHealthError(f"{self.stopped.message}; the run stopped{why} and wrote no checkpoint of this step")
 
 # %% ../nbs/07f_health.ipynb #7ba04423
 HEALTH_KEYS = {"health/non_finite": "training diverged (a non-finite loss, gradient or weights)",

@@ -292,7 +292,7 @@ def _trainer(cfg: TrainingConfig, p: _Parts, sinks: list, mcp_tools: MCPTools | 
     peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
     ev = cfg.evaluation
     return GRPOTrainer(p.model, p.env, p.calculator, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks,
-                       callbacks=[HealthCallback(cfg.algorithm.stop_on_collapse)] + ([MCPCallback(mcp_tools)] if mcp_tools else []),
+                       callbacks=([MCPCallback(mcp_tools)] if mcp_tools else []) + [HealthCallback(cfg.algorithm.stop_on_collapse)],
                        vllm_client=vllm_client,
                        **({"success_reward": ev.success_reward, "success_threshold": ev.success_threshold}
                           if ev else {}))  # `signals/success_rate` means what `retrain eval` calls success
