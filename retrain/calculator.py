@@ -22,7 +22,7 @@ import numpy as np
 
 from .checks import reward_problems
 from .config_models import RewardFunctionConfig, RewardSetupConfig
-from .rewards import RewardSpec, get_reward, get_verifier
+from .rewards import RewardSpec, Tripwire, get_reward, get_verifier, read_only
 from .types import InfrastructureError, ProcessedTrajectory, RawRolloutData
 
 _log = logging.getLogger(__name__)
@@ -90,12 +90,21 @@ class _Lane:
 
 class _Calls:
     "Function calls of one scoring pass: each component's calls on a thread of their own (components run concurrently), each within `timeout` seconds; awaitables that async functions return are awaited together."
-    def __init__(self, timeout: float | None = None): self.timeout, self.jobs, self.whats, self.rows, self.failed = timeout, [], [], [], {}
+    def __init__(self, timeout: float | None = None):
+        self.timeout, self.jobs, self.whats, self.rows, self.failed, self.trips = timeout, [], [], [], {}, []
 
-    def add(self, fn: Callable, args: tuple, kwargs: dict, what: tuple, rows: list[int] | None = None) -> int:
+    def add(self, fn: Callable, args: tuple, kwargs: dict, what: tuple, rows: list[int] | None = None,
+            trip: Tripwire | None = None) -> int:  # `trip`: of the read-only views in `args`
         self.rows.append(rows if rows is not None else ([what[1]] if len(what) > 1 else []))  # the rollouts the call scores
-        self.jobs.append((fn, args, kwargs)); self.whats.append(what)
+        self.jobs.append((fn, args, kwargs)); self.whats.append(what); self.trips.append(trip)
         return len(self.jobs) - 1
+
+    def _check_trips(self):
+        "A function that changed its read-only view and caught the error is still named."
+        for j, t in enumerate(self.trips):
+            if t is not None and t.what is not None:
+                raise RewardError(f"{_describe(*self.whats[j])} tried to modify {t.what} (and caught the error): rewards get a "
+                                  "read-only view of the rollout; return the score instead (notes may go in rollout.annotations)")
 
     def _fail(self, j: int, e: InfrastructureError) -> _InfraFailed:
         for i in self.rows[j]: self.failed.setdefault(i, f"{_describe(*self.whats[j])}: {type(e).__name__}: {e}")
@@ -134,6 +143,7 @@ class _Calls:
             return v
         pending = [j for j, v in enumerate(out) if inspect.isawaitable(v)]
         for j, v in zip(pending, await asyncio.gather(*(wait(j) for j in pending))): out[j] = v
+        self._check_trips()
         return out
 
 async def _guarded(aw) -> tuple[bool, Any]:
@@ -170,10 +180,17 @@ def _schedule(c: _Component, rollouts: list[RawRolloutData], gate: list[bool], c
     if c.spec.level == "group": return _schedule_group(c, rollouts, gate, calls)
     pen, label, slots = c.cfg.verifier_penalty, f"{'step reward' if c.step else 'reward'} {c.name!r}", []
     for i, r in enumerate(rollouts):
-        kw = c.spec.kwargs(r.row, c.cfg.params)
-        if not gate[i]: slots.append(None)
-        elif c.step: slots.append([calls.add(c.spec.fn, (t, r), kw, (label, i, r, k)) for k, t in enumerate(r.turns)])
-        else: slots.append(calls.add(c.spec.fn, (r,), kw, (label, i, r)))
+        if not gate[i]: slots.append(None); continue
+        if c.step:
+            slots.append([])
+            for k, t in enumerate(r.turns):
+                trip = Tripwire()  # one per call: the call that touched its rollout is the one named
+                slots[-1].append(calls.add(c.spec.fn, (read_only(t, f"rollout.turns[{k}]", trip), read_only(r, "rollout", trip)),
+                                           c.spec.kwargs(read_only(r.row, "rollout.row", trip), c.cfg.params), (label, i, r, k), trip=trip))
+        else:
+            trip = Tripwire()
+            slots.append(calls.add(c.spec.fn, (read_only(r, "rollout", trip),), c.spec.kwargs(read_only(r.row, "rollout.row", trip), c.cfg.params),
+                                   (label, i, r), trip=trip))
     def read(vals: list) -> list:
         f = lambda j: _as_float(vals[j], calls.whats[j])
         return [([pen] * len(r.turns) if c.step else pen) if s is None else ([f(j) for j in s] if c.step else f(s))
@@ -184,12 +201,13 @@ def _schedule_batch(c: _Component, rollouts: list[RawRolloutData], gate: list[bo
     "A TRL-style function: one call on the rollouts that pass its verifiers."
     idx, label = [i for i, g in enumerate(gate) if g], f"TRL-style reward {c.name!r}"
     if idx:
-        sub = [rollouts[i] for i in idx]
+        trip = Tripwire()
+        sub = [read_only(rollouts[i], f"rollouts[{i}]", trip) for i in idx]
         keys = dict.fromkeys(k for r in sub for k in r.row if k not in ("prompt", "completion", "completion_ids"))
         pcs = [trl_prompt_completion(r) for r in sub]
         trl_inputs = {"prompts": [p for p, _ in pcs], "completions": [q for _, q in pcs], "completion_ids": [r.completion_ids for r in sub]}
         kw = c.spec.kwargs({k: [r.row.get(k) for r in sub] for k in keys}, {**c.cfg.params, **trl_inputs})
-        j = calls.add(c.spec.fn, (), kw, (f"{label} on a batch of {len(sub)} rollouts",), rows=idx)
+        j = calls.add(c.spec.fn, (), kw, (f"{label} on a batch of {len(sub)} rollouts",), rows=idx, trip=trip)
     def read(vals: list) -> list[float]:
         out = [c.cfg.verifier_penalty] * len(rollouts)
         if not idx: return out
@@ -211,7 +229,9 @@ def _schedule_group(c: _Component, rollouts: list[RawRolloutData], gate: list[bo
     for idx in groups.values():
         first = rollouts[idx[0]]
         what = (f"{label} on the {len(idx)} rollouts from {idx[0]} (prompt {str(first.row.get('prompt', ''))[:60]!r})",)
-        slots.append((idx, calls.add(c.spec.fn, ([rollouts[i] for i in idx],), c.spec.kwargs(first.row, c.cfg.params), what, rows=idx)))
+        trip = Tripwire()
+        group = [read_only(rollouts[i], f"rollouts[{i}]", trip) for i in idx]
+        slots.append((idx, calls.add(c.spec.fn, (group,), c.spec.kwargs(group[0].row, c.cfg.params), what, rows=idx, trip=trip)))
     def read(vals: list) -> list[float]:
         out = [c.cfg.verifier_penalty] * len(rollouts)
         for idx, j in slots:
@@ -279,7 +299,10 @@ async def score(self: RewardCalculator, rollouts: list[RawRolloutData]) -> list[
     rollouts, comps, n = list(rollouts), self._components, len(rollouts)
     vcalls = _Calls(self.timeout)
     for v, spec in self._verifiers.items():
-        for i, r in enumerate(rollouts): vcalls.add(spec.fn, (r,), spec.kwargs(r.row), (f"verifier {v!r}", i, r))
+        for i, r in enumerate(rollouts):
+            trip = Tripwire()
+            view = read_only(r, "rollout", trip)
+            vcalls.add(spec.fn, (view,), spec.kwargs(view.row), (f"verifier {v!r}", i, r), trip=trip)
     flat = [_as_bool(x, w) for x, w in zip(await vcalls.results(), vcalls.whats)]
     passed = {v: flat[j * n:(j + 1) * n] for j, v in enumerate(self._verifiers)}
     for i, msg in vcalls.failed.items(): rollouts[i].infra_error = rollouts[i].infra_error or msg

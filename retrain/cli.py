@@ -158,7 +158,9 @@ def user_errors() -> tuple[type[Exception], ...]:
     from retrain.calculator import RewardError
     from retrain.rundir import RunDirError
     from retrain.runner import SetupError
-    return (ConfigError, ModelLoadError, PromptSourceError, RewardError, RunDirError, SetupError, MCPServerError, CodeExecutorError, FileExistsError)
+    from retrain.health import TrainingHealthError
+    return (ConfigError, ModelLoadError, PromptSourceError, RewardError, RunDirError, SetupError, MCPServerError, CodeExecutorError,
+            FileExistsError, TrainingHealthError)
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `retrain` command."

@@ -129,6 +129,9 @@ class AlgorithmConfig(_Section):
     backend: Literal["trl"] = Field("trl", description="The implementation it runs on")
     hyperparameters: dict[str, Any] = Field(default_factory=dict, description="Fields of `trl.GRPOConfig`, checked against the installed TRL")
     report_to: str | list[str] = Field("none", description="Experiment trackers for TRL/transformers ('none', 'wandb', 'tensorboard', …)")
+    stop_on_collapse: bool = Field(False, description="Stop the run (exit status 2) when training collapses: the reward at its floor "
+                                   "with zero gradient, or the output no longer readable, for 2 steps (`retrain.health`); off: a warning "
+                                   "and a mark in the logs. A non-finite loss, gradient or weights always stops it")
 
     _hp = field_validator("hyperparameters")(classmethod(lambda cls, v: _check_hparams(v)))
 

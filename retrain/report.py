@@ -20,6 +20,7 @@ import retrain
 from .render import (HEALTH_PANELS, REWARD_PANELS, ROLLOUT_CSS, CurveFigure, MetricLog, Panel, best_worst,
                             iter_jsonl, other_keys, rollout_html, run_logs)
 from .render import SIGNAL_PANELS, flags_html, svg_panel
+from .health import health_html
 
 # %% auto #0
 __all__ = ['REPORT_CSS', 'spaced_steps', 'step_extremes', 'report_figures', 'fmt_value', 'eval_table', 'report_html',
@@ -169,7 +170,7 @@ def _headline(results: dict, log: MetricLog) -> str:
 
 # %% ../nbs/08b_report.ipynb #11d593ad
 def _flags_section(log: MetricLog) -> str:
-    return f'<section id="flags"><h2>Reward-hacking flags</h2>{flags_html(log)}</section>'
+    return f'{health_html(log)}<section id="flags"><h2>Reward-hacking flags</h2>{flags_html(log)}</section>'
 
 def _failed_section(ext: dict[Any, dict[str, Any]], max_steps: int) -> str:
     "The steps where infrastructure failed rollouts, with the first failed rollout of (at most `max_steps` of) them."

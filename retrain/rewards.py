@@ -12,8 +12,8 @@ import logging
 import numbers
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cached_property, reduce
+from dataclasses import dataclass, is_dataclass
+from functools import cache, cached_property, reduce
 from typing import Any, Literal
 
 from .types import ActionKind, RawRolloutData, Turn
@@ -22,9 +22,9 @@ _log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['Level', 'RewardSpec', 'register_reward', 'register_verifier', 'reward', 'verifier', 'get_reward', 'get_verifier',
-           'list_rewards', 'list_verifiers', 'parse_number', 'exact_match', 'numeric_match', 'final_answer_present',
-           'tool_call_valid', 'tool_call_success', 'used_tool', 'turn_penalty', 'length_penalty', 'has_final_answer',
-           'answer_is_number', 'no_tool_errors']
+           'list_rewards', 'list_verifiers', 'RolloutModifiedError', 'Tripwire', 'read_only', 'parse_number',
+           'exact_match', 'numeric_match', 'final_answer_present', 'tool_call_valid', 'tool_call_success', 'used_tool',
+           'turn_penalty', 'length_penalty', 'has_final_answer', 'answer_is_number', 'no_tool_errors']
 
 # %% ../nbs/05_rewards.ipynb #e543b27b
 Level = Literal["rollout", "step", "batch", "group"]
@@ -138,6 +138,78 @@ def get_verifier(name: str) -> RewardSpec:
 
 def list_rewards() -> list[str]: return sorted(set(_REWARDS) | set(_BUILTIN_MODULES))
 def list_verifiers() -> list[str]: return sorted(_VERIFIERS)
+
+# %% ../nbs/05_rewards.ipynb #0fa03a1a
+class RolloutModifiedError(TypeError):
+    "A reward, verifier or judge tried to change the rollout it was given to read."
+
+class Tripwire:
+    "Records the first attempt to change a read-only view (shared by a view and everything read through it)."
+    __slots__ = ("what",)
+    def __init__(self): self.what: str | None = None
+
+def _refuse(trip: Tripwire, what: str):
+    if trip.what is None: trip.what = what
+    raise RolloutModifiedError(f"{what} is read-only: rewards get a read-only view of the rollout; return the score instead "
+                               "(notes may go in rollout.annotations)")
+
+class _FrozenList(list):
+    "A read-only copy of a rollout's list (its items read-only too)."
+    __slots__ = ("_path", "_trip")
+    def __init__(self, items=(), path: str = "a list", trip: Tripwire | None = None):
+        super().__init__(items)
+        self._path, self._trip = path, trip or Tripwire()
+    def _no(self, *a, **k): _refuse(self._trip, self._path)
+    append = extend = insert = pop = remove = clear = sort = reverse = __setitem__ = __delitem__ = __iadd__ = __imul__ = _no
+    def __reduce_ex__(self, protocol): return (list, (list(self),))  # a copy (deepcopy, pickle) is an ordinary list
+
+class _FrozenDict(dict):
+    "A read-only copy of a rollout's dict (its values read-only too)."
+    __slots__ = ("_path", "_trip")
+    def __init__(self, items=(), path: str = "a dict", trip: Tripwire | None = None):
+        super().__init__(items)
+        self._path, self._trip = path, trip or Tripwire()
+    def _no(self, *a, **k): _refuse(self._trip, self._path)
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _no
+    def __reduce_ex__(self, protocol): return (dict, (dict(self),))
+
+# %% ../nbs/05_rewards.ipynb #e92ea676
+_WRITABLE = frozenset({"annotations"})  # notes attached while scoring (a judge's reply)
+
+def _view_get(self, name: str):
+    if name.startswith("__") or name == "_ro": return object.__getattribute__(self, name)
+    target, path, trip = object.__getattribute__(self, "_ro")
+    fields = target.__dict__
+    if name not in fields: return object.__getattribute__(self, name)  # methods and properties run on the view
+    return fields[name] if name in _WRITABLE else read_only(fields[name], f"{path}.{name}", trip)
+
+def _view_set(self, name: str, value: Any = None):
+    _, path, trip = object.__getattribute__(self, "_ro")
+    _refuse(trip, f"{path}.{name}")
+
+@cache
+def _view_class(cls: type) -> type:
+    "The read-only view class of dataclass `cls`: a subclass, so `isinstance` checks still hold."
+    return type(cls.__name__, (cls,), {"__getattribute__": _view_get, "__setattr__": _view_set, "__delattr__": _view_set,
+                                       "__reduce_ex__": lambda self, p: object.__getattribute__(self, "_ro")[0].__reduce_ex__(p),
+                                       "__doc__": f"A read-only view of a `{cls.__name__}`.", "__module__": __name__})
+
+def read_only(x: Any,  # a rollout, turn, list, dict, or anything else (returned as is)
+              path: str = "rollout",  # how the error names `x`
+              trip: Tripwire | None = None,  # records an attempt to change it (a new one when None)
+              ) -> Any:
+    "A read-only view of `x`: dataclasses (a rollout, its turns, calls) as views, lists and dicts as read-only copies."
+    trip = trip if trip is not None else Tripwire()
+    if isinstance(x, (_FrozenList, _FrozenDict)): return x
+    if isinstance(x, list):
+        if not x or isinstance(x[0], (int, float, str)): return _FrozenList(x, path, trip)  # token ids, masks, log-probs: one C copy
+        return _FrozenList((read_only(v, f"{path}[{i}]", trip) for i, v in enumerate(x)), path, trip)
+    if isinstance(x, dict): return _FrozenDict(((k, read_only(v, f"{path}[{k!r}]", trip)) for k, v in x.items()), path, trip)
+    if is_dataclass(x) and not isinstance(x, type) and "_ro" not in x.__dict__:
+        v = object.__new__(_view_class(type(x)))
+        object.__setattr__(v, "_ro", (x, path, trip))
+        return v
+    return x
 
 # %% ../nbs/05_rewards.ipynb #5359bdb2
 _NUMBER = re.compile(r"[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")

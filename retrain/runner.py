@@ -26,6 +26,7 @@ import transformers
 from .config_models import TrainingConfig
 from .distributed import barrier, ensure_group, is_main, main_first, threads_per_process, world_size
 from .mcp_tools import MCPCallback, MCPTools, mcp_tools_for
+from .health import HealthCallback
 from .trackers import tracker_sink
 from .env import SmolAgentEnv
 from .evaluation import HeldOutEvaluation, build_env, evaluate_policy, heldout_metrics, rng_kept
@@ -285,7 +286,8 @@ def _trainer(cfg: TrainingConfig, p: _Parts, sinks: list, mcp_tools: MCPTools | 
     peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
     ev = cfg.evaluation
     return GRPOTrainer(p.model, p.env, p.calculator, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks,
-                       callbacks=[MCPCallback(mcp_tools)] if mcp_tools else None, vllm_client=vllm_client,
+                       callbacks=([MCPCallback(mcp_tools)] if mcp_tools else []) + [HealthCallback(cfg.algorithm.stop_on_collapse)],
+                       vllm_client=vllm_client,
                        **({"success_reward": ev.success_reward, "success_threshold": ev.success_threshold}
                           if ev else {}))  # `signals/success_rate` means what `retrain eval` calls success
 

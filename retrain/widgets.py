@@ -20,6 +20,7 @@ from fastcore.basics import patch
 from .render import (HEALTH_PANELS, REWARD_PANELS, ROLLOUT_CSS, MetricLog, Panel, best_worst, iter_jsonl,
                             other_keys, rollout_html, run_logs)
 from .render import SIGNAL_PANELS, flags_html, svg_panel
+from .health import health_html
 
 # %% auto #0
 __all__ = ['MAIN_PANELS', 'MORE_PANELS', 'TrainingDashboard']
@@ -132,8 +133,8 @@ def _update(self: TrainingDashboard):
     self._dirty |= set(self.panels)
     self._sync_browser()
     self._header()
-    self.flags.value = f"<style>{ROLLOUT_CSS}</style>" + flags_html(self.log) if "signals/success_rate" in self.log else ""
-
+    hacking = f"<style>{ROLLOUT_CSS}</style>" + flags_html(self.log) if "signals/success_rate" in self.log else ""
+    self.flags.value = health_html(self.log) + hacking  # a diverged or collapsed run (retrain.health), then reward hacking
 
 # %% ../nbs/09_widgets.ipynb #47dcbbe2
 @patch
