@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .disk import DiskFullError, writing
+from .disk import writing
 
 _log = logging.getLogger("retrain")
 
