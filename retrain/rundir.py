@@ -86,7 +86,11 @@ class RunLock:
         with writing(self.path): fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            h = _holder(fd); os.close(fd)
+            h = _holder(fd)
+            for _ in range(50):  # the holder may be writing its record at this very moment
+                if h.get("pid"): break
+                time.sleep(0.01); h = _holder(fd)
+            os.close(fd)
             raise RunDirLocked(f"the run directory {self.run_dir} is in use by {_who(h)}: wait for that run to end "
                                "or stop it; two runs must not share a directory") from None
         prev = _holder(fd)
