@@ -108,3 +108,28 @@ def test_a_full_disk_is_one_line_and_resume_finishes_once_space_is_freed(tmp_pat
         assert [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == list(range(1, STEPS + 1))
         assert json.loads((run_dir / "results.json").read_text())["global_step"] == STEPS
         assert (run_dir / "report.html").is_file() and (run_dir / "final" / "model.safetensors").is_file()
+
+
+def test_logs_and_the_report_stay_whole_on_a_full_disk(tmp_path, request):
+    """Step after step of logs until the disk is full: one `DiskFullError` naming the log, and every line whole;
+    then the report does not fit: named too, and no half report or temporary file is left."""
+    if not _can_mount_here(request): return
+    from retrain.disk import DiskFullError
+    from retrain.report import write_report
+    from retrain.rundir import RunLogger
+    from retrain.testing import demo_logs, write_demo_run
+    with _tmpfs(tmp_path / "disk", "1m") as disk:
+        write_demo_run(disk, steps=3)
+        log = RunLogger(disk)
+        with pytest.raises(DiskFullError) as e:
+            for step in range(3, 10_000): log.on_step(step, *demo_logs(step, 8))
+        assert str(e.value).startswith(f"no space left on device writing {disk}/") and "jsonl (" in str(e.value), e.value
+        for name in ("metrics.jsonl", "rollouts.jsonl"):
+            text = (disk / name).read_text()
+            assert text.endswith("\n") and all(json.loads(line) for line in text.splitlines()), name  # no torn line
+        assert len((disk / "metrics.jsonl").read_text().splitlines()) >= 4  # steps were logged until the disk filled
+        with pytest.raises(DiskFullError, match=f"no space left on device writing {disk / 'report.html'} "):
+            write_report(disk)
+        assert not any(p.name.startswith((".report", "report")) for p in disk.iterdir()), sorted(p.name for p in disk.iterdir())
+        subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
+        assert write_report(disk).is_file()  # space freed: the report is written
