@@ -81,7 +81,12 @@ AGAIN = "run again with --resume"
 
 class DiskFullError(RuntimeError):
     "A write that found no space (or no quota) left; the message names the path and the free space, and says what to do."
-    def __init__(self, path: str | Path, free: int, quota: bool = False, then: str = AGAIN):
+    def __init__(self,
+                 path: str | Path,  # the file or folder being written
+                 free: int,  # bytes left on its filesystem
+                 quota: bool = False,  # the quota, not the disk, is full (EDQUOT)
+                 then: str = AGAIN,  # what to do once space is freed
+                 ):
         self.path, self.free, self.quota = Path(path), free, quota
         what = "disk quota exceeded" if quota else "no space left on device"
         super().__init__(f"{what} writing {path} ({human_size(free)} free): free space, then {then}")
