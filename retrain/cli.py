@@ -158,9 +158,11 @@ def user_errors() -> tuple[type[Exception], ...]:
     from retrain.calculator import RewardError
     from retrain.rundir import RunDirError
     from retrain.runner import SetupError
+    from retrain.disk import DiskFullError
     from retrain.health import TrainingHealthError
+    from retrain.preemption import Preempted
     return (ConfigError, ModelLoadError, PromptSourceError, RewardError, RunDirError, SetupError, MCPServerError, CodeExecutorError,
-            FileExistsError, TrainingHealthError)
+            FileExistsError, TrainingHealthError, DiskFullError, Preempted)
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `retrain` command."
@@ -173,10 +175,13 @@ def main(argv: list[str] | None = None) -> int:
         print("retrain: interrupted (a run continues from its last checkpoint with --resume)", file=sys.stderr)
         return 130
     except Exception as e:
+        from retrain.disk import DiskFullError, as_disk_full
+        e = as_disk_full(e, probe=False) or e  # a full disk, wherever it was met
         if not isinstance(e, user_errors()): raise
+        if isinstance(e, DiskFullError) and args.command != "run": e = DiskFullError(e.path, e.free, e.quota, then="run the command again")
         if debug: traceback.print_exc()
         print(f"retrain: {'invalid config' + chr(10) if isinstance(e, ConfigError) else ''}{e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)  # `Preempted`: 143
 
 # %% ../nbs/11_cli.ipynb #d5876fd4
 if __name__ == "__main__": sys.exit(main())

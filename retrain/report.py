@@ -21,6 +21,7 @@ from .render import (HEALTH_PANELS, REWARD_PANELS, ROLLOUT_CSS, CurveFigure, Met
                             iter_jsonl, other_keys, rollout_html, run_logs)
 from .render import SIGNAL_PANELS, flags_html, svg_panel
 from .health import health_html
+from .rundir import write_atomic
 
 # %% auto #0
 __all__ = ['REPORT_CSS', 'spaced_steps', 'step_extremes', 'report_figures', 'fmt_value', 'eval_table', 'report_html',
@@ -262,5 +263,5 @@ def write_report(
 ) -> Path:
     "Write `run_dir/report.html` (one self-contained file) and return its path."
     out = Path(run_dir) / "report.html"
-    out.write_text(report_html(run_dir, max_steps, figures), encoding="utf-8")
+    write_atomic(out, report_html(run_dir, max_steps, figures))  # a full disk leaves no half report
     return out

@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .disk import writing
+
 _log = logging.getLogger("retrain")
 
 # %% auto #0
 __all__ = ['LOCK_NAME', 'CHECKPOINT_DONE', 'MANIFEST', 'FRESH_OK', 'RunDirError', 'RunDirLocked', 'make_run_dir', 'RunLock',
-           'write_atomic', 'seal_checkpoint', 'CheckpointCheck', 'check_checkpoint', 'LogLineError', 'iter_jsonl',
-           'read_jsonl', 'complete_checkpoints', 'read_results', 'RunDirState', 'inspect_run', 'StartPlan',
-           'plan_start', 'clear_incomplete', 'json_safe', 'RunLogger', 'rollback_logs', 'write_results',
+           'write_atomic', 'seal_checkpoint', 'discard_unsealed', 'CheckpointCheck', 'check_checkpoint', 'LogLineError',
+           'iter_jsonl', 'read_jsonl', 'complete_checkpoints', 'read_results', 'RunDirState', 'inspect_run',
+           'StartPlan', 'plan_start', 'clear_incomplete', 'json_safe', 'RunLogger', 'rollback_logs', 'write_results',
            'latest_checkpoint']
 
 # %% ../nbs/07c_rundir.ipynb #26f899e1
@@ -39,7 +41,8 @@ class RunDirLocked(RunDirError):
 def make_run_dir(run_dir: str | Path) -> Path:
     "Create `run_dir` (and its parents); a `RunDirError` saying why when it cannot be."
     run_dir = Path(run_dir)
-    try: run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with writing(run_dir): run_dir.mkdir(parents=True, exist_ok=True)  # a full disk: a `DiskFullError`
     except OSError as e:
         raise RunDirError(f"cannot create the run directory {run_dir}: {e.strerror or e}; "
                           "set output_dir to a folder you can write to") from None
@@ -80,10 +83,14 @@ class RunLock:
         "Take the lock, or raise `RunDirLocked` naming the holder."
         if self.fd is not None: return self
         make_run_dir(self.run_dir)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        with writing(self.path): fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            h = _holder(fd); os.close(fd)
+            h = _holder(fd)
+            for _ in range(50):  # the holder may be writing its record at this very moment
+                if h.get("pid"): break
+                time.sleep(0.01); h = _holder(fd)
+            os.close(fd)
             raise RunDirLocked(f"the run directory {self.run_dir} is in use by {_who(h)}: wait for that run to end "
                                "or stop it; two runs must not share a directory") from None
         prev = _holder(fd)
@@ -91,7 +98,9 @@ class RunLock:
             self.took_over = prev
             _log.info("run directory %s: took over the lock of %s, which ended without releasing it", self.run_dir, _who(prev))
         rec = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}).encode()
-        os.ftruncate(fd, 0); os.pwrite(fd, rec, 0); os.fsync(fd)
+        try:
+            with writing(self.path): os.ftruncate(fd, 0); os.pwrite(fd, rec, 0); os.fsync(fd)
+        except BaseException: os.close(fd); raise  # not taken: the lock goes with the descriptor
         self.fd = fd; _HELD[fd] = self.run_dir
         return self
 
@@ -116,7 +125,9 @@ def write_atomic(path: str | Path, text: str) -> None:
     "Write `text` to `path` so a reader sees the old content or the new, never a part (temp file, fsync, rename)."
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f: f.write(text); f.flush(); os.fsync(f.fileno())
+    try:
+        with writing(path), open(tmp, "w", encoding="utf-8") as f: f.write(text); f.flush(); os.fsync(f.fileno())
+    except BaseException: tmp.unlink(missing_ok=True); raise
     os.replace(tmp, path)
     dfd = os.open(path.parent, os.O_RDONLY)
     try: os.fsync(dfd)
@@ -135,6 +146,10 @@ def seal_checkpoint(ckpt: str | Path, step: int) -> None:
     files = {p.relative_to(ckpt).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in _ckpt_files(ckpt)}
     write_atomic(ckpt / MANIFEST, json.dumps({"step": step, "files": files}, indent=1))
     write_atomic(ckpt / CHECKPOINT_DONE, str(step))
+
+def discard_unsealed(ckpt: str | Path) -> None:
+    "Remove checkpoint folder `ckpt` unless it is complete (a save cut short, e.g. by a full disk, frees its space)."
+    if not (Path(ckpt) / CHECKPOINT_DONE).is_file(): shutil.rmtree(ckpt, ignore_errors=True)
 
 # %% ../nbs/07c_rundir.ipynb #9236ce57
 FRESH_OK = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state")  # may be restarted on purpose (name prefixes)
@@ -342,9 +357,16 @@ class RunLogger:
 
     def _append(self, name: str, records: list[dict]):
         if not records: return
-        with open(self.run_dir / name, "a") as f:
-            f.write("".join(json.dumps(json_safe(r), default=str, allow_nan=False) + "\n" for r in records))
-            f.flush(); os.fsync(f.fileno())
+        data = memoryview("".join(json.dumps(json_safe(r), default=str, allow_nan=False) + "\n" for r in records).encode())
+        with writing(self.run_dir / name):
+            fd = os.open(self.run_dir / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                end = os.lseek(fd, 0, os.SEEK_END)
+                try:
+                    while data: data = data[os.write(fd, data):]
+                    os.fsync(fd)
+                except OSError: os.ftruncate(fd, end); raise  # a full disk leaves no torn line behind
+            finally: os.close(fd)
 
     def on_step(self, step: int, metrics: dict[str, float], rollouts: list[dict]) -> None:
         self._append("rollouts.jsonl", rollouts)

@@ -34,7 +34,9 @@ from .models import ModelLoadError, load_model, load_tokenizer, lora_config
 from .render import MetricLog
 from .report import report_figures, write_report
 from .calculator import RewardCalculator, RewardError, success_reward_name
-from .rundir import (RunLock, RunLogger, StartPlan, clear_incomplete, plan_start, read_results, rollback_logs,
+from .disk import writing
+from .preemption import sigterm_stops
+from .rundir import (RunLock, RunLogger, StartPlan, clear_incomplete, plan_start, read_jsonl, read_results, rollback_logs,
                             write_atomic, write_results)
 from .tools import resolve_tool
 from .trainer import GRPOTrainer, grpo_config
@@ -304,7 +306,8 @@ async def _evaluate_before(cfg: TrainingConfig, p: _Parts, trainer: GRPOTrainer,
 async def _train_or_restore(trainer: GRPOTrainer, plan: StartPlan):
     "Train from the plan's checkpoint (or from scratch), or only restore it when it already reached max_steps."
     try:
-        if plan.train: await _train(trainer, plan.resume_from)
+        if plan.train:
+            with sigterm_stops(trainer): await _train(trainer, plan.resume_from)  # SIGTERM: the step saved, then `Preempted`
         else: _restore(trainer, plan.resume_from)
     except RewardError as e:  # the run directory stays resumable: the failed step was neither logged nor saved
         raise RewardError(f"{e}; the run stopped in step {trainer.state.global_step + 1}: fix it, then continue with "
@@ -312,8 +315,9 @@ async def _train_or_restore(trainer: GRPOTrainer, plan: StartPlan):
 
 def _save_final(trainer: GRPOTrainer, p: _Parts, run_dir: Path):
     "The trained model (and, from the main process, its tokenizer) in `final/`."
-    trainer.save_model(str(run_dir / "final"))
-    if is_main(): p.tokenizer.save_pretrained(run_dir / "final")
+    with writing(run_dir / "final"):
+        trainer.save_model(str(run_dir / "final"))
+        if is_main(): p.tokenizer.save_pretrained(run_dir / "final")
 
 async def _evaluate_after(cfg: TrainingConfig, p: _Parts, trainer: GRPOTrainer,
                           last: dict[str, Any] | None,  # the held-out evaluation of the last step, if it had one
@@ -349,7 +353,10 @@ async def _run(cfg: TrainingConfig, run_dir: Path, *, resume: bool = False, fres
     main = is_main()  # the main process alone writes the run directory
     if plan.note and main: _log.warning(plan.note)
     prior = read_results(run_dir) if resume else {}
-    if plan.finished: return {**prior, "run_dir": str(run_dir), "already_finished": True}
+    if plan.finished:
+        if main and not (run_dir / "report.html").is_file():  # a full disk cut the end short: the report again
+            _write_results(run_dir, dict(prior), read_jsonl(run_dir / "metrics.jsonl"))
+        return {**prior, "run_dir": str(run_dir), "already_finished": True}
     p = main_first(lambda: _build(cfg, run_dir / "checkpoints", mcp_tools, closing))  # an embedded model is built once
     start = plan.step  # the step the checkpoint's trainer state holds
     _prepare_dir(cfg, run_dir, plan)
@@ -393,7 +400,8 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
     if _first_process(): lock.acquire()  # before anything heavy: one run (process group) at a time owns a run directory
     try:
         # the process settings are put back, and what the run opens (MCP servers, remote executors) closed, however it ends
-        with _process_settings(cfg), contextlib.ExitStack() as closing:
+        # a full disk met anywhere: one `DiskFullError` naming the file (or the run directory)
+        with writing(run_dir), _process_settings(cfg), contextlib.ExitStack() as closing:
             env = cfg.environment
             mcp_tools = closing.enter_context(mcp_tools_for(env, log_dir=run_dir / "mcp")) if env.mcp_servers else None
             return await _run(cfg, run_dir, mcp_tools=mcp_tools, closing=closing, **kw)

@@ -18,6 +18,7 @@ import torch
 from datasets import Dataset
 from fastcore.basics import patch
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+from transformers.trainer_utils import rotate_checkpoints
 from trl import GRPOConfig
 from trl import GRPOTrainer as _TRLGRPOTrainer
 from trl.trainer.utils import RepeatSampler
@@ -27,7 +28,8 @@ from .distributed import LockStep, all_gather_objects, any_rank, gather_objects,
 from .env import SmolAgentEnv
 from .generation import ClientVLLMGeneration, make_generator, trl_vllm_settings
 from .calculator import RewardCalculator, success_reward_name
-from .rundir import seal_checkpoint
+from .disk import writing
+from .rundir import discard_unsealed, seal_checkpoint
 from .memory import Tiles, default_tiles, logprob_tiles, reset_peak, return_freed_memory, step_memory
 from .advantages import pad_advantages, rollout_rewards, token_advantages
 from .signals import rollout_facts, step_signals
@@ -169,7 +171,9 @@ class _SinkCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kw):
         self.trainer._step_seconds = time.perf_counter() - (self.t0 or time.perf_counter())
         for k, v in step_memory().items(): self.trainer._metrics["train"][k].append(v)  # this step's peak (rollouts included)
-        if self.trainer.stop_requested: control.should_training_stop = True  # read at every step: train begin resets control
+        if any_rank(self.trainer.stop_requested):  # read at every step (train begin resets control); every rank stops together
+            control.should_training_stop = True
+            control.should_save = args.save_strategy != "no"  # the step just finished is kept: a resume continues from it
     def on_log(self, args, state, control, logs=None, **kw):
         if not logs or "train_runtime" in logs or not self.trainer.sinks: return
         records, self.trainer._pending_records = self.trainer._pending_records, []
@@ -392,9 +396,14 @@ def _nanstd(x: torch.Tensor) -> torch.Tensor:
 # %% ../nbs/08_trainer.ipynb #7e8badaf
 @patch
 def _save_checkpoint(self: GRPOTrainer, model, trial):
-    _TRLGRPOTrainer._save_checkpoint(self, model, trial)
     ckpt = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}")
-    if self.args.should_save and os.path.isdir(ckpt): seal_checkpoint(ckpt, self.state.global_step)  # manifest, then marker
+    limit, self.args.save_total_limit = self.args.save_total_limit, None  # older checkpoints go once this one is sealed
+    try:
+        with writing(ckpt, on_full=lambda: discard_unsealed(ckpt)):  # a full disk: one error, and the half-written folder goes
+            _TRLGRPOTrainer._save_checkpoint(self, model, trial)
+            if self.args.should_save and os.path.isdir(ckpt): seal_checkpoint(ckpt, self.state.global_step)  # manifest, then marker
+    finally: self.args.save_total_limit = limit
+    if self.args.should_save: rotate_checkpoints(self.args.output_dir, limit, self.state.best_model_checkpoint, use_mtime=True)
 
 
 # %% ../nbs/08_trainer.ipynb #502c63e3
