@@ -10,6 +10,7 @@ import math
 import multiprocessing
 import os
 import pickle
+import signal
 import string
 import sys
 import time
@@ -22,7 +23,8 @@ from smolagents.local_python_executor import LocalPythonExecutor
 from .tools import ToolOutcome, ToolRun, timeout_outcome
 
 # %% auto #0
-__all__ = ['FILE_SIZE_LIMIT', 'code_problem', 'run_code_action', 'start_code_action', 'run_code_action_async']
+__all__ = ['FILE_SIZE_LIMIT', 'code_problem', 'descendants', 'kill_tree', 'run_code_action', 'start_code_action',
+           'run_code_action_async']
 
 # %% ../nbs/03d_code_actions.ipynb #3d6fae89
 _ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
@@ -78,6 +80,52 @@ def _scrub_environment():
     os.environ.clear(); os.environ.update(keep)
     sys.argv[:] = []
 
+# %% ../nbs/03d_code_actions.ipynb #491f85e2
+def descendants(pid: int) -> list[int]:
+    "The live processes below `pid` (children, their children, ...), read from /proc (Linux; elsewhere none)."
+    kids: dict[int, list[int]] = {}
+    try: entries = os.listdir("/proc")
+    except OSError: return []
+    for d in entries:
+        if not d.isdigit(): continue
+        try:
+            with open(f"/proc/{d}/stat") as f: st = f.read()
+        except OSError: continue  # it ended meanwhile
+        state, ppid = st[st.rindex(")") + 2:].split()[:2]
+        if state not in ("Z", "X"): kids.setdefault(int(ppid), []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in kids.get(todo.pop(), []): out.append(c); todo.append(c)
+    return out
+
+def _kill(pid: int, group: bool = False):
+    try: (os.killpg if group else os.kill)(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError): pass  # gone already (or never a group leader)
+
+def kill_tree(pid: int) -> None:
+    "SIGKILL the worker `pid`, every process below it, and what is left of its process group."
+    for p in [pid, *descendants(pid)]: _kill(p)
+    _kill(pid, group=True)
+
+def _own_session():
+    "Make this worker a session leader and (Linux) the subreaper of its descendants."
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+def _end_descendants(rounds: int = 50):
+    "Kill and reap every process below this one (orphans come back to it as their subreaper)."
+    for _ in range(rounds):
+        below = descendants(os.getpid())
+        for p in below: _kill(p)
+        while True:
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0: break
+            except ChildProcessError: break
+        if not below: return
+        time.sleep(0.01)
+
 # %% ../nbs/03d_code_actions.ipynb #b245356a
 class _OverBudget(Exception): pass
 
@@ -108,6 +156,7 @@ def _budgeted(state: dict, budget: int) -> tuple[dict, list[str]]:
 def _code_worker(conn, code, tools, authorized_imports, state, max_print_length, memory_limit_mb, cpu_seconds, state_budget):
     logs = ""
     try:
+        _own_session()
         _limit_worker(memory_limit_mb, cpu_seconds)
         _scrub_environment()
         if (why := code_problem(code)) is not None: raise PermissionError(why)
@@ -118,9 +167,11 @@ def _code_worker(conn, code, tools, authorized_imports, state, max_print_length,
         finally: logs = str(ex.state.get("_print_outputs", ""))[-max_print_length:]
         value = None if out.output is None else str(out.output)[:max_print_length]
         kept, dropped = _budgeted(ex.state, state_budget)
-        conn.send(("ok", value, logs, out.is_final_answer, kept, dropped))
+        msg = ("ok", value, logs, out.is_final_answer, kept, dropped)
     except BaseException as e:
-        conn.send(("error", f"{type(e).__name__}: {str(e)[:max_print_length]}", logs, False, None, []))
+        msg = ("error", f"{type(e).__name__}: {str(e)[:max_print_length]}", logs, False, None, [])
+    _end_descendants()  # before the answer: when the trainer hears back, nothing the code started is running
+    conn.send(msg)
 
 def _code_observation(logs: str, value: str | None, dropped: list[str]) -> str:
     parts = [logs.rstrip("\n")] if logs.strip() else []
@@ -149,7 +200,7 @@ def run_code_action(
     p.start(); send.close()
     try:
         if not recv.poll(timeout):
-            p.kill(); p.join()
+            kill_tree(p.pid); p.join()
             out = timeout_outcome("code", t0); out.state = state
             return out
         try: status, value, logs, final, new_state, dropped = recv.recv()
@@ -159,8 +210,8 @@ def run_code_action(
             return ToolOutcome(f"Error: {msg}", tool_error=True, error_message=msg, seconds=time.perf_counter() - t0, state=state)
     finally:
         recv.close()
-    p.join(1.0)
-    if p.is_alive(): p.kill(); p.join()
+        p.join(1.0)
+        kill_tree(p.pid); p.join()  # whatever is left of its tree and process group, on every path
     s = time.perf_counter() - t0
     if status == "error":
         obs = (logs.rstrip("\n") + "\n" if logs.strip() else "") + f"Error: {value}"
