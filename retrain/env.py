@@ -89,6 +89,7 @@ class SmolAgentEnv:
         chat_template_kwargs: dict | None = None,  # more template variables (e.g. enable_thinking)
         generator: Generator | None = None,  # where turns are sampled (default: `HFGenerator`, this loop's own decoding)
         code_runner=None,  # runs code actions elsewhere (a `retrain.code_executors.RemoteCodeRunner`); None: the local executor
+        tool_runner=None,  # runs tool calls (a `retrain.tool_isolation.ToolRunner`: worker processes, captured prints); None: threads here
     ):
         if max_turns < 1 or max_tokens_per_turn < 1: raise ValueError("max_turns and max_tokens_per_turn must be >= 1")
         self.tokenizer = tokenizer
@@ -113,7 +114,7 @@ class SmolAgentEnv:
         self.max_observation_chars = max_observation_tokens * OBSERVATION_CHARS_PER_TOKEN
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.generator = generator or HFGenerator(self.pad_id)
-        self.code_runner = code_runner
+        self.code_runner, self.tool_runner = code_runner, tool_runner
 
     @classmethod
     def from_config(cls, cfg: SmolAgentEnvConfig, tokenizer,
@@ -195,8 +196,8 @@ def _end_turn(self: SmolAgentEnv, e: _Episode, stop_ids: set[int]):
         e.run = (self.code_runner.start if self.code_runner else start_code_action)(
             act.code, self.tools, timeout=self.tool_timeout, authorized_imports=self.authorized_imports,
             state=e.code_state, state_budget=self.code_state_budget, max_print_length=self.max_observation_chars)
-    else: e.run = start_tool_call(self.tool_map[act.tool_call.name], act.tool_call.arguments, self.tool_timeout,
-                                  max_chars=self.max_observation_chars)
+    else: e.run = (self.tool_runner.start if self.tool_runner else start_tool_call)(
+        self.tool_map[act.tool_call.name], act.tool_call.arguments, self.tool_timeout, max_chars=self.max_observation_chars)
 
 # %% ../nbs/04_env.ipynb #b3960889
 @patch
