@@ -23,6 +23,7 @@ from .distributed import LockStep, any_rank, world_size
 from .generation import Generator, HFGenerator
 from .code_actions import start_code_action
 from .parsers import ParsedAction, Reasoning, make_parser, split_reasoning
+from .tool_isolation import ToolRunner
 from .tools import ToolOutcome, ToolRun, resolve_tool, start_tool_call, tool_schemas, wait_runs, with_final_answer
 from .types import ActionKind, Message, RawRolloutData, Row, Termination, TokenIds, Turn
 
@@ -120,13 +121,16 @@ class SmolAgentEnv:
     def from_config(cls, cfg: SmolAgentEnvConfig, tokenizer,
                     extra_tools: list[Tool] = ()) -> SmolAgentEnv:  # tools opened elsewhere (e.g. from `mcp_servers`)
         "An environment from the `environment` section of a `TrainingConfig`."
-        return cls(tokenizer, [resolve_tool(n) for n in cfg.tools] + list(extra_tools), tool_call_format=cfg.tool_call_format,
+        env = cls(tokenizer, [resolve_tool(n) for n in cfg.tools] + list(extra_tools), tool_call_format=cfg.tool_call_format,
                    max_turns=cfg.max_turns, max_tokens_per_turn=cfg.max_tokens_per_turn,
                    max_total_tokens=cfg.max_total_tokens, system_prompt=cfg.system_prompt, sampling=cfg.sampling,
                    tool_timeout=cfg.tool_timeout, authorized_imports=cfg.authorized_imports,
                    max_observation_tokens=cfg.max_observation_tokens, plain_text_is_final=cfg.plain_text_is_final,
                    draft_tokens=cfg.draft_tokens, tool_parser=cfg.tool_parser, reasoning_tags=cfg.reasoning_tags,
                    chat_template_kwargs=cfg.chat_template_kwargs, code_state_budget=cfg.code_state_budget)
+        if cfg.tool_isolation != "none": env.tool_runner = ToolRunner(  # workers start at the first call; MCP tools stay here
+            env.tools, cfg.tool_isolation, in_process=["final_answer", *(t.name for t in extra_tools)])
+        return env
 
     def check(self, rollout: RawRolloutData, strict: bool = False) -> RolloutCheck:
         "`check_rollout` with this environment's tokenizer and tool schemas."

@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from typing import Any, Callable, Literal
 
@@ -134,7 +135,11 @@ class _Worker:
     def call(self, name: str, arguments: dict, max_chars: int | None, timeout: float) -> tuple:
         "Send one call; its answer (`EOFError` when the worker died, `TimeoutError` past `timeout`)."
         self.conn.send((name, arguments, max_chars))
-        if not self.conn.poll(timeout): raise TimeoutError(f"'{name}' timed out after {timeout:.1f} s")
+        end = time.monotonic() + timeout
+        while not self.conn.poll(0.05):  # returns as soon as the answer is there
+            # a death is seen by its exit status, not by the pipe's end: a sibling forked meanwhile may hold a copy of it
+            if not self.proc.is_alive() and not self.conn.poll(0): raise EOFError(name)
+            if time.monotonic() >= end: raise TimeoutError(f"'{name}' timed out after {timeout:.1f} s")
         return self.conn.recv()
 
     def kill(self) -> int | None:
@@ -143,6 +148,9 @@ class _Worker:
         return self.proc.exitcode
 
 # %% ../nbs/03i_tool_isolation.ipynb #b168db09
+def _end_all(workers: set):
+    for w in list(workers): workers.discard(w); w.kill()
+
 class ToolRunner:
     "Runs an environment's tool calls where `isolation` says and captures what each call prints."
     def __init__(self, tools: list[Tool],  # the environment's tools
@@ -159,6 +167,7 @@ class ToolRunner:
         self._idle: list[_Worker] = []
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()
+        weakref.finalize(self, _end_all, self._all)  # workers end with the runner, or at exit, even if `close` is never called
 
     def _log(self, name: str, text: str, n: int):
         if n == 0 or self.output_log is None: return
