@@ -47,6 +47,7 @@ class _Capture:
 # %% ../nbs/03i_tool_isolation.ipynb #d7b82b21
 _ROUTES: dict[int, _Capture] = {}  # registry: thread id -> the capture of the tool call it runs
 _ROUTES_LOCK = threading.Lock()
+os.register_at_fork(after_in_child=_ROUTES.clear)  # a forked worker captures on its own
 
 class _Router:
     "Stands in for sys.stdout or sys.stderr: a capturing thread's writes go to its capture, all others through."
