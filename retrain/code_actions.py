@@ -13,9 +13,10 @@ import pickle
 import signal
 import string
 import sys
+import threading
 import time
 import types
-from typing import Any
+from typing import Any, Callable
 
 from smolagents import Tool
 from smolagents.local_python_executor import LocalPythonExecutor
@@ -23,8 +24,8 @@ from smolagents.local_python_executor import LocalPythonExecutor
 from .tools import ToolOutcome, ToolRun, timeout_outcome
 
 # %% auto #0
-__all__ = ['FILE_SIZE_LIMIT', 'code_problem', 'descendants', 'kill_tree', 'run_code_action', 'start_code_action',
-           'run_code_action_async']
+__all__ = ['FILE_SIZE_LIMIT', 'TOOL_OUTPUT_LIMIT', 'code_problem', 'descendants', 'kill_tree', 'run_code_action',
+           'start_code_action', 'run_code_action_async']
 
 # %% ../nbs/03d_code_actions.ipynb #3d6fae89
 _ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
@@ -126,6 +127,39 @@ def _end_descendants(rounds: int = 50):
         if not below: return
         time.sleep(0.01)
 
+# %% ../nbs/03d_code_actions.ipynb #5600bdfd
+TOOL_OUTPUT_LIMIT = 64 * 2**10  # bytes of what one tool call or code action prints that are kept
+
+class _Capture:
+    "The first `limit` bytes written to it, and how many were written in all."
+    def __init__(self, limit: int = TOOL_OUTPUT_LIMIT): self.limit, self.n, self.kept, self.parts = limit, 0, 0, []
+    def add(self, b: bytes):
+        self.n += len(b)
+        if self.kept < self.limit:
+            b = b[:self.limit - self.kept]
+            self.parts.append(b); self.kept += len(b)
+    def text(self) -> str: return b"".join(self.parts).decode("utf-8", "replace")
+
+def _drain(fd: int, cap: _Capture):
+    "Read the pipe `fd` into `cap` until every writer has closed it."
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        while b := f.read(65536): cap.add(b)
+
+def _capture_output(limit: int = TOOL_OUTPUT_LIMIT) -> Callable[[], tuple[str, int]]:
+    "Point this worker's fd 1 and 2 (and sys.stdout/sys.stderr) at a drained pipe; call the result for (text kept, bytes)."
+    cap, (r, w) = _Capture(limit), os.pipe()
+    reader = threading.Thread(target=_drain, args=(r, cap), daemon=True)
+    reader.start()
+    os.dup2(w, 1); os.dup2(w, 2); os.close(w)
+    sys.stdout, sys.stderr = os.fdopen(1, "w", closefd=False), os.fdopen(2, "w", closefd=False)
+    def done() -> tuple[str, int]:
+        sys.stdout.flush(); sys.stderr.flush()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1); os.dup2(null, 2); os.close(null)  # the pipe's last writers gone: the reader ends
+        reader.join(1.0)
+        return cap.text(), cap.n
+    return done
+
 # %% ../nbs/03d_code_actions.ipynb #b245356a
 class _OverBudget(Exception): pass
 
@@ -154,9 +188,10 @@ def _budgeted(state: dict, budget: int) -> tuple[dict, list[str]]:
 
 # %% ../nbs/03d_code_actions.ipynb #7c2e6ea3
 def _code_worker(conn, code, tools, authorized_imports, state, max_print_length, memory_limit_mb, cpu_seconds, state_budget):
-    logs = ""
+    logs, printed = "", None
     try:
         _own_session()
+        printed = _capture_output()  # before the limits: its thread counts as a process
         _limit_worker(memory_limit_mb, cpu_seconds)
         _scrub_environment()
         if (why := code_problem(code)) is not None: raise PermissionError(why)
@@ -171,7 +206,7 @@ def _code_worker(conn, code, tools, authorized_imports, state, max_print_length,
     except BaseException as e:
         msg = ("error", f"{type(e).__name__}: {str(e)[:max_print_length]}", logs, False, None, [])
     _end_descendants()  # before the answer: when the trainer hears back, nothing the code started is running
-    conn.send(msg)
+    conn.send((*msg, printed() if printed else ("", 0)))
 
 def _code_observation(logs: str, value: str | None, dropped: list[str]) -> str:
     parts = [logs.rstrip("\n")] if logs.strip() else []
@@ -203,7 +238,7 @@ def run_code_action(
             kill_tree(p.pid); p.join()
             out = timeout_outcome("code", t0); out.state = state
             return out
-        try: status, value, logs, final, new_state, dropped = recv.recv()
+        try: status, value, logs, final, new_state, dropped, printed = recv.recv()
         except EOFError:
             p.join()
             msg = f"the code's process ended without a result (exit code {p.exitcode}; out of memory or CPU time?)"
@@ -212,12 +247,12 @@ def run_code_action(
         recv.close()
         p.join(1.0)
         kill_tree(p.pid); p.join()  # whatever is left of its tree and process group, on every path
-    s = time.perf_counter() - t0
+    s, printed = time.perf_counter() - t0, printed if printed[1] else None
     if status == "error":
         obs = (logs.rstrip("\n") + "\n" if logs.strip() else "") + f"Error: {value}"
-        return ToolOutcome(obs, tool_error=True, error_message=value, seconds=s, state=state)
-    if final: return ToolOutcome(value or "", is_final=True, final_answer=value, seconds=s, state=new_state)
-    return ToolOutcome(_code_observation(logs, value, dropped), seconds=s, state=new_state)
+        return ToolOutcome(obs, tool_error=True, error_message=value, seconds=s, state=state, printed=printed)
+    if final: return ToolOutcome(value or "", is_final=True, final_answer=value, seconds=s, state=new_state, printed=printed)
+    return ToolOutcome(_code_observation(logs, value, dropped), seconds=s, state=new_state, printed=printed)
 
 def start_code_action(code: str, tools: list[Tool], **kwargs) -> ToolRun:
     "Start `run_code_action` in a thread (its process enforces the timeout)."

@@ -227,6 +227,7 @@ def _record(self: SmolAgentEnv, e: _Episode, out: ToolOutcome) -> Message | None
     turn.tool_seconds = out.seconds
     if out.state is not None: e.code_state = out.state
     name = turn.tool_call.name if turn.tool_call else "code"
+    if out.printed and self.tool_runner: self.tool_runner.log(name, *out.printed)  # what a code action's tools printed
     infra = (f"tool '{name}': {out.error_message}" if out.infra_error
              else f"tool call {out.error_message}" if out.timed_out and self.format != "code" else None)
     if infra:  # the environment's fault, not the model's: the episode ends, marked failed (kept out of the gradient)

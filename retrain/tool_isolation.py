@@ -21,28 +21,17 @@ from typing import Any, Callable, Literal
 from fastcore.basics import patch
 from smolagents import Tool
 
-from .code_actions import kill_tree
+from .code_actions import TOOL_OUTPUT_LIMIT, _Capture, _drain, kill_tree
 from .tools import ToolInfrastructureError, ToolRun, _check_args, cut_chars, start_tool_call
 
 _log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['TOOL_OUTPUT_LIMIT', 'TOOL_OUTPUT_LOG_LIMIT', 'ToolIsolation', 'captured_prints', 'ToolRunner', 'tool_runner_for']
+__all__ = ['TOOL_OUTPUT_LOG_LIMIT', 'ToolIsolation', 'captured_prints', 'ToolRunner', 'tool_runner_for']
 
 # %% ../nbs/03i_tool_isolation.ipynb #640a4b0e
-TOOL_OUTPUT_LIMIT = 64 * 2**10  # bytes of one call's stdout and stderr kept
 TOOL_OUTPUT_LOG_LIMIT = 64 * 2**20  # bytes of captured output kept over a whole run (more is counted, not kept)
 ToolIsolation = Literal["none", "process"]  # where tools run: the trainer's process, or worker processes
-
-class _Capture:
-    "The first `limit` bytes written to it, and how many were written in all."
-    def __init__(self, limit: int = TOOL_OUTPUT_LIMIT): self.limit, self.n, self.kept, self.parts = limit, 0, 0, []
-    def add(self, b: bytes):
-        self.n += len(b)
-        if self.kept < self.limit:
-            b = b[:self.limit - self.kept]
-            self.parts.append(b); self.kept += len(b)
-    def text(self) -> str: return b"".join(self.parts).decode("utf-8", "replace")
 
 # %% ../nbs/03i_tool_isolation.ipynb #d7b82b21
 _ROUTES: dict[int, _Capture] = {}  # registry: thread id -> the capture of the tool call it runs
@@ -81,10 +70,6 @@ def captured_prints(cap: _Capture):
             if not _ROUTES: _route(False)
 
 # %% ../nbs/03i_tool_isolation.ipynb #900b0fa8
-def _drain(fd: int, cap: _Capture):
-    with os.fdopen(fd, "rb", buffering=0) as f:
-        while b := f.read(65536): cap.add(b)
-
 def _sendable(e: BaseException) -> BaseException:
     "`e`, or a `RuntimeError` naming it when it does not survive pickling."
     try: pickle.loads(pickle.dumps(e)); return e
@@ -170,7 +155,8 @@ class ToolRunner:
         self._lock = threading.Lock()
         weakref.finalize(self, _end_all, self._all)  # workers end with the runner, or at exit, even if `close` is never called
 
-    def _log(self, name: str, text: str, n: int):
+    def log(self, name: str, text: str, n: int):
+        "Hand what a call to `name` printed (`text`: the first bytes; `n` bytes in all) to `output_log`, within the run's limit."
         if n == 0 or self.output_log is None: return
         rec = {"time": round(time.time(), 3), "tool": name, "bytes": n, "output": text, "cut": n > self.output_limit}
         with self._lock:
@@ -186,7 +172,7 @@ def _here(self: ToolRunner, tool: Tool, arguments: dict, max_chars: int | None) 
     cap = _Capture(self.output_limit)
     try:
         with captured_prints(cap): out = str(tool(**arguments))
-    finally: self._log(tool.name, cap.text(), cap.n)
+    finally: self.log(tool.name, cap.text(), cap.n)
     return out if max_chars is None else cut_chars(out, max_chars)
 
 @patch
@@ -204,7 +190,7 @@ def _in_worker(self: ToolRunner, tool: Tool, arguments: dict, timeout: float, ma
         raise ToolInfrastructureError(f"tool '{tool.name}' ended its worker process ({why}); the next call gets a new worker") from None
     with self._lock:
         if w in self._all: self._idle.append(w)
-    self._log(tool.name, text, n)
+    self.log(tool.name, text, n)
     if not ok: raise value
     return value
 
