@@ -10,11 +10,13 @@ import math
 import multiprocessing
 import os
 import pickle
+import signal
 import string
 import sys
+import threading
 import time
 import types
-from typing import Any
+from typing import Any, Callable
 
 from smolagents import Tool
 from smolagents.local_python_executor import LocalPythonExecutor
@@ -22,7 +24,8 @@ from smolagents.local_python_executor import LocalPythonExecutor
 from .tools import ToolOutcome, ToolRun, timeout_outcome
 
 # %% auto #0
-__all__ = ['FILE_SIZE_LIMIT', 'code_problem', 'run_code_action', 'start_code_action', 'run_code_action_async']
+__all__ = ['FILE_SIZE_LIMIT', 'TOOL_OUTPUT_LIMIT', 'code_problem', 'descendants', 'kill_tree', 'run_code_action',
+           'start_code_action', 'run_code_action_async']
 
 # %% ../nbs/03d_code_actions.ipynb #3d6fae89
 _ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
@@ -78,6 +81,85 @@ def _scrub_environment():
     os.environ.clear(); os.environ.update(keep)
     sys.argv[:] = []
 
+# %% ../nbs/03d_code_actions.ipynb #491f85e2
+def descendants(pid: int) -> list[int]:
+    "The live processes below `pid` (children, their children, ...), read from /proc (Linux; elsewhere none)."
+    kids: dict[int, list[int]] = {}
+    try: entries = os.listdir("/proc")
+    except OSError: return []
+    for d in entries:
+        if not d.isdigit(): continue
+        try:
+            with open(f"/proc/{d}/stat") as f: st = f.read()
+        except OSError: continue  # it ended meanwhile
+        state, ppid = st[st.rindex(")") + 2:].split()[:2]
+        if state not in ("Z", "X"): kids.setdefault(int(ppid), []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in kids.get(todo.pop(), []): out.append(c); todo.append(c)
+    return out
+
+def _kill(pid: int, group: bool = False):
+    try: (os.killpg if group else os.kill)(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError): pass  # gone already (or never a group leader)
+
+def kill_tree(pid: int) -> None:
+    "SIGKILL the worker `pid`, every process below it, and what is left of its process group."
+    for p in [pid, *descendants(pid)]: _kill(p)
+    _kill(pid, group=True)
+
+def _own_session():
+    "Make this worker a session leader and (Linux) the subreaper of its descendants."
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+def _end_descendants(rounds: int = 50):
+    "Kill and reap every process below this one (orphans come back to it as their subreaper)."
+    for _ in range(rounds):
+        below = descendants(os.getpid())
+        for p in below: _kill(p)
+        while True:
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0: break
+            except ChildProcessError: break
+        if not below: return
+        time.sleep(0.01)
+
+# %% ../nbs/03d_code_actions.ipynb #5600bdfd
+TOOL_OUTPUT_LIMIT = 64 * 2**10  # bytes of what one tool call or code action prints that are kept
+
+class _Capture:
+    "The first `limit` bytes written to it, and how many were written in all."
+    def __init__(self, limit: int = TOOL_OUTPUT_LIMIT): self.limit, self.n, self.kept, self.parts = limit, 0, 0, []
+    def add(self, b: bytes):
+        self.n += len(b)
+        if self.kept < self.limit:
+            b = b[:self.limit - self.kept]
+            self.parts.append(b); self.kept += len(b)
+    def text(self) -> str: return b"".join(self.parts).decode("utf-8", "replace")
+
+def _drain(fd: int, cap: _Capture):
+    "Read the pipe `fd` into `cap` until every writer has closed it."
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        while b := f.read(65536): cap.add(b)
+
+def _capture_output(limit: int = TOOL_OUTPUT_LIMIT) -> Callable[[], tuple[str, int]]:
+    "Point this worker's fd 1 and 2 (and sys.stdout/sys.stderr) at a drained pipe; call the result for (text kept, bytes)."
+    cap, (r, w) = _Capture(limit), os.pipe()
+    reader = threading.Thread(target=_drain, args=(r, cap), daemon=True)
+    reader.start()
+    os.dup2(w, 1); os.dup2(w, 2); os.close(w)
+    sys.stdout, sys.stderr = os.fdopen(1, "w", closefd=False), os.fdopen(2, "w", closefd=False)
+    def done() -> tuple[str, int]:
+        sys.stdout.flush(); sys.stderr.flush()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1); os.dup2(null, 2); os.close(null)  # the pipe's last writers gone: the reader ends
+        reader.join(1.0)
+        return cap.text(), cap.n
+    return done
+
 # %% ../nbs/03d_code_actions.ipynb #b245356a
 class _OverBudget(Exception): pass
 
@@ -106,8 +188,10 @@ def _budgeted(state: dict, budget: int) -> tuple[dict, list[str]]:
 
 # %% ../nbs/03d_code_actions.ipynb #7c2e6ea3
 def _code_worker(conn, code, tools, authorized_imports, state, max_print_length, memory_limit_mb, cpu_seconds, state_budget):
-    logs = ""
+    logs, printed = "", None
     try:
+        _own_session()
+        printed = _capture_output()  # before the limits: its thread counts as a process
         _limit_worker(memory_limit_mb, cpu_seconds)
         _scrub_environment()
         if (why := code_problem(code)) is not None: raise PermissionError(why)
@@ -118,9 +202,11 @@ def _code_worker(conn, code, tools, authorized_imports, state, max_print_length,
         finally: logs = str(ex.state.get("_print_outputs", ""))[-max_print_length:]
         value = None if out.output is None else str(out.output)[:max_print_length]
         kept, dropped = _budgeted(ex.state, state_budget)
-        conn.send(("ok", value, logs, out.is_final_answer, kept, dropped))
+        msg = ("ok", value, logs, out.is_final_answer, kept, dropped)
     except BaseException as e:
-        conn.send(("error", f"{type(e).__name__}: {str(e)[:max_print_length]}", logs, False, None, []))
+        msg = ("error", f"{type(e).__name__}: {str(e)[:max_print_length]}", logs, False, None, [])
+    _end_descendants()  # before the answer: when the trainer hears back, nothing the code started is running
+    conn.send((*msg, printed() if printed else ("", 0)))
 
 def _code_observation(logs: str, value: str | None, dropped: list[str]) -> str:
     parts = [logs.rstrip("\n")] if logs.strip() else []
@@ -149,24 +235,24 @@ def run_code_action(
     p.start(); send.close()
     try:
         if not recv.poll(timeout):
-            p.kill(); p.join()
+            kill_tree(p.pid); p.join()
             out = timeout_outcome("code", t0); out.state = state
             return out
-        try: status, value, logs, final, new_state, dropped = recv.recv()
+        try: status, value, logs, final, new_state, dropped, printed = recv.recv()
         except EOFError:
             p.join()
             msg = f"the code's process ended without a result (exit code {p.exitcode}; out of memory or CPU time?)"
             return ToolOutcome(f"Error: {msg}", tool_error=True, error_message=msg, seconds=time.perf_counter() - t0, state=state)
     finally:
         recv.close()
-    p.join(1.0)
-    if p.is_alive(): p.kill(); p.join()
-    s = time.perf_counter() - t0
+        p.join(1.0)
+        kill_tree(p.pid); p.join()  # whatever is left of its tree and process group, on every path
+    s, printed = time.perf_counter() - t0, printed if printed[1] else None
     if status == "error":
         obs = (logs.rstrip("\n") + "\n" if logs.strip() else "") + f"Error: {value}"
-        return ToolOutcome(obs, tool_error=True, error_message=value, seconds=s, state=state)
-    if final: return ToolOutcome(value or "", is_final=True, final_answer=value, seconds=s, state=new_state)
-    return ToolOutcome(_code_observation(logs, value, dropped), seconds=s, state=new_state)
+        return ToolOutcome(obs, tool_error=True, error_message=value, seconds=s, state=state, printed=printed)
+    if final: return ToolOutcome(value or "", is_final=True, final_answer=value, seconds=s, state=new_state, printed=printed)
+    return ToolOutcome(_code_observation(logs, value, dropped), seconds=s, state=new_state, printed=printed)
 
 def start_code_action(code: str, tools: list[Tool], **kwargs) -> ToolRun:
     "Start `run_code_action` in a thread (its process enforces the timeout)."

@@ -177,7 +177,7 @@ class MCPServerConfig(_Section):
 # %% ../nbs/01_config.ipynb #be2ced32
 _OWN_LOOP = {"tool_call_format", "system_prompt", "plain_text_is_final", "tool_parser", "reasoning_tags", "max_turns",
              "tool_timeout", "authorized_imports", "max_observation_tokens", "code_state_budget", "draft_tokens",
-             "code_executor", "code_executor_kwargs", "code_executor_workers"}  # settings of retrain's own loop, refused with `agent`
+             "code_executor", "code_executor_kwargs", "code_executor_workers", "tool_isolation"}  # settings of retrain's own loop, refused with `agent`
 
 # %% ../nbs/01_config.ipynb #489fcf3f
 class SmolAgentEnvConfig(_Section):
@@ -191,6 +191,7 @@ class SmolAgentEnvConfig(_Section):
     system_prompt: str | None = Field(None, description="System message; None uses the format's default. In the json and code formats the format's tool list and call syntax stay in it: where it says `{tools}`, else after it")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="Sampling settings")
     tool_timeout: float = Field(10.0, gt=0, description="Wall-clock seconds per tool call or code action")
+    tool_isolation: Literal["none", "process"] = Field("none", description="Where tool calls run: 'none' on a thread of the trainer's process; 'process' in worker processes, where a tool that crashes (os._exit, a segfault) fails only its call, as an infrastructure failure (see `retrain.tool_isolation`); code actions always run in a process of their own")
     authorized_imports: list[str] = Field(default_factory=list, description="Modules a code action may import")
     max_observation_tokens: int = Field(256, ge=1, description="Tool output longer than this is truncated")
     code_state_budget: int = Field(2**20, ge=0, description="Pickled bytes of variables a code action may carry to the episode's next one; larger ones are dropped with a note to the model")

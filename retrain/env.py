@@ -23,6 +23,7 @@ from .distributed import LockStep, any_rank, world_size
 from .generation import Generator, HFGenerator
 from .code_actions import start_code_action
 from .parsers import ParsedAction, Reasoning, make_parser, split_reasoning
+from .tool_isolation import ToolRunner
 from .tools import ToolOutcome, ToolRun, resolve_tool, start_tool_call, tool_schemas, wait_runs, with_final_answer
 from .types import ActionKind, Message, RawRolloutData, Row, Termination, TokenIds, Turn
 
@@ -89,6 +90,7 @@ class SmolAgentEnv:
         chat_template_kwargs: dict | None = None,  # more template variables (e.g. enable_thinking)
         generator: Generator | None = None,  # where turns are sampled (default: `HFGenerator`, this loop's own decoding)
         code_runner=None,  # runs code actions elsewhere (a `retrain.code_executors.RemoteCodeRunner`); None: the local executor
+        tool_runner=None,  # runs tool calls (a `retrain.tool_isolation.ToolRunner`: worker processes, captured prints); None: threads here
     ):
         if max_turns < 1 or max_tokens_per_turn < 1: raise ValueError("max_turns and max_tokens_per_turn must be >= 1")
         self.tokenizer = tokenizer
@@ -113,19 +115,22 @@ class SmolAgentEnv:
         self.max_observation_chars = max_observation_tokens * OBSERVATION_CHARS_PER_TOKEN
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.generator = generator or HFGenerator(self.pad_id)
-        self.code_runner = code_runner
+        self.code_runner, self.tool_runner = code_runner, tool_runner
 
     @classmethod
     def from_config(cls, cfg: SmolAgentEnvConfig, tokenizer,
                     extra_tools: list[Tool] = ()) -> SmolAgentEnv:  # tools opened elsewhere (e.g. from `mcp_servers`)
         "An environment from the `environment` section of a `TrainingConfig`."
-        return cls(tokenizer, [resolve_tool(n) for n in cfg.tools] + list(extra_tools), tool_call_format=cfg.tool_call_format,
+        env = cls(tokenizer, [resolve_tool(n) for n in cfg.tools] + list(extra_tools), tool_call_format=cfg.tool_call_format,
                    max_turns=cfg.max_turns, max_tokens_per_turn=cfg.max_tokens_per_turn,
                    max_total_tokens=cfg.max_total_tokens, system_prompt=cfg.system_prompt, sampling=cfg.sampling,
                    tool_timeout=cfg.tool_timeout, authorized_imports=cfg.authorized_imports,
                    max_observation_tokens=cfg.max_observation_tokens, plain_text_is_final=cfg.plain_text_is_final,
                    draft_tokens=cfg.draft_tokens, tool_parser=cfg.tool_parser, reasoning_tags=cfg.reasoning_tags,
                    chat_template_kwargs=cfg.chat_template_kwargs, code_state_budget=cfg.code_state_budget)
+        if cfg.tool_isolation != "none": env.tool_runner = ToolRunner(  # workers start at the first call; MCP tools stay here
+            env.tools, cfg.tool_isolation, in_process=["final_answer", *(t.name for t in extra_tools)])
+        return env
 
     def check(self, rollout: RawRolloutData, strict: bool = False) -> RolloutCheck:
         "`check_rollout` with this environment's tokenizer and tool schemas."
@@ -195,8 +200,8 @@ def _end_turn(self: SmolAgentEnv, e: _Episode, stop_ids: set[int]):
         e.run = (self.code_runner.start if self.code_runner else start_code_action)(
             act.code, self.tools, timeout=self.tool_timeout, authorized_imports=self.authorized_imports,
             state=e.code_state, state_budget=self.code_state_budget, max_print_length=self.max_observation_chars)
-    else: e.run = start_tool_call(self.tool_map[act.tool_call.name], act.tool_call.arguments, self.tool_timeout,
-                                  max_chars=self.max_observation_chars)
+    else: e.run = (self.tool_runner.start if self.tool_runner else start_tool_call)(
+        self.tool_map[act.tool_call.name], act.tool_call.arguments, self.tool_timeout, max_chars=self.max_observation_chars)
 
 # %% ../nbs/04_env.ipynb #b3960889
 @patch
@@ -222,6 +227,7 @@ def _record(self: SmolAgentEnv, e: _Episode, out: ToolOutcome) -> Message | None
     turn.tool_seconds = out.seconds
     if out.state is not None: e.code_state = out.state
     name = turn.tool_call.name if turn.tool_call else "code"
+    if out.printed and self.tool_runner: self.tool_runner.log(name, *out.printed)  # what a code action's tools printed
     infra = (f"tool '{name}': {out.error_message}" if out.infra_error
              else f"tool call {out.error_message}" if out.timed_out and self.format != "code" else None)
     if infra:  # the environment's fault, not the model's: the episode ends, marked failed (kept out of the gradient)

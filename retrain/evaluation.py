@@ -25,14 +25,15 @@ from transformers import TrainerCallback
 from .config_models import TrainingConfig
 from .checks import context_of, fit_prompts
 from .code_executors import code_runner_for
+from .tool_isolation import tool_runner_for
 from .mcp_tools import MCPTools, mcp_tools_for
-from .distributed import LockStep, all_gather_objects, is_main, shard, world_size
+from .distributed import LockStep, all_gather_objects, is_main, rank, shard, world_size
 from .env import SmolAgentEnv
 from .agents import env_from_config
 from .models import ModelLoadError, load_model, load_tokenizer
 from .prompts import load_rows
 from .render import ROLLOUT_CSS, rollout_html
-from .rundir import RunLock, json_safe, write_atomic
+from .rundir import RunLock, json_safe, tool_output_log, write_atomic
 from .report import REPORT_CSS, fmt_value
 from .calculator import RewardCalculator, success_reward_name
 from .trainer import rollout_metrics, rollout_record
@@ -206,12 +207,15 @@ def build_env(cfg: TrainingConfig, tokenizer,
               mcp_tools: MCPTools | None,  # the open MCP servers' tools, if the config names any
               closing: contextlib.ExitStack,  # remote code executors are closed with it
               tools: list[str] | None = None,  # other tools than `environment.tools` (a warm start's demonstrations)
+              log_dir: Path | None = None,  # the run directory: what tools print goes to its `tool_output.jsonl`; None: not captured
               ) -> SmolAgentEnv:
     "The environment of a run or an evaluation, built as `cfg.environment` says (the one place it is built from a config)."
     env_cfg = cfg.environment if tools is None else cfg.environment.model_copy(update={"tools": tools})
     if env_cfg.max_total_tokens is None: env_cfg = env_cfg.model_copy(update={"max_total_tokens": max_completion_length})
     env = env_from_config(env_cfg, tokenizer, mcp_tools.tools if mcp_tools else [])  # an `AgentEnv` when environment.agent is set
     env.code_runner = code_runner_for(env_cfg, env.tools, closing)  # remote executors (None: local), ended with `closing`
+    env.tool_runner = tool_runner_for(env_cfg, env.tools, closing, tool_output_log(log_dir, rank()) if log_dir else None,
+                                      in_process=[t.name for t in mcp_tools.tools] if mcp_tools else ())  # MCP tools: their connection is here
     return env
 
 def _records(trajs: list[ProcessedTrajectory], tok, label: str, mode: str, per: int, name: str, thr: float) -> list[dict]:
@@ -263,7 +267,7 @@ def _evaluate(cfg: TrainingConfig, model: str | list[str] | None, samples: int, 
         for label, path in targets:
             bar.set_description(f"evaluating {label}")
             policy, tok = load_for_eval(cfg, path)
-            env = build_env(cfg, tok, max_completion, mcp_tools, closing)
+            env = build_env(cfg, tok, max_completion, mcp_tools, closing, log_dir=out_dir)
             src = ev.prompt_source if ev else cfg.prompt_source
             rows = fit_prompts(rows, env, context_of(policy.config), env.max_total_tokens, src.too_long,
                                "evaluation.prompt_source" if ev else "prompt_source")

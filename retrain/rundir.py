@@ -13,8 +13,9 @@ import math
 import os
 import shutil
 import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,11 @@ from .disk import writing
 _log = logging.getLogger("retrain")
 
 # %% auto #0
-__all__ = ['LOCK_NAME', 'CHECKPOINT_DONE', 'MANIFEST', 'FRESH_OK', 'RunDirError', 'RunDirLocked', 'make_run_dir', 'RunLock',
-           'write_atomic', 'seal_checkpoint', 'discard_unsealed', 'CheckpointCheck', 'check_checkpoint', 'LogLineError',
-           'iter_jsonl', 'read_jsonl', 'complete_checkpoints', 'read_results', 'RunDirState', 'inspect_run',
-           'StartPlan', 'plan_start', 'clear_incomplete', 'json_safe', 'RunLogger', 'rollback_logs', 'write_results',
-           'latest_checkpoint']
+__all__ = ['LOCK_NAME', 'CHECKPOINT_DONE', 'MANIFEST', 'FRESH_OK', 'TOOL_OUTPUT', 'RunDirError', 'RunDirLocked', 'make_run_dir',
+           'RunLock', 'write_atomic', 'seal_checkpoint', 'discard_unsealed', 'CheckpointCheck', 'check_checkpoint',
+           'LogLineError', 'iter_jsonl', 'read_jsonl', 'complete_checkpoints', 'read_results', 'RunDirState',
+           'inspect_run', 'StartPlan', 'plan_start', 'clear_incomplete', 'json_safe', 'RunLogger', 'rollback_logs',
+           'write_results', 'latest_checkpoint', 'append_jsonl', 'tool_output_log']
 
 # %% ../nbs/07c_rundir.ipynb #26f899e1
 class RunDirError(RuntimeError):
@@ -388,3 +389,20 @@ def latest_checkpoint(ckpt_dir: str | Path) -> Path | None:
     "The newest complete checkpoint in `ckpt_dir` (incomplete ones are ignored)."
     done = complete_checkpoints(ckpt_dir)
     return done[-1] if done else None
+
+# %% ../nbs/07c_rundir.ipynb #755f1338
+TOOL_OUTPUT = "tool_output.jsonl"
+_APPEND_LOCK = threading.Lock()
+
+def append_jsonl(path: str | Path, records: list[dict], sync: bool = False) -> None:
+    "Append `records` to the JSONL file `path`, one line each (strict JSON), flushed; fsynced when `sync`."
+    if not records: return
+    text = "".join(json.dumps(json_safe(r), default=str, allow_nan=False) + "\n" for r in records)
+    with _APPEND_LOCK, open(path, "a") as f:
+        f.write(text); f.flush()
+        if sync: os.fsync(f.fileno())
+
+def tool_output_log(run_dir: str | Path, rank: int = 0) -> Callable[[dict], None]:
+    "The writer of a run's captured tool output: one record a call, to `tool_output.jsonl` (per process when `rank` > 0)."
+    path = Path(run_dir) / (TOOL_OUTPUT if rank == 0 else TOOL_OUTPUT.replace(".jsonl", f".rank{rank}.jsonl"))
+    return lambda record: append_jsonl(path, [record])

@@ -192,9 +192,9 @@ def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None, clos
         raise SetupError(f"prompt_source has {len(rows)} rows but each step samples {per_step} prompts "
                          f"(generation batch {args.generation_batch_size} / num_generations {args.num_generations}): "
                          "add prompts or lower algorithm.hyperparameters.per_device_train_batch_size")
-    env, warm = build_env(cfg, tokenizer, args.max_completion_length, mcp_tools, closing), None
+    env, warm = build_env(cfg, tokenizer, args.max_completion_length, mcp_tools, closing, log_dir=ckpt_dir.parent), None
     if cfg.warm_start is not None:  # the run's environment, with the demonstrations' tools
-        make_env = lambda tools: build_env(cfg, tokenizer, args.max_completion_length, mcp_tools, closing, tools=tools)
+        make_env = lambda tools: build_env(cfg, tokenizer, args.max_completion_length, mcp_tools, closing, tools=tools, log_dir=ckpt_dir.parent)
         model, warm = warm_started(model, tokenizer, cfg, make_env, rows, keep=_demonstration_check(cfg, calculator))
         _log.info("warm start: %d demonstrations, %d steps, loss %s -> %s%s", warm["demonstrations"], warm["steps"],
                   warm["first_loss"], warm["last_loss"], " (cached)" if warm["cached"] else "")

@@ -157,10 +157,10 @@ class ToolOutcome:
     final_answer: str | None = None  # the answer, when `is_final`
     state: dict[str, Any] | None = None  # a code action's variables after it ran (picklable ones)
     infra_error: bool = False  # the tool's infrastructure failed (its server went away): not the model's mistake
+    printed: tuple[str, int] | None = None  # what it printed to stdout/stderr: (the first bytes, as text; bytes in all); None: not captured
 
 class ToolInfrastructureError(InfrastructureError):
     "Raised by a tool whose infrastructure failed (e.g. its MCP server went away): recorded as `infra_error`, not `tool_error`."
-
 
 # %% ../nbs/03_tools.ipynb #01108ba9
 class _Workers:
