@@ -398,7 +398,7 @@ def append_jsonl(path: str | Path, records: list[dict], sync: bool = False) -> N
     "Append `records` to the JSONL file `path`, one line each (strict JSON), flushed; fsynced when `sync`."
     if not records: return
     text = "".join(json.dumps(json_safe(r), default=str, allow_nan=False) + "\n" for r in records)
-    with _APPEND_LOCK, open(path, "a") as f:
+    with _APPEND_LOCK, writing(path), open(path, "a") as f:
         f.write(text); f.flush()
         if sync: os.fsync(f.fileno())
 
