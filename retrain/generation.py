@@ -5,17 +5,20 @@
 # %% ../nbs/03f_generation.ipynb #2ef44163
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from .batch import DecodeBatch
 from .config_models import SamplingConfig
-from .distributed import gather_objects, is_main, scatter_objects, world_size
+from .distributed import LockStep, gather_objects, is_main, scatter_objects, world_size
 from .types import TokenIds
 from trl.generation.vllm_generation import VLLMGeneration
 
 # %% auto #0
-__all__ = ['VLLM_MODES', 'vllm_sampling', 'TurnOutput', 'Generator', 'HFGenerator', 'VLLMServerGenerator',
+__all__ = ['VLLM_MODES', 'vllm_sampling', 'TurnOutput', 'Generator', 'DecodeRow', 'HFGenerator', 'VLLMServerGenerator',
            'VLLMColocateGenerator', 'trl_vllm_settings', 'make_generator', 'ClientVLLMGeneration']
 
 # %% ../nbs/03f_generation.ipynb #f164d850
@@ -35,7 +38,7 @@ class TurnOutput:
 
 class Generator:
     "Samples turns: `complete` continues each prompt (token ids) until a stop token or its token limit."
-    stepwise: bool = False  # True: the environment drives this backend step by step with its own decode loop
+    stepwise: bool = False  # True: it also decodes a step at a time (`start`, `step`), and the environment drives those
     collective: bool = False  # True: `complete` serves every rank at once, so every rank calls it each round
     name: str = "generator"
 
@@ -50,32 +53,81 @@ def _check_requests(prompts: list[TokenIds], max_tokens: list[int]):
     if any(not p for p in prompts): raise ValueError("an empty prompt: every request needs at least one token")
 
 # %% ../nbs/03f_generation.ipynb #d0dec04d
+@dataclass
+class DecodeRow:
+    "A row of `HFGenerator.step`: what it feeds next and the turn it is sampling (the environment's episodes have these fields)."
+    feed: TokenIds  # tokens for the next forward; empty: the row sits the step out
+    turn_limit: int  # the turn ends at this many tokens
+    turn_ids: TokenIds = field(default_factory=list)
+    turn_lps: list[float] = field(default_factory=list)
+    turn_seconds: float = 0.0
+    uniforms: Any = None  # the row's own stream of uniform numbers (`take(start, n)`); None: torch's global generator
+    drawn: int = 0  # tokens sampled so far: the next one uses uniform number `drawn`
+
 class HFGenerator(Generator):
-    "The model in this process, sampled with `DecodeBatch` (the environment's own loop drives it step by step)."
+    "The model in this process, decoded with `DecodeBatch` a step at a time (`start`, `step`); `complete` steps to every turn's end."
     stepwise, name = True, "hf"
-    def __init__(self, pad_id: int = 0): self.pad_id = pad_id
+    def __init__(self, pad_id: int = 0,
+                 share_prefill: bool = True,  # see `DecodeBatch`; False for a model that is not a causal LM of a row's tokens
+                 drafts: bool = True):  # see `DecodeBatch.speculate`; False: plain steps only
+        self.pad_id, self.share_prefill, self.drafts = pad_id, share_prefill, drafts
+
+    def start(self, model, lockstep: LockStep | None = None) -> DecodeBatch:
+        "An empty batch for `model` (with `lockstep`: exactly one forward a step, so no shared prefill or feeding apart)."
+        batch = DecodeBatch(model, share_prefill=self.share_prefill and lockstep is None, drafts=self.drafts)
+        if lockstep is not None: batch.can_split = False
+        return batch
+
+    def step(self, batch: DecodeBatch, model, rows: list[DecodeRow], sampling: SamplingConfig, greedy: bool = False,
+             stop_ids: set[int] | frozenset = frozenset(),
+             drafts: list[TokenIds] | None = None,  # per row, tokens to try after its feed (`DecodeBatch.speculate`)
+             lockstep: LockStep | None = None,  # counts the step's forward
+             ) -> tuple[list[int], float]:
+        "Feed each row and append its sampled tokens to its turn: the indexes of rows whose turn ended, and the seconds it took."
+        batch.maybe_compact()
+        fed = [bool(r.feed) for r in rows]
+        t0 = time.perf_counter()
+        own = not greedy and rows[0].uniforms is not None  # each row draws with its own uniform numbers
+        if drafts is not None:
+            k = max(map(len, drafts)) + 1
+            u = torch.tensor([r.uniforms.take(r.drawn, k) for r in rows]) if own else None
+            toks, lps = batch.speculate(model, [r.feed for r in rows], drafts, self.pad_id, sampling, greedy, u)
+        else:
+            u = torch.tensor([r.uniforms.take(r.drawn, 1) if r.feed else [0.5] for r in rows]) if own else None
+            toks, lps = batch.step(model, [r.feed for r in rows], self.pad_id, sampling, greedy, u)
+            toks, lps = [[t] for t in toks], [[lp] for lp in lps]
+            if lockstep is not None: lockstep.step()
+        took = time.perf_counter() - t0
+        share, ended = took / sum(fed), []
+        for i, (r, f) in enumerate(zip(rows, fed)):
+            if not f: continue
+            for j, (t, lp) in enumerate(zip(toks[i], lps[i])):
+                r.turn_ids.append(t); r.turn_lps.append(lp); r.turn_seconds += share / len(toks[i]); r.drawn += 1
+                r.feed = [t]
+                if t in stop_ids or len(r.turn_ids) >= r.turn_limit:
+                    batch.rewind(i, len(toks[i]) - 1 - j)  # kept drafts after the turn's end are not part of it
+                    ended.append(i)
+                    break
+        return ended, took
 
     def complete(self, model, prompts: list[TokenIds], max_tokens: list[int], sampling: SamplingConfig, *,
                  greedy: bool = False, stop_ids: set[int] | frozenset = frozenset()) -> list[TurnOutput]:
-        "One turn per prompt, all in one batch."
+        "One turn per prompt, all in one batch: `step` until every row's turn has ended."
         _check_requests(prompts, max_tokens)
-        outs = [TurnOutput() for _ in prompts]
-        if not prompts: return outs
-        batch, live, feeds = DecodeBatch(model), list(range(len(prompts))), [list(p) for p in prompts]
+        rows = [DecodeRow(list(p), m) for p, m in zip(prompts, max_tokens)]
+        if not rows: return []
+        batch, live = self.start(model), list(rows)
         was_training = model.training
         model.eval()
         try:
             while live:
-                toks, lps = batch.step(model, [feeds[i] for i in live], self.pad_id, sampling, greedy)
-                keep = []
-                for j, (i, t, lp) in enumerate(zip(live, toks, lps)):
-                    outs[i].ids.append(t); outs[i].logprobs.append(lp); feeds[i] = [t]
-                    if t not in stop_ids and len(outs[i].ids) < max_tokens[i]: keep.append(j)
-                if len(keep) < len(live):
-                    live = [live[j] for j in keep]
+                ended, _ = self.step(batch, model, live, sampling, greedy, stop_ids)
+                if ended:
+                    keep = sorted(set(range(len(live))) - set(ended))
+                    live = [live[i] for i in keep]
                     if live: batch.select(keep)
         finally: model.train(was_training)
-        return outs
+        return [TurnOutput(r.turn_ids, r.turn_lps) for r in rows]
 
 # %% ../nbs/03f_generation.ipynb #2012383c
 class VLLMServerGenerator(Generator):
