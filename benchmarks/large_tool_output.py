@@ -19,6 +19,7 @@ import torch  # noqa: E402
 from smolagents import Tool  # noqa: E402
 
 from retrain.env import SmolAgentEnv  # noqa: E402
+from retrain.generation import HFGenerator  # noqa: E402
 from retrain.testing import ScriptedPolicy, build_tiny_tokenizer  # noqa: E402
 
 CALL = '<tool_call>{"name": "calculator", "arguments": {"expression": "2*3"}}</tool_call><|end|>'
@@ -39,7 +40,8 @@ class Sized(Tool):
 
 
 def rollout_seconds(tok, n_bytes: int, rows: int) -> float:
-    env = SmolAgentEnv(tok, [Sized(n_bytes)], max_turns=2, max_tokens_per_turn=48, max_observation_tokens=256)
+    env = SmolAgentEnv(tok, [Sized(n_bytes)], max_turns=2, max_tokens_per_turn=48, max_observation_tokens=256,
+                       generator=HFGenerator(tok.pad_token_id, share_prefill=False, drafts=False))  # a ScriptedPolicy's decoding
     pol = ScriptedPolicy(tok, [[CALL, "6<|end|>"] for _ in range(rows)])
     data = [{"prompt": f"What is 2*3? ({i})"} for i in range(rows)]
     t0 = time.perf_counter()

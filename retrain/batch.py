@@ -39,14 +39,15 @@ _FORWARD_COST = 64  # a forward's fixed cost in token positions, to decide wheth
 
 class DecodeBatch:
     "The live rows' KV cache, attention mask and next positions; `step` feeds every row and samples a token."
-    def __init__(self, model, mask_kind: str | None | bool = True):  # True: `prepared_mask_kind(model)`; None: 2-D
+    def __init__(self, model, mask_kind: str | None | bool = True,  # True: `prepared_mask_kind(model)`; None: 2-D
+                 share_prefill: bool = True,  # the first step feeds the prompts' common prefix once and copies rows
+                 drafts: bool = True):  # `speculate` may be called (the model scores every fed position)
         p = next(model.parameters(), None)
         self.device = p.device if p is not None else torch.device("cpu")
         self.dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
         self.kw = cache_kwarg(model)
         self.mask_kind = prepared_mask_kind(model) if mask_kind is True else mask_kind
-        self.exact_feeds = getattr(model, "exact_feeds", False)
-        self.share_prefill = not self.exact_feeds
+        self.share_prefill, self.drafts = share_prefill, drafts
         self.cache, self.attn, self.pos, self.seen = None, None, None, None
         self.can_compact, self.can_split, self.uneven = True, True, False
 
@@ -183,8 +184,8 @@ def speculate(self: DecodeBatch, model, feeds: list[TokenIds], drafts: list[Toke
               u: torch.Tensor | None = None,  # (B, k+1): row r's uniform numbers for its next k+1 tokens; None: drawn here
               ) -> tuple[list[list[int]], list[list[float]]]:
     "Feed each row its token (`feeds`: one each) and `drafts`; per row, the accepted drafts plus one drawn token."
-    if self.exact_feeds or self.cache is None or sampling.repetition_penalty != 1.0:
-        raise ValueError("drafts need a started batch, a model without `exact_feeds`, and no repetition penalty")
+    if not self.drafts or self.cache is None or sampling.repetition_penalty != 1.0:
+        raise ValueError("drafts need a started batch made with drafts=True, and no repetition penalty")
     ids, m = self._chunks([f + d for f, d in zip(feeds, drafts)], pad_id)
     w = ids.shape[1]
     self.uneven = self.uneven or len({len(d) for d in drafts}) > 1

@@ -270,18 +270,24 @@ def _stop_ids(self: SmolAgentEnv, model) -> set[int]:
 
 # %% ../nbs/04_env.ipynb #8070f017
 @patch
-async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool, lockstep: LockStep | None = None):
-    stop_ids, batch = self._stop_ids(model), DecodeBatch(model)
-    if lockstep is not None: batch.share_prefill = batch.can_split = False  # exactly one forward per step
+def _settle(self: SmolAgentEnv, live: list[_Episode], batch: DecodeBatch | None = None) -> list[_Episode]:
+    "Observe the tool calls that ended and drop finished episodes (from `batch` too): the episodes still live."
+    ready = [(e, out) for e in live if e.run is not None and (out := e.run.poll()) is not None]
+    for e, _ in ready: e.run = None
+    if ready: self._observe(ready)
+    keep = [i for i, e in enumerate(live) if not e.done]
+    if len(keep) == len(live): return live
+    if batch is not None and keep: batch.select(keep)
+    return [live[i] for i in keep]
+
+@patch
+async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool, gen: HFGenerator,
+               lockstep: LockStep | None = None):
+    "The loop for a `stepwise` generator: one `gen.step` over every live episode at a time, tool calls running meanwhile."
+    stop_ids, batch = self._stop_ids(model), gen.start(model, lockstep)
     live = list(eps)
     while True:
-        ready = [(e, out) for e in live if e.run is not None and (out := e.run.poll()) is not None]
-        for e, _ in ready: e.run = None
-        if ready: self._observe(ready)
-        keep = [i for i, e in enumerate(live) if not e.done]
-        if len(keep) < len(live):
-            live = [live[i] for i in keep]
-            if live: batch.select(keep)
+        live = self._settle(live, batch)
         feeding = any(e.feed for e in live)
         if lockstep is None:
             if not live: break
@@ -295,31 +301,12 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool, loc
             if runs: await wait_runs(runs, all_of=False, timeout=None if lockstep is None else 0.01)
             else: await asyncio.sleep(0.001)
             continue
-        batch.maybe_compact()
-        fed = [bool(e.feed) for e in live]
-        t0 = time.perf_counter()
         drafts = self._drafts(live, batch) if lockstep is None else None
-        if drafts is not None:
-            k = max(map(len, drafts)) + 1
-            u = None if greedy else torch.tensor([e.uniforms.take(e.drawn, k) for e in live])
-            toks, lps = batch.speculate(model, [e.feed for e in live], drafts, self.pad_id, self.sampling, greedy, u)
-        else:
-            u = None if greedy else torch.tensor([e.uniforms.take(e.drawn, 1) if e.feed else [0.5] for e in live])
-            toks, lps = batch.step(model, [e.feed for e in live], self.pad_id, self.sampling, greedy, u)
-            toks, lps = [[t] for t in toks], [[lp] for lp in lps]
-            if lockstep is not None: lockstep.step()
-        took = time.perf_counter() - t0
-        share, started = took / sum(fed), []
-        for r, (e, f) in enumerate(zip(live, fed)):
-            if not f: continue
-            for j, (t, lp) in enumerate(zip(toks[r], lps[r])):
-                e.turn_ids.append(t); e.turn_lps.append(lp); e.turn_seconds += share / len(toks[r]); e.drawn += 1
-                e.feed = [t]
-                if t in stop_ids or len(e.turn_ids) >= e.turn_limit:
-                    batch.rewind(r, len(toks[r]) - 1 - j)  # kept drafts after the turn's end are not part of it
-                    self._end_turn(e, stop_ids)
-                    if e.run is not None: started.append(e.run)
-                    break
+        ended, took = gen.step(batch, model, live, self.sampling, greedy, stop_ids, drafts, lockstep)
+        started = []
+        for r in ended:
+            self._end_turn(live[r], stop_ids)
+            if live[r].run is not None: started.append(live[r].run)
         await asyncio.sleep(0)  # other coroutines on this event loop get a turn every step
         if started and lockstep is None and 2 * sum(not e.feed for e in live) > len(live):
             await wait_runs(started, timeout=took)  # most rows would sit out the next step: give new calls a step's time
@@ -331,7 +318,7 @@ _DRAFT_BELOW = 4  # rows: with this few left a step costs about the same for one
 @patch
 def _drafts(self: SmolAgentEnv, live: list[_Episode], batch: DecodeBatch) -> list[TokenIds] | None:
     "Per live episode, tokens that followed the latest earlier occurrence of its last two (None: a plain step)."
-    if (self.draft_tokens <= 0 or len(live) > _DRAFT_BELOW or batch.exact_feeds or batch.cache is None
+    if (self.draft_tokens <= 0 or len(live) > _DRAFT_BELOW or not batch.drafts or batch.cache is None
             or self.sampling.repetition_penalty != 1.0 or any(len(e.feed) != 1 for e in live)): return None
     drafts = []
     for e in live:
@@ -366,7 +353,7 @@ async def rollout(self: SmolAgentEnv, rows: list[Row], model, *, prompt_field: s
     was_training = model.training
     model.eval()
     try:
-        if gen.stepwise: await self._run(eps, model, greedy, lockstep)
+        if gen.stepwise: await self._run(eps, model, greedy, gen, lockstep)
         else: await self._run_turns(eps, model, greedy, gen)
     finally:
         model.train(was_training)
@@ -414,7 +401,4 @@ async def _run_turns(self: SmolAgentEnv, eps: list[_Episode], model, greedy: boo
             self._end_turn(e, stop_ids)
         runs = [e.run for e in live if e.run is not None]
         if runs: await wait_runs(runs)
-        ready = [(e, e.run.poll()) for e in live if e.run is not None]
-        for e, _ in ready: e.run = None
-        if ready: self._observe(ready)
-        live = [e for e in live if not e.done]
+        live = self._settle(live)

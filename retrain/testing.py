@@ -229,7 +229,6 @@ class _ScriptCache:
 # %% ../nbs/12_testing.ipynb #589b7773
 class ScriptedPolicy(torch.nn.Module):
     "A stand-in policy that replies with scripted turns (a test double for exact rollout checks)."
-    exact_feeds = True  # it reads each row's tokens in order, one forward a step: no shared prefill, no drafts
     def __init__(self, tokenizer, scripts: list[list[str | None]], base_model: torch.nn.Module | None = None):
         super().__init__()
         self.vocab_size, self.eos = len(tokenizer), tokenizer.eos_token_id
