@@ -36,7 +36,8 @@ def normalize_rewards(
 ) -> torch.Tensor:
     "Group-normalised advantages of each column of `rewards` (TRL's GRPO formula); NaN entries get 0."
     scale = {True: "group", False: "none"}.get(scale_rewards, scale_rewards)
-    if scale not in ("group", "batch", "none"): raise ValueError(f"scale_rewards must be 'group', 'batch' or 'none', got {scale_rewards!r}")
+    if scale not in ("group", "batch", "none"): raise ValueError("scale_rewards must be 'group', 'batch' or 'none', "
+                                                                 f"got {scale_rewards!r}")
     B, K = rewards.shape
     if num_generations < 1 or B % num_generations:
         raise ValueError(f"{B} rollouts do not split into groups of num_generations={num_generations}")
@@ -69,7 +70,8 @@ def _rollout_reward(t: ProcessedTrajectory) -> float:
 def _turn_rewards(i: int, t: ProcessedTrajectory) -> list[float]:
     n = len(t.raw.turns)
     if len(t.turn_rewards) not in (0, n):
-        raise ValueError(f"rollout {i} has {n} turns but {len(t.turn_rewards)} turn rewards; score it with RewardCalculator")
+        raise ValueError(f"rollout {i} has {n} turns but {len(t.turn_rewards)} turn rewards; score it with "
+                         "RewardCalculator")
     return [math.nan] * len(t.turn_rewards) if t.failed else list(t.turn_rewards)
 
 # %% ../nbs/06_advantages.ipynb #1615f311
@@ -89,8 +91,8 @@ def _check_groups(keys: list, num_generations: int):
     for g in range(0, len(keys), num_generations):
         block = set(map(repr, keys[g:g + num_generations]))
         if len(block) > 1:
-            raise ValueError(f"rollouts {g}..{g + num_generations - 1} should form one group but come from different prompts "
-                             f"({sorted(block)[:2]}): groups must be consecutive blocks of num_generations")
+            raise ValueError(f"rollouts {g}..{g + num_generations - 1} should form one group but come from different "
+                             f"prompts ({sorted(block)[:2]}): groups must be consecutive blocks of num_generations")
 
 # %% ../nbs/06_advantages.ipynb #4742d911
 def token_advantages(
@@ -117,7 +119,8 @@ def token_advantages(
     tokens, A_, S_ = [], A.tolist(), S.tolist()
     for i, t in enumerate(trajectories):
         if len(s[i]) not in (0, len(t.raw.turns)):
-            raise ValueError(f"rollout {i} has {len(t.raw.turns)} turns but its batch entry has {len(s[i])} turn rewards")
+            raise ValueError(f"rollout {i} has {len(t.raw.turns)} turns but its batch entry has {len(s[i])} turn "
+                             "rewards")
         n = len(t.completion_ids)
         a = [A_[i]] * n
         for k, turn in enumerate(t.raw.turns if s[i] else []):

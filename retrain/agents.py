@@ -102,7 +102,8 @@ def env_from_config(cfg: SmolAgentEnvConfig, tokenizer, extra_tools: list[Tool] 
     return (AgentEnv if cfg.agent else SmolAgentEnv).from_config(cfg, tokenizer, extra_tools)
 
 @patch(cls_method=True)
-def from_agent(cls: SmolAgentEnv, factory: str | Callable, tokenizer, tools: list = (), agent_kwargs: dict | None = None, **kwargs) -> AgentEnv:
+def from_agent(cls: SmolAgentEnv, factory: str | Callable, tokenizer, tools: list = (),
+               agent_kwargs: dict | None = None, **kwargs) -> AgentEnv:
     "An environment that runs the smolagents agent `factory(model, tools, **agent_kwargs)` builds (see `AgentEnv`)."
     return AgentEnv(tokenizer, factory, tools, agent_kwargs, **kwargs)
 
@@ -111,7 +112,8 @@ def _steps_by_call(agent: MultiStepAgent, by_input: dict[int, int], out: dict, t
     "Call number -> (memory step, whether the step is the top agent's), over the agent and its managed agents."
     for st in agent.memory.steps:
         raw = getattr(getattr(st, "model_output_message", None), "raw", None)
-        k = raw["retrain_call"] if isinstance(raw, dict) and "retrain_call" in raw else by_input.get(id(getattr(st, "model_input_messages", None)))
+        k = raw["retrain_call"] if isinstance(raw,
+                                              dict) and "retrain_call" in raw else by_input.get(id(getattr(st, "model_input_messages", None)))
         if k is not None and k not in out: out[k] = (st, top)
     for a in getattr(agent, "managed_agents", {}).values(): _steps_by_call(a, by_input, out, False)
     return out
@@ -168,12 +170,14 @@ def episode_from_calls(calls: list[ModelCall], turns: list[Turn], row: Row) -> R
 
 # %% ../nbs/04b_agents.ipynb #d2555e87
 @patch
-def _episode(self: AgentEnv, pm: PolicyModel, agent: MultiStepAgent | None, result, error: BaseException | None, row: Row) -> RawRolloutData:
+def _episode(self: AgentEnv, pm: PolicyModel, agent: MultiStepAgent | None, result, error: BaseException | None,
+             row: Row) -> RawRolloutData:
     if not pm.calls:
         raise RuntimeError(f"the agent made no model call{f': {type(error).__name__}: {error}' if error else ''}") from error
     found = _steps_by_call(agent, pm.by_input, {}) if agent is not None else {}
     max_steps = error is None and getattr(result, "state", None) == "max_steps_error"
-    turns = [_turn(k, c, self.tokenizer, found.get(k), k == len(pm.calls) - 1, max_steps) for k, c in enumerate(pm.calls)]
+    turns = [_turn(k, c, self.tokenizer, found.get(k), k == len(pm.calls) - 1, max_steps) for k,
+             c in enumerate(pm.calls)]
     ro = episode_from_calls(pm.calls, turns, row)
     ro.messages = [{"role": "user", "content": str(row.get("prompt", ""))}] + [
         {"role": "assistant", "content": c.text} for c in pm.calls]
@@ -184,7 +188,8 @@ def _episode(self: AgentEnv, pm: PolicyModel, agent: MultiStepAgent | None, resu
     ro.final_answer = None if result.output is None else str(result.output)
     if not max_steps: ro.termination = Termination.final_answer
     else:
-        acts = [s for s in agent.memory.steps if isinstance(s, ActionStep) and not isinstance(s.error, AgentMaxStepsError)]
+        acts = [s for s in agent.memory.steps if isinstance(s, ActionStep)
+                and not isinstance(s.error, AgentMaxStepsError)]
         rejected = bool(acts) and acts[-1].error is not None and str(acts[-1].error).startswith("Check ")
         ro.termination = Termination.final_answer_rejected if rejected else Termination.max_steps
     return ro
@@ -195,14 +200,16 @@ def _play(self: AgentEnv, front: DecodeFront, slot: int, row: Row, prompt_field:
     pm, agent, result, error = PolicyModel(front, slot, self.tokenizer, self.chat_template_kwargs), None, None, None
     try:
         task = row.get(prompt_field)
-        if not isinstance(task, str): raise TypeError(f"an agent's task is a string: row['{prompt_field}'] is {type(task).__name__}")
+        if not isinstance(task, str): raise TypeError(f"an agent's task is a string: row['{prompt_field}'] is "
+                                                      f"{type(task).__name__}")
         agent = self.make_agent(pm)
         result = agent.run(task, return_full_result=True)
     except (TypeError, ValueError) as e:
         if agent is None: raise
         error = e
     except Exception as e:
-        if front.slots[slot].error is not None: raise front.slots[slot].error from e  # the decoding failed, not the agent
+        # the decoding failed, not the agent
+        if front.slots[slot].error is not None: raise front.slots[slot].error from e
         error = e
     finally: front.finish(slot)
     return self._episode(pm, agent, result, error, row)
@@ -219,8 +226,10 @@ def rollout_sync(self: AgentEnv, rows: list[Row], model, *, prompt_field: str = 
                  generator=None, lockstep=None) -> list[RawRolloutData]:
     "Run one agent episode per row, every episode's model calls decoded together; the rollouts in row order."
     if generator is not None and not getattr(generator, "stepwise", False):
-        raise NotImplementedError(f"environment.agent samples with the policy in this process (generation.backend: hf), not {generator.name}")
-    if lockstep is not None: raise NotImplementedError("environment.agent does not run on sharded models (FSDP, ZeRO-3) yet")
+        raise NotImplementedError("environment.agent samples with the policy in this process (generation.backend: "
+                                  f"hf), not {generator.name}")
+    if lockstep is not None: raise NotImplementedError("environment.agent does not run on sharded models (FSDP, "
+                                                       "ZeRO-3) yet")
     if not rows: return []
     seeds = None if greedy else torch.randint(0, 2**62, (len(rows),)).tolist()
     front = self.front_cls(model, self.tokenizer, len(rows), self.sampling, greedy, self.max_tokens_per_turn,
@@ -239,7 +248,8 @@ def rollout_sync(self: AgentEnv, rows: list[Row], model, *, prompt_field: str = 
     if not self.case_noted and out:
         self.case_noted = True
         split = next((r for r in out if not r.one_sequence), None)
-        _log.info("%s", "agent episodes are one sequence each: every model call's prompt extends the previous call's prompt "
+        _log.info("%s",
+                  "agent episodes are one sequence each: every model call's prompt extends the previous call's prompt "
                   "and sampled tokens" if split is None else
                   f"agent episodes train one sequence per model call: {self.check(split).template_note}")
     return out

@@ -179,7 +179,8 @@ def step(self: DecodeBatch, model, feeds: list[TokenIds], pad_id: int, sampling:
 # %% ../nbs/03c_batch.ipynb #ac956bb9
 @patch
 @torch.inference_mode()
-def speculate(self: DecodeBatch, model, feeds: list[TokenIds], drafts: list[TokenIds], pad_id: int, sampling: SamplingConfig,
+def speculate(self: DecodeBatch, model, feeds: list[TokenIds], drafts: list[TokenIds], pad_id: int,
+              sampling: SamplingConfig,
               greedy: bool = False,
               u: torch.Tensor | None = None,  # (B, k+1): row r's uniform numbers for its next k+1 tokens; None: drawn here
               ) -> tuple[list[list[int]], list[list[float]]]:
@@ -195,7 +196,8 @@ def speculate(self: DecodeBatch, model, feeds: list[TokenIds], drafts: list[Toke
     toks, lps = [], []
     for r, d in enumerate(drafts):
         col, out = w - len(d) - 1, []  # the column whose logits predict the token after `feeds[r]`
-        for i in range(len(d) + 1):  # the token a plain step would draw with the same uniform; a draft is kept if it is that token
+        # the token a plain step would draw with the same uniform; a draft is kept if it is that token
+        for i in range(len(d) + 1):
             p = lp[r, col + i]
             out.append(int(p.argmax()) if greedy else int(draw_tokens(p.exp()[None], u[r:r + 1, i:i + 1])[0]))
             if i == len(d) or out[-1] != d[i]: break
@@ -233,7 +235,8 @@ def _feed(self: DecodeBatch, model, ids: torch.Tensor, m: torch.Tensor, keep: in
     "Append right-aligned chunks `ids` (real where `m`) to every row, in pieces whose masks stay small; the logits of the last `keep` columns."
     b, w = ids.shape
     k = w + (0 if self.attn is None else self.attn.shape[1])
-    piece = w if keep > 1 else max(1, MASK_BUDGET // (b * k))  # a piece's attention is (b, heads, piece, <= k): O(L) a row, not O(L^2)
+    # a piece's attention is (b, heads, piece, <= k): O(L) a row, not O(L^2)
+    piece = w if keep > 1 else max(1, MASK_BUDGET // (b * k))
     starts = range(0, w, piece)
     for s in starts[:-1]: self._feed_piece(model, ids[:, s:s + piece], m[:, s:s + piece], 1)
     return self._feed_piece(model, ids[:, starts[-1]:], m[:, starts[-1]:], keep)

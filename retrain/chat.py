@@ -51,7 +51,8 @@ class ChatRenderer:
     def prompts_ids(self, conversations: list[list[Message]]) -> list[TokenIds]:
         "`prompt_ids` of many conversations: one template call and one batched encode (half the time for 32)."
         if not conversations: return []
-        return self.tokenizer(self.texts(conversations, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
+        return self.tokenizer(self.texts(conversations, add_generation_prompt=True),
+                              add_special_tokens=False)["input_ids"]
 
     def generation_prompt(self) -> str:
         "What the template writes to open an assistant turn (e.g. `<|assistant|>`, or `...<think>` for R1-style templates)."
@@ -68,7 +69,8 @@ def _closing_text(self: ChatRenderer) -> str:
 
 def _stand_in(msg: Message) -> Message:
     "A neutral stand-in for the model's own message: a sentinel text and the same tool calls."
-    return {"role": "assistant", "content": _SENTINEL, **({"tool_calls": msg["tool_calls"]} if msg.get("tool_calls") else {})}
+    return {"role": "assistant", "content": _SENTINEL,
+            **({"tool_calls": msg["tool_calls"]} if msg.get("tool_calls") else {})}
 
 @patch
 def _tail(self: ChatRenderer, before: str, after: str) -> str | None:
@@ -88,8 +90,8 @@ def observation_texts(self: ChatRenderer, turns: list[tuple[list[Message], Messa
     out = [self._tail(a, b) for a, b in zip(before, after)]
     for t, (_, o) in zip(out, turns):
         if t is None: raise ValueError(
-            f"the chat template does not close an assistant message with {self.closing_text!r} when a '{o.get('role')}' "
-            "message follows it; it cannot be used for multi-turn rollouts")
+            f"the chat template does not close an assistant message with {self.closing_text!r} when a "
+            f"'{o.get('role')}' message follows it; it cannot be used for multi-turn rollouts")
     return out
 
 @patch
@@ -106,7 +108,8 @@ def _closing_rest(self: ChatRenderer, sampled_ids: TokenIds) -> TokenIds:
     return list(close)
 
 @patch
-def env_ids_after_turn(self: ChatRenderer, sampled_ids: TokenIds, messages: list[Message], observation: Message) -> TokenIds:
+def env_ids_after_turn(self: ChatRenderer, sampled_ids: TokenIds, messages: list[Message],
+                       observation: Message) -> TokenIds:
     "The environment tokens after a turn: the rest of the assistant closing, then the observation."
     return self.env_ids_after_turns([(sampled_ids, messages, observation)])[0]
 
@@ -119,8 +122,8 @@ def env_ids_after_turns(self: ChatRenderer, turns: list[tuple[TokenIds, list[Mes
             for (s, _, _), ids in zip(turns, self.tokenizer(obs, add_special_tokens=False)["input_ids"])]
 
 # %% ../nbs/03a_chat.ipynb #5a6fe089
-_NO_TOOLS_FIX = ("set environment.tool_call_format: json (or code): retrain then describes the tools in the system prompt "
-                 "and returns tool results as user messages, which any chat template renders")
+_NO_TOOLS_FIX = ("set environment.tool_call_format: json (or code): retrain then describes the tools in the system "
+                 "prompt and returns tool results as user messages, which any chat template renders")
 
 def _first_line(e: BaseException) -> str: return (str(e) or type(e).__name__).splitlines()[0]
 
@@ -129,14 +132,19 @@ def check_tool_support(self: ChatRenderer, tool_names: list[str]) -> None:
     "Raise `TemplateError` unless the template shows the tools and renders 'tool' messages (what `native` needs)."
     user = [{"role": "user", "content": "x"}]
     try: t = self.text(user, add_generation_prompt=True)
-    except Exception as e: raise TemplateError(f"the chat template fails when given tools ({_first_line(e)}); {_NO_TOOLS_FIX}") from None
+    except Exception as e: raise TemplateError(f"the chat template fails when given tools ({_first_line(e)}); "
+                                               f"{_NO_TOOLS_FIX}") from None
     missing = [n for n in tool_names if n not in t]
-    if missing: raise TemplateError(f"the chat template ignores `tools` (the model would never see {missing}); {_NO_TOOLS_FIX}")
+    if missing: raise TemplateError(f"the chat template ignores `tools` (the model would never see {missing}); "
+                                    f"{_NO_TOOLS_FIX}")
     call = {"type": "function", "function": {"name": tool_names[0], "arguments": {}}}
-    conv = [*user, {"role": "assistant", "content": "", "tool_calls": [call]}, {"role": "tool", "name": tool_names[0], "content": _SENTINEL}]
+    conv = [*user, {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "name": tool_names[0], "content": _SENTINEL}]
     try: t = self.text(conv, add_generation_prompt=True)
-    except Exception as e: raise TemplateError(f"the chat template raises on a 'tool' message ({_first_line(e)}); {_NO_TOOLS_FIX}") from None
-    if _SENTINEL not in t: raise TemplateError(f"the chat template drops 'tool' messages (the model would never see a tool result); {_NO_TOOLS_FIX}")
+    except Exception as e: raise TemplateError(f"the chat template raises on a 'tool' message ({_first_line(e)}); "
+                                               f"{_NO_TOOLS_FIX}") from None
+    if _SENTINEL not in t: raise TemplateError("the chat template drops 'tool' messages (the model would never see a "
+                                               f"tool result); {_NO_TOOLS_FIX}")
 
 # %% ../nbs/03a_chat.ipynb #78eee0b8
 @dataclass
@@ -172,9 +180,11 @@ def _mask_problems(ro: RawRolloutData, renderer: ChatRenderer) -> list[str]:
         if t.tool_result is not None:
             if t.observation_ids:
                 want = renderer.env_ids_after_turn(t.token_ids, msgs[:m], msgs[m])
-                if want != t.observation_ids: probs.append(f"turn {t.index}: the observation tokens differ from a fresh rendering")
+                if want != t.observation_ids: probs.append(f"turn {t.index}: the observation tokens differ from a "
+                                                           "fresh rendering")
             m += 1
-    if pos != len(ro.completion_ids): probs.append(f"completion has {len(ro.completion_ids) - pos} tokens after the last turn")
+    if pos != len(ro.completion_ids): probs.append(f"completion has {len(ro.completion_ids) - pos} tokens after the "
+                                                   "last turn")
     return probs
 
 # %% ../nbs/03a_chat.ipynb #47796c20
@@ -184,33 +194,39 @@ def _split_note(ro: RawRolloutData, tokenizer) -> str | None:
         prev, p = ro.calls[k - 1].prompt_ids + ro.calls[k - 1].token_ids, ro.calls[k].prompt_ids
         i = next((i for i, (x, y) in enumerate(zip(prev, p)) if x != y), min(len(prev), len(p)))
         if i < len(prev) or len(p) == len(prev):
-            return (f"model call {k}'s prompt is not the previous call's prompt and sampled tokens continued: they differ at "
-                    f"token {i} ({tokenizer.decode(p[max(0, i - 8):i + 8])!r} instead of {tokenizer.decode(prev[max(0, i - 8):i + 8])!r}); "
-                    f"the agent re-renders its memory, so each call trains on its own prompt")
+            return (f"model call {k}'s prompt is not the previous call's prompt and sampled tokens continued: they "
+                    f"differ at token {i} ({tokenizer.decode(p[max(0, i - 8):i + 8])!r} instead of "
+                    f"{tokenizer.decode(prev[max(0, i - 8):i + 8])!r}); the agent re-renders its memory, so each call "
+                    "trains on its own prompt")
     return None
 
 def _check_calls(ro: RawRolloutData, tokenizer, strict: bool = False) -> RolloutCheck:
     probs, pos = [], 0
     note = _split_note(ro, tokenizer)
     if ro.one_sequence != (note is None):
-        probs.append(f"one_sequence is {ro.one_sequence} but the calls' prompts {'do not ' if note else ''}extend each other")
+        probs.append(f"one_sequence is {ro.one_sequence} but the calls' prompts {'do not ' if note else ''}extend each "
+                     "other")
     if len(ro.turns) != len(ro.calls): probs.append(f"{len(ro.turns)} turns for {len(ro.calls)} model calls")
     if ro.prompt_ids != ro.calls[0].prompt_ids: probs.append("the prompt is not the first call's prompt")
     for k, (c, t) in enumerate(zip(ro.calls, ro.turns)):
-        if not c.token_ids or len(c.token_ids) != len(c.logprobs): probs.append(f"call {k}: {len(c.token_ids)} tokens, {len(c.logprobs)} log-probs")
+        if not c.token_ids or len(c.token_ids) != len(c.logprobs): probs.append(f"call {k}: {len(c.token_ids)} tokens, "
+                                                                                f"{len(c.logprobs)} log-probs")
         if not tokenizer.decode(c.token_ids, skip_special_tokens=True).startswith(c.text):
             probs.append(f"call {k}: the text the agent got is not the sampled tokens' decoding")
         if ro.one_sequence and k:
             env = c.prompt_ids[len(ro.calls[k - 1].prompt_ids) + len(ro.calls[k - 1].token_ids):]
             if ro.completion_ids[pos:pos + len(env)] != env or any(ro.env_mask[pos:pos + len(env)]) or any(ro.logprobs[pos:pos + len(env)]):
-                probs.append(f"call {k}: the tokens before it are not its prompt's new tokens with env_mask 0 and log-prob 0")
+                probs.append(f"call {k}: the tokens before it are not its prompt's new tokens with env_mask 0 and "
+                             "log-prob 0")
             pos += len(env)
         a, b = pos, pos + len(c.token_ids)
-        if t.completion_start != a or t.token_ids != c.token_ids: probs.append(f"turn {k} is not call {k}'s sampled tokens at {a}")
+        if t.completion_start != a or t.token_ids != c.token_ids: probs.append(f"turn {k} is not call {k}'s sampled "
+                                                                               f"tokens at {a}")
         if ro.completion_ids[a:b] != c.token_ids or ro.env_mask[a:b] != [1] * (b - a) or ro.logprobs[a:b] != c.logprobs:
             probs.append(f"call {k}: completion[{a}:{b}] is not its sampled tokens with env_mask 1 and their log-probs")
         pos = b
-    if pos != len(ro.completion_ids): probs.append(f"completion has {len(ro.completion_ids) - pos} tokens after the last call")
+    if pos != len(ro.completion_ids): probs.append(f"completion has {len(ro.completion_ids) - pos} tokens after the "
+                                                   "last call")
     res = RolloutCheck(not probs, ro.one_sequence, ro.one_sequence, None, probs, note)
     if strict and not res.ok: raise ValueError("rollout check failed:\n" + "\n".join(probs))
     return res

@@ -37,7 +37,8 @@ def reward_problems(spec: RewardSpec,  # the resolved reward
     accepted = spec.keywords()
     for k in params:
         if accepted is not None and k not in accepted:
-            out.append((f".params.{k}", f"'{name}' takes no parameter '{k}'; it takes: {', '.join(sorted(accepted)) or 'none'}"))
+            out.append((f".params.{k}",
+                        f"'{name}' takes no parameter '{k}'; it takes: {', '.join(sorted(accepted)) or 'none'}"))
     return out
 
 # %% ../nbs/05bb_checks.ipynb #7131f3be
@@ -63,7 +64,8 @@ def setup_problems(setup: RewardSetupConfig) -> list[str]:
     return out
 
 # %% ../nbs/05bb_checks.ipynb #176021cc
-ROW_CHECKS: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {}  # registry: reward name -> field -> (ok(value), what it must be)
+# registry: reward name -> field -> (ok(value), what it must be)
+ROW_CHECKS: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {}
 
 def register_row_check(name: str,  # a reward or verifier name (or 'package.module:function' reference)
                        field: str,  # the row field it reads
@@ -83,7 +85,8 @@ def required_fields(spec: RewardSpec, params: dict[str, Any] | None = None) -> l
     ps = list(inspect.signature(spec.fn).parameters.values())
     pos = [p for p in ps if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:_POSITIONAL[spec.level]]
     return [p.name for p in ps if p not in pos and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            and p.default is p.empty and p.name not in (params or {}) and not (spec.level == "batch" and p.name in _TRL_INPUTS)]
+            and p.default is p.empty and p.name not in (params or {})
+            and not (spec.level == "batch" and p.name in _TRL_INPUTS)]
 
 # %% ../nbs/05bb_checks.ipynb #baa2b47b
 def _show(v: Any, n: int = 40) -> str:
@@ -97,8 +100,10 @@ def prompt_problem(p: Any, prompt_field: str = "prompt") -> str | None:
         return f"'{prompt_field}' is a {type(p).__name__} ({_show(p)}), not a string or a list of chat messages"
     if not p: return f"'{prompt_field}' is an empty list of messages"
     for k, m in enumerate(p):
-        if not isinstance(m, dict): return f"message {k} of '{prompt_field}' is a {type(m).__name__}, not a mapping with 'role' and 'content'"
-        if not isinstance(m.get("role"), str): return f"message {k} of '{prompt_field}' has no string 'role' (keys: {sorted(m)})"
+        if not isinstance(m,
+                          dict): return f"message {k} of '{prompt_field}' is a {type(m).__name__}, not a mapping with 'role' and 'content'"
+        if not isinstance(m.get("role"),
+                          str): return f"message {k} of '{prompt_field}' has no string 'role' (keys: {sorted(m)})"
         if "content" not in m: return f"message {k} of '{prompt_field}' has no 'content'"
     return None
 
@@ -146,7 +151,8 @@ def check_rows(rows: list[Row],  # prompt rows as loaded
     "Raise one `PromptRowError` listing the rows that the configured rewards cannot use (first `show`, and the count)."
     needs = _needs(reward_setup)
     bad = [(i, probs) for i, r in enumerate(rows)
-           if (probs := row_problems(r, needs, prompt_field) if isinstance(r, dict) else [f"a {type(r).__name__}, not a mapping"])]
+           if (probs := row_problems(r, needs, prompt_field) if isinstance(r, dict)
+               else [f"a {type(r).__name__}, not a mapping"])]
     if not bad: return
     listed = "\n".join(f"  row {i}: {'; '.join(p)}" for i, p in bad[:show])
     more = f"\n  … and {len(bad) - show} more" if len(bad) > show else ""
@@ -157,27 +163,32 @@ def model_context(model: ModelConfig) -> int | None:
     "The model's context in tokens, from its config (no weights load); None when the config does not say."
     from transformers import AutoConfig
     from retrain.models import resolve_model_path
-    return context_of(AutoConfig.from_pretrained(resolve_model_path(model.name_or_path), trust_remote_code=model.trust_remote_code,
-                                                 revision=model.revision, **({"gguf_file": model.gguf_file} if model.gguf_file else {})))
+    return context_of(AutoConfig.from_pretrained(resolve_model_path(model.name_or_path),
+                                                 trust_remote_code=model.trust_remote_code,
+                                                 revision=model.revision,
+                                                 **({"gguf_file": model.gguf_file} if model.gguf_file else {})))
 
 def context_of(config) -> int | None:
     "The context in tokens that a transformers model config declares (None: it does not say)."
-    return getattr(config.get_text_config() if hasattr(config, "get_text_config") else config, "max_position_embeddings", None)
+    return getattr(config.get_text_config() if hasattr(config, "get_text_config") else config,
+                   "max_position_embeddings", None)
 
 def _cut(row: Row, env, limit: int, where: str) -> Row:
     "`row` with the end of its last user message cut, keeping as much as fits `limit` prompt tokens."
     p = row["prompt"]
     msgs = [{"role": "user", "content": p}] if isinstance(p, str) else [dict(m) for m in p]
-    k = next((j for j in reversed(range(len(msgs))) if msgs[j].get("role") == "user" and isinstance(msgs[j].get("content"), str)), None)
-    if k is None: raise PromptSourceError(f"{where}: longer than {limit} tokens, with no user message text to cut; shorten it or use too_long: drop")
+    k = next((j for j in reversed(range(len(msgs))) if msgs[j].get("role") == "user"
+              and isinstance(msgs[j].get("content"), str)), None)
+    if k is None: raise PromptSourceError(f"{where}: longer than {limit} tokens, with no user message text to cut; "
+                                          "shorten it or use too_long: drop")
     text = msgs[k]["content"]
     def kept(n: int) -> Row:
         m = [*msgs[:k], {**msgs[k], "content": text[:n]}, *msgs[k + 1:]]
         return {**row, "prompt": m[0]["content"] if isinstance(p, str) else m}
     fits = lambda n: len(env.prompt_ids(kept(n))) <= limit
     if not fits(0):
-        raise PromptSourceError(f"{where}: longer than {limit} tokens even with its last user message empty (the system prompt and "
-                                "earlier messages take that); shorten them or use too_long: drop")
+        raise PromptSourceError(f"{where}: longer than {limit} tokens even with its last user message empty (the "
+                                "system prompt and earlier messages take that); shorten them or use too_long: drop")
     lo, hi = 0, len(text)  # the longest head of the message that fits
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -195,24 +206,30 @@ def fit_prompts(rows: list[Row],  # prompt rows as loaded
     if context is None or not hasattr(env, "prompt_texts"): return rows  # an agent renders its own prompts
     limit, why = context - (budget or 0), f"the model's context {context} - completion budget {budget or 0}"
     if limit <= 0:
-        raise PromptSourceError(f"environment.max_total_tokens / max_completion_length ({budget}) fills the model's whole context of "
-                                f"{context} tokens, leaving none for prompts; lower it")
+        raise PromptSourceError(f"environment.max_total_tokens / max_completion_length ({budget}) fills the model's "
+                                f"whole context of {context} tokens, leaving none for prompts; lower it")
     texts = env.prompt_texts(rows)
     maybe = [i for i, t in enumerate(texts) if len(t.encode()) > limit]  # a token is at least one byte of its text
-    n = dict(zip(maybe, map(len, env.renderer.tokenizer([texts[i] for i in maybe], add_special_tokens=False)["input_ids"]))) if maybe else {}
+    n = dict(zip(maybe, map(len, env.renderer.tokenizer([texts[i] for i in maybe],
+                                                        add_special_tokens=False)["input_ids"]))) if maybe else {}
     long = [i for i in maybe if n[i] > limit]
     if not long: return rows
     if too_long == "refuse":
-        listed = ", ".join(f"row {i} ({n[i]} tokens)" for i in long[:show]) + (f" and {len(long) - show} more" if len(long) > show else "")
-        raise PromptSourceError(f"{what}: {len(long)} of {len(rows)} rows have prompts longer than {limit} tokens ({why}): {listed}; "
-                                f"shorten them, lower the budget, or set {what}.too_long: truncate or drop")
+        listed = ", ".join(f"row {i} ({n[i]} tokens)" for i in long[:show]) + (f" and {len(long) - show} more"
+                                                                               if len(long) > show else "")
+        raise PromptSourceError(f"{what}: {len(long)} of {len(rows)} rows have prompts longer than {limit} tokens "
+                                f"({why}): {listed}; shorten them, lower the budget, or set {what}.too_long: truncate "
+                                "or drop")
     if too_long == "drop":
         drop = set(long)
         kept = [r for i, r in enumerate(rows) if i not in drop]
-        if not kept: raise PromptSourceError(f"{what}: every row's prompt is longer than {limit} tokens ({why}); none left after dropping them")
-        _log.warning("%s: dropped %d of %d rows whose prompts are longer than %d tokens (%s)", what, len(long), len(rows), limit, why)
+        if not kept: raise PromptSourceError(f"{what}: every row's prompt is longer than {limit} tokens ({why}); none "
+                                             "left after dropping them")
+        _log.warning("%s: dropped %d of %d rows whose prompts are longer than %d tokens (%s)", what,
+                     len(long), len(rows), limit, why)
         return kept
     out = list(rows)
     for i in long: out[i] = _cut(rows[i], env, limit, f"{what} row {i}")
-    _log.warning("%s: cut the last user message of %d of %d rows to fit %d tokens (%s)", what, len(long), len(rows), limit, why)
+    _log.warning("%s: cut the last user message of %d of %d rows to fit %d tokens (%s)", what,
+                 len(long), len(rows), limit, why)
     return out

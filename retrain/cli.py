@@ -21,7 +21,8 @@ __all__ = ['COMMANDS', 'build_parser', 'cmd_validate', 'summary_table', 'cmd_run
 # %% ../nbs/11_cli.ipynb #a9bb2143
 def build_parser() -> argparse.ArgumentParser:
     "The `retrain` argument parser."
-    p = argparse.ArgumentParser(prog="retrain", description="Teach LLM agents to use tools with reinforcement learning.")
+    p = argparse.ArgumentParser(prog="retrain",
+                                description="Teach LLM agents to use tools with reinforcement learning.")
     p.add_argument("--version", action="version", version=f"retrain {retrain.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
@@ -29,20 +30,24 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a config and print it resolved", parents=[common])
     v.add_argument("config", help="YAML config file")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a field")
-    v.add_argument("--show-prompt", action="store_true", help="print the first row's prompt exactly as the model will see it")
+    v.add_argument("--show-prompt", action="store_true",
+                   help="print the first row's prompt exactly as the model will see it")
     r = sub.add_parser("run", help="train as a config says", parents=[common])
     r.add_argument("config", help="YAML config file")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a field")
     r.add_argument("--resume", action="store_true", help="continue from the run directory's latest complete checkpoint")
-    r.add_argument("--fresh-state", action="store_true", help="with --resume: continue from a checkpoint whose optimizer, "
-                   "scheduler or RNG state is missing or damaged, starting those afresh")
+    r.add_argument("--fresh-state", action="store_true", help="with --resume: continue from a checkpoint whose "
+                   "optimizer, scheduler or RNG state is missing or damaged, starting those afresh")
     rp = sub.add_parser("report", help="rebuild report.html of a run directory from its logs", parents=[common])
     rp.add_argument("run_dir", help="a run directory (output_dir/experiment_name)")
-    e = sub.add_parser("eval", help="evaluate model(s) on a config's held-out prompts, without training", parents=[common])
+    e = sub.add_parser("eval",
+                       help="evaluate model(s) on a config's held-out prompts, without training", parents=[common])
     e.add_argument("config", help="YAML config file (its environment, rewards and evaluation prompts)")
-    e.add_argument("--model", action="append", default=[], metavar="PATH", help="hub id, directory, checkpoint or run directory (repeatable: side by side)")
+    e.add_argument("--model", action="append", default=[], metavar="PATH",
+                   help="hub id, directory, checkpoint or run directory (repeatable: side by side)")
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a field")
-    e.add_argument("--samples", type=int, default=0, metavar="K", help="sampled episodes per prompt, for pass@k and mean@k")
+    e.add_argument("--samples", type=int, default=0, metavar="K",
+                   help="sampled episodes per prompt, for pass@k and mean@k")
     e.add_argument("--out", default=None, metavar="DIR", help="where eval.json, eval_rollouts.jsonl and eval.html go")
     return p
 
@@ -52,7 +57,8 @@ def _memory_lines(cfg: TrainingConfig, built: bool = False):
     import psutil
     from retrain.models import EMBEDDED_MODELS
     from retrain.validate import memory_estimate
-    if cfg.model.name_or_path in EMBEDDED_MODELS and not built:  # validate loads no weights: an embedded model is not built here
+    # validate loads no weights: an embedded model is not built here
+    if cfg.model.name_or_path in EMBEDDED_MODELS and not built:
         print("# memory: for an embedded model, add --show-prompt (it builds the model if needed) to see the estimate"); return
     try: e = memory_estimate(cfg)
     except Exception as ex:  # a hub id offline, a config transformers cannot read: no estimate, not a failure
@@ -60,8 +66,9 @@ def _memory_lines(cfg: TrainingConfig, built: bool = False):
     print("# memory per training process (estimate):\n" + "\n".join("#   " + line for line in e.lines()))
     total = psutil.virtual_memory().total / 2**20
     if e.total > total:
-        print(f"retrain: warning: the estimated peak ({e.total / 1024:.1f} GB) exceeds this machine's memory ({total / 1024:.1f} GB); "
-              "lower algorithm.hyperparameters.per_device_train_batch_size, max_completion_length or evaluation.batch_size", file=sys.stderr)
+        print(f"retrain: warning: the estimated peak ({e.total / 1024:.1f} GB) exceeds this machine's memory "
+              f"({total / 1024:.1f} GB); lower algorithm.hyperparameters.per_device_train_batch_size, "
+              "max_completion_length or evaluation.batch_size", file=sys.stderr)
 
 def cmd_validate(args) -> int:
     from retrain.validate import check_run
@@ -105,7 +112,8 @@ def cmd_run(args) -> int:
     from retrain.runner import run
     cfg = TrainingConfig.from_yaml(args.config, overrides=args.overrides)
     if args.fresh_state and not args.resume: raise SystemExit("retrain: --fresh-state goes with --resume")
-    results = asyncio.run(run(cfg, resume=args.resume, fresh_state=args.fresh_state, dashboard=False))  # user errors: see `main`
+    # user errors: see `main`
+    results = asyncio.run(run(cfg, resume=args.resume, fresh_state=args.fresh_state, dashboard=False))
     from retrain.distributed import is_main
     if not is_main(): return 0  # with several processes the main one reports
     table = summary_table(results)
@@ -161,7 +169,8 @@ def user_errors() -> tuple[type[Exception], ...]:
     from retrain.disk import DiskFullError
     from retrain.health import TrainingHealthError
     from retrain.preemption import Preempted
-    return (ConfigError, ModelLoadError, PromptSourceError, RewardError, RunDirError, SetupError, MCPServerError, CodeExecutorError,
+    return (ConfigError, ModelLoadError, PromptSourceError, RewardError, RunDirError, SetupError,
+            MCPServerError, CodeExecutorError,
             FileExistsError, TrainingHealthError, DiskFullError, Preempted)
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         from retrain.disk import DiskFullError, as_disk_full
         e = as_disk_full(e, probe=False) or e  # a full disk, wherever it was met
         if not isinstance(e, user_errors()): raise
-        if isinstance(e, DiskFullError) and args.command != "run": e = DiskFullError(e.path, e.free, e.quota, then="run the command again")
+        if isinstance(e,
+                      DiskFullError) and args.command != "run": e = DiskFullError(e.path, e.free, e.quota, then="run the command again")
         if debug: traceback.print_exc()
         print(f"retrain: {'invalid config' + chr(10) if isinstance(e, ConfigError) else ''}{e}", file=sys.stderr)
         return getattr(e, "exit_code", 2)  # `Preempted`: 143

@@ -49,7 +49,8 @@ def code_problem(code: str) -> str | None:
                         "'{}' or '{name:.2f}'; use an f-string")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _ATTR_FUNCS:
             name = node.args[1] if len(node.args) > 1 else None
-            if not (isinstance(name, ast.Constant) and isinstance(name.value, str)) or name.value in ("format", "format_map"):
+            if not (isinstance(name, ast.Constant)
+                    and isinstance(name.value, str)) or name.value in ("format", "format_map"):
                 return f"{node.func.id}() needs a literal attribute name (and not 'format'); write obj.name instead"
     return None
 
@@ -187,7 +188,8 @@ def _budgeted(state: dict, budget: int) -> tuple[dict, list[str]]:
     return out, notes
 
 # %% ../nbs/03d_code_actions.ipynb #7c2e6ea3
-def _code_worker(conn, code, tools, authorized_imports, state, max_print_length, memory_limit_mb, cpu_seconds, state_budget):
+def _code_worker(conn, code, tools, authorized_imports, state, max_print_length, memory_limit_mb,
+                 cpu_seconds, state_budget):
     logs, printed = "", None
     try:
         _own_session()
@@ -195,7 +197,8 @@ def _code_worker(conn, code, tools, authorized_imports, state, max_print_length,
         _limit_worker(memory_limit_mb, cpu_seconds)
         _scrub_environment()
         if (why := code_problem(code)) is not None: raise PermissionError(why)
-        ex = LocalPythonExecutor(list(authorized_imports), max_print_outputs_length=max_print_length, timeout_seconds=None)
+        ex = LocalPythonExecutor(list(authorized_imports),
+                                 max_print_outputs_length=max_print_length, timeout_seconds=None)
         ex.send_tools(dict(tools))
         ex.send_variables(dict(state))
         try: out = ex(code)
@@ -242,7 +245,8 @@ def run_code_action(
         except EOFError:
             p.join()
             msg = f"the code's process ended without a result (exit code {p.exitcode}; out of memory or CPU time?)"
-            return ToolOutcome(f"Error: {msg}", tool_error=True, error_message=msg, seconds=time.perf_counter() - t0, state=state)
+            return ToolOutcome(f"Error: {msg}", tool_error=True, error_message=msg,
+                               seconds=time.perf_counter() - t0, state=state)
     finally:
         recv.close()
         p.join(1.0)
@@ -251,7 +255,8 @@ def run_code_action(
     if status == "error":
         obs = (logs.rstrip("\n") + "\n" if logs.strip() else "") + f"Error: {value}"
         return ToolOutcome(obs, tool_error=True, error_message=value, seconds=s, state=state, printed=printed)
-    if final: return ToolOutcome(value or "", is_final=True, final_answer=value, seconds=s, state=new_state, printed=printed)
+    if final: return ToolOutcome(value or "", is_final=True, final_answer=value, seconds=s,
+                                 state=new_state, printed=printed)
     return ToolOutcome(_code_observation(logs, value, dropped), seconds=s, state=new_state, printed=printed)
 
 def start_code_action(code: str, tools: list[Tool], **kwargs) -> ToolRun:

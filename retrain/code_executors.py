@@ -55,7 +55,8 @@ _BASELINE = "_retrain_base = set(globals())"
 _RESET = "for _k in [k for k in list(globals()) if k not in _retrain_base and k != '_retrain_base']: del globals()[_k]"
 _SAVE = ("import json as _json\n"
          f"print('{_MARK}' + _json.dumps({{_k: _v for _k, _v in dict(globals()).items() if _k not in _retrain_base "
-         "and not _k.startswith('_') and isinstance(_v, (int, float, str, bool, list, dict, type(None)))}, default=str))")
+         "and not _k.startswith('_') and isinstance(_v, (int, float, str, bool, list, dict, type(None)))}, "
+         "default=str))")
 
 def _last_line(text: str) -> str:
     "The last non-empty line of an error text (a remote traceback ends with the exception)."
@@ -73,8 +74,8 @@ class RemoteCodeRunner:
         self.tools, self.imports = {t.name: t for t in tools}, list(authorized_imports)
         try: get_tools_definition_code({n: t for n, t in self.tools.items() if n != "final_answer"})
         except ValueError as e:
-            raise CodeExecutorError(f"code_executor '{kind}': a tool cannot be sent into the executor (its code must be self-contained): "
-                             f"{' '.join(str(e).split())}") from None
+            raise CodeExecutorError(f"code_executor '{kind}': a tool cannot be sent into the executor (its code must "
+                             f"be self-contained): {' '.join(str(e).split())}") from None
         self.logger = AgentLogger(level=LogLevel.OFF)
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
         self._slots, self._lock, self.executors = threading.BoundedSemaphore(workers), threading.Lock(), []
@@ -84,7 +85,8 @@ class RemoteCodeRunner:
         except queue.Empty: pass
         try: ex = self.factory(additional_imports=list(self.imports), logger=self.logger, **self.kwargs)
         except ImportError as e:
-            raise ImportError(f"code_executor '{self.kind}' needs smolagents' extra: pip install 'smolagents[{self.kind}]' ({e})") from None
+            raise ImportError(f"code_executor '{self.kind}' needs smolagents' extra: pip install "
+                              f"'smolagents[{self.kind}]' ({e})") from None
         with self._lock: self.executors.append(ex)
         ex.send_tools(dict(self.tools))
         ex(_BASELINE)
@@ -110,21 +112,24 @@ def run(self: RemoteCodeRunner, code: str, state: dict[str, Any] | None = None) 
             except AgentError as e:
                 self._idle.put(ex)
                 msg = _last_line(str(e))
-                return ToolOutcome(f"Error: {msg}", tool_error=True, error_message=msg, seconds=time.perf_counter() - t0, state=state)
+                return ToolOutcome(f"Error: {msg}", tool_error=True, error_message=msg,
+                                   seconds=time.perf_counter() - t0, state=state)
             saved = None if out.is_final_answer else ex(_SAVE).logs
         except Exception as e:
             self._discard(ex)
             raise ToolInfrastructureError(f"the {self.kind} executor failed: {type(e).__name__}: {_last_line(str(e))}") from None
         self._idle.put(ex)
     s = time.perf_counter() - t0
-    if out.is_final_answer: return ToolOutcome(str(out.output), is_final=True, final_answer=str(out.output), seconds=s, state=state)
+    if out.is_final_answer: return ToolOutcome(str(out.output), is_final=True,
+                                               final_answer=str(out.output), seconds=s, state=state)
     new_state = next((json.loads(ln[len(_MARK):]) for ln in saved.splitlines() if ln.startswith(_MARK)), state)
     parts = [out.logs.rstrip("\n")] if out.logs.strip() else []
     if out.output is not None: parts.append(str(out.output))
     return ToolOutcome("\n".join(parts) or "(no output)", seconds=s, state=new_state)
 
 @patch
-def start(self: RemoteCodeRunner, code: str, tools: list[Tool] | None = None, *, timeout: float = 10.0, state: dict | None = None, **_) -> ToolRun:
+def start(self: RemoteCodeRunner, code: str, tools: list[Tool] | None = None, *, timeout: float = 10.0,
+          state: dict | None = None, **_) -> ToolRun:
     "`run` on a tool worker thread, with a timeout (the signature of `start_code_action`)."
     return ToolRun("code", lambda: self.run(code, state), timeout)
 
@@ -139,6 +144,7 @@ def code_runner_for(env: Any,  # the `environment` section (a `SmolAgentEnvConfi
                     closing: contextlib.ExitStack) -> RemoteCodeRunner | None:
     "The `RemoteCodeRunner` for `env.code_executor` (None for 'local'), closed with `closing`."
     if env.code_executor == "local": return None
-    runner = RemoteCodeRunner(env.code_executor, tools, env.authorized_imports, env.code_executor_workers, **env.code_executor_kwargs)
+    runner = RemoteCodeRunner(env.code_executor, tools, env.authorized_imports, env.code_executor_workers,
+                              **env.code_executor_kwargs)
     closing.callback(runner.close)
     return runner

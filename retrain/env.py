@@ -28,7 +28,8 @@ from .tools import ToolOutcome, ToolRun, resolve_tool, start_tool_call, tool_sch
 from .types import ActionKind, Message, RawRolloutData, Row, Termination, TokenIds, Turn
 
 _log = logging.getLogger(__name__)
-OBSERVATION_CHARS_PER_TOKEN = 32  # tool output is cut to max_observation_tokens x this many characters before it is tokenized
+# tool output is cut to max_observation_tokens x this many characters before it is tokenized
+OBSERVATION_CHARS_PER_TOKEN = 32
 
 # %% auto #0
 __all__ = ['OBSERVATION_CHARS_PER_TOKEN', 'SmolAgentEnv']
@@ -45,7 +46,8 @@ class _Uniforms:
 class _Episode:
     data: RawRolloutData
     feed: TokenIds  # tokens for the next forward; empty while waiting for a tool
-    turn_limit: int = 0  # the cap on this turn's tokens, fixed when it starts (max_tokens_per_turn, or less near the budget)
+    # the cap on this turn's tokens, fixed when it starts (max_tokens_per_turn, or less near the budget)
+    turn_limit: int = 0
     turn_ids: TokenIds = field(default_factory=list)
     turn_lps: list[float] = field(default_factory=list)
     turn_seconds: float = 0.0
@@ -121,20 +123,23 @@ class SmolAgentEnv:
     def from_config(cls, cfg: SmolAgentEnvConfig, tokenizer,
                     extra_tools: list[Tool] = ()) -> SmolAgentEnv:  # tools opened elsewhere (e.g. from `mcp_servers`)
         "An environment from the `environment` section of a `TrainingConfig`."
-        env = cls(tokenizer, [resolve_tool(n) for n in cfg.tools] + list(extra_tools), tool_call_format=cfg.tool_call_format,
+        env = cls(tokenizer, [resolve_tool(n) for n in cfg.tools] + list(extra_tools),
+                  tool_call_format=cfg.tool_call_format,
                    max_turns=cfg.max_turns, max_tokens_per_turn=cfg.max_tokens_per_turn,
                    max_total_tokens=cfg.max_total_tokens, system_prompt=cfg.system_prompt, sampling=cfg.sampling,
                    tool_timeout=cfg.tool_timeout, authorized_imports=cfg.authorized_imports,
                    max_observation_tokens=cfg.max_observation_tokens, plain_text_is_final=cfg.plain_text_is_final,
                    draft_tokens=cfg.draft_tokens, tool_parser=cfg.tool_parser, reasoning_tags=cfg.reasoning_tags,
                    chat_template_kwargs=cfg.chat_template_kwargs, code_state_budget=cfg.code_state_budget)
-        if cfg.tool_isolation != "none": env.tool_runner = ToolRunner(  # workers start at the first call; MCP tools stay here
+        # workers start at the first call; MCP tools stay here
+        if cfg.tool_isolation != "none": env.tool_runner = ToolRunner(
             env.tools, cfg.tool_isolation, in_process=["final_answer", *(t.name for t in extra_tools)])
         return env
 
     def check(self, rollout: RawRolloutData, strict: bool = False) -> RolloutCheck:
         "`check_rollout` with this environment's tokenizer and tool schemas."
-        return check_rollout(rollout, self.tokenizer, self.schemas, strict=strict, template_kwargs=self.renderer.template_kwargs)
+        return check_rollout(rollout, self.tokenizer, self.schemas, strict=strict,
+                             template_kwargs=self.renderer.template_kwargs)
 
 # %% ../nbs/04_env.ipynb #ead47be2
 @patch
@@ -201,7 +206,8 @@ def _end_turn(self: SmolAgentEnv, e: _Episode, stop_ids: set[int]):
             act.code, self.tools, timeout=self.tool_timeout, authorized_imports=self.authorized_imports,
             state=e.code_state, state_budget=self.code_state_budget, max_print_length=self.max_observation_chars)
     else: e.run = (self.tool_runner.start if self.tool_runner else start_tool_call)(
-        self.tool_map[act.tool_call.name], act.tool_call.arguments, self.tool_timeout, max_chars=self.max_observation_chars)
+        self.tool_map[act.tool_call.name], act.tool_call.arguments, self.tool_timeout,
+        max_chars=self.max_observation_chars)
 
 # %% ../nbs/04_env.ipynb #b3960889
 @patch
@@ -297,7 +303,8 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool, gen
             lockstep.idle(model); await asyncio.sleep(0); continue
         if not feeding:  # every episode waits for a tool (in lock step: or this rank has none left)
             runs = [e.run for e in live if e.run is not None]
-            if live and not runs: raise RuntimeError("rollout loop: live episodes with neither tokens to feed nor a tool call")
+            if live and not runs: raise RuntimeError("rollout loop: live episodes with neither tokens to feed nor a "
+                                                     "tool call")
             if runs: await wait_runs(runs, all_of=False, timeout=None if lockstep is None else 0.01)
             else: await asyncio.sleep(0.001)
             continue
@@ -309,7 +316,8 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool, gen
             if live[r].run is not None: started.append(live[r].run)
         await asyncio.sleep(0)  # other coroutines on this event loop get a turn every step
         if started and lockstep is None and 2 * sum(not e.feed for e in live) > len(live):
-            await wait_runs(started, timeout=took)  # most rows would sit out the next step: give new calls a step's time
+            # most rows would sit out the next step: give new calls a step's time
+            await wait_runs(started, timeout=took)
 
 
 # %% ../nbs/04_env.ipynb #70c0bcbd
@@ -344,7 +352,8 @@ async def rollout(self: SmolAgentEnv, rows: list[Row], model, *, prompt_field: s
     prompts = dict(zip(unique, self.renderer.prompts_ids(list(unique.values())))) if unique else {}
     eps = []
     for row, msgs, key in zip(rows, convs, keys):
-        e = _Episode(RawRolloutData(prompt_ids=list(prompts[key]), messages=msgs, row=dict(row)), feed=list(prompts[key]))
+        e = _Episode(RawRolloutData(prompt_ids=list(prompts[key]), messages=msgs,
+                                    row=dict(row)), feed=list(prompts[key]))
         self._start_turn(e)
         eps.append(e)
     if not greedy:
@@ -378,7 +387,8 @@ def prompt_ids(self: SmolAgentEnv, row: Row, prompt_field: str = "prompt") -> To
 @patch
 def prompt_texts(self: SmolAgentEnv, rows: list[Row], prompt_field: str = "prompt") -> list[str]:
     "The text each row's episode starts from (what `prompt_ids` encodes), for many rows in one template call."
-    return self.renderer.texts([_messages(r, prompt_field, self.system_prompt) for r in rows], add_generation_prompt=True)
+    return self.renderer.texts([_messages(r, prompt_field, self.system_prompt) for r in rows],
+                               add_generation_prompt=True)
 
 # %% ../nbs/04_env.ipynb #721b5eed
 @patch
@@ -388,15 +398,18 @@ async def _run_turns(self: SmolAgentEnv, eps: list[_Episode], model, greedy: boo
     collective = gen.collective and world_size() > 1
     while any_rank(bool(live)) if collective else live:
         asking = [e for e in live if e.feed]
-        if live and not asking: raise RuntimeError("rollout loop: live episodes with neither a turn to sample nor a tool call")
+        if live and not asking: raise RuntimeError("rollout loop: live episodes with neither a turn to sample nor a "
+                                                   "tool call")
         t0 = time.perf_counter()
-        outs = gen.complete(model, [e.data.prompt_ids + e.data.completion_ids for e in asking], [e.turn_limit for e in asking],
+        outs = gen.complete(model, [e.data.prompt_ids + e.data.completion_ids for e in asking],
+                            [e.turn_limit for e in asking],
                             self.sampling, greedy=greedy, stop_ids=stop_ids)
         share = (time.perf_counter() - t0) / max(len(asking), 1)
         for e, o in zip(asking, outs):
             if not o.ids or len(o.ids) != len(o.logprobs) or len(o.ids) > e.turn_limit:
-                raise RuntimeError(f"{gen.name} returned a turn of {len(o.ids)} tokens with {len(o.logprobs)} log-probs "
-                                   f"(limit {e.turn_limit}): every turn needs 1..limit tokens, each with its log-prob")
+                raise RuntimeError(f"{gen.name} returned a turn of {len(o.ids)} tokens with {len(o.logprobs)} "
+                                   f"log-probs (limit {e.turn_limit}): every turn needs 1..limit tokens, each with its "
+                                   "log-prob")
             e.turn_ids, e.turn_lps, e.turn_seconds = list(o.ids), list(o.logprobs), share
             self._end_turn(e, stop_ids)
         runs = [e.run for e in live if e.run is not None]

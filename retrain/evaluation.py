@@ -51,7 +51,8 @@ def pass_at_k(n: int,  # samples drawn
               c: int,  # samples that succeeded
               k: int) -> float:
     "Unbiased pass@k from `n` samples with `c` successes: 1 - C(n-c, k) / C(n, k)."
-    if not (0 <= c <= n and 1 <= k <= n): raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if not (0 <= c <= n and 1 <= k <= n): raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, "
+                                                           f"c={c}, k={k}")
     return 1.0 if n - c < k else 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 def k_values(n: int) -> list[int]:
@@ -105,12 +106,14 @@ def evaluate_policy(env: SmolAgentEnv, rewards: RewardCalculator, model, rows: l
     model.eval()
     try:
         greedy = _scored(env, rewards, model, rows, True, batch_size, on_batch, generator)
-        sampled = _scored(env, rewards, model, [r for r in rows for _ in range(samples)], False, batch_size, on_batch, generator)
+        sampled = _scored(env, rewards, model, [r for r in rows for _ in range(samples)], False,
+                          batch_size, on_batch, generator)
     finally: model.train(was_training)
     out = {**_summary(greedy, name, threshold), "success_reward": name, "threshold": threshold,
            "per_rank": [len(shard(rows, r)) for r in range(world_size())]}
     if samples:
-        c = [sum(succeeded(t, name, threshold) for t in sampled[i * samples:(i + 1) * samples]) for i in range(len(rows))]
+        c = [sum(succeeded(t, name, threshold) for t in sampled[i * samples:(i + 1) * samples])
+             for i in range(len(rows))]
         s = _summary(sampled, name, threshold)
         s.update({f"pass@{k}": float(np.mean([pass_at_k(samples, ci, k) for ci in c])) for k in k_values(samples)})
         s[f"mean@{samples}"], s["samples"] = float(np.mean([ci / samples for ci in c])), samples
@@ -127,7 +130,8 @@ def eval_targets(models: list[str] | str | None, cfg: TrainingConfig) -> list[tu
         p = Path(m)
         if (p / "final").is_dir() and (p / "config.yaml").is_file():
             start = (yaml.safe_load((p / "config.yaml").read_text()) or {}).get("model", {}).get("name_or_path")
-            if not start: raise ValueError(f"{p / 'config.yaml'} names no model.name_or_path; pass --model {p / 'final'} instead")
+            if not start: raise ValueError(f"{p / 'config.yaml'} names no model.name_or_path; pass --model "
+                                           f"{p / 'final'} instead")
             out += [(f"{p.name}: before", start), (f"{p.name}: after", str(p / "final"))]
         else: out.append((m, m))
     labels = [label for label, _ in out]
@@ -157,7 +161,8 @@ def _figures(m: dict[str, Any]) -> dict[str, Any]:
     out.update({f"reward: {k}": v for k, v in (m.get("rewards") or {}).items()})
     out.update({k: v for k, v in m.items() if k.startswith("termination/")})
     s = m.get("sampled") or {}
-    out.update({f"sampled {k}": v for k, v in s.items() if k.startswith(("pass@", "mean@")) or k in ("success_rate", "mean_reward")})
+    out.update({f"sampled {k}": v for k,
+                v in s.items() if k.startswith(("pass@", "mean@")) or k in ("success_rate", "mean_reward")})
     return out
 
 def _cell(v: Any) -> str: return "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else html.escape(str(v)))
@@ -171,7 +176,8 @@ def eval_html(results: dict[str, Any], records: list[dict[str, Any]], max_questi
             ["tool_call_rate", "tool_error_rate", "mean_turns", "termination/final_answer"] if k in names]
     head = "".join(f"<th>{html.escape(m)}</th>" for m in models)
     table = lambda keys: (f'<table class="rp-kv"><tr><th></th>{head}</tr>' + "".join(
-        f"<tr><th>{html.escape(k)}</th>" + "".join(f'<td class="rp-num">{fmt_value(figs[m].get(k), "eval/" + k)}</td>' for m in models)
+        f"<tr><th>{html.escape(k)}</th>" + "".join(f'<td class="rp-num">{fmt_value(figs[m].get(k), "eval/" + k)}</td>'
+                                                   for m in models)
         + "</tr>" for k in keys) + "</table>")
     success = " → ".join(f'{html.escape(m)} <b>{fmt_value(figs[m].get("success_rate"), "success")}</b>' for m in models)
     headline = (f'<section id="headline" class="rp-headline"><p class="rp-big">greedy success {success}</p>'
@@ -182,12 +188,13 @@ def eval_html(results: dict[str, Any], records: list[dict[str, Any]], max_questi
     split = lambda q: len({greedy[(m, q)]["success"] for m in models if (m, q) in greedy}) > 1
     qs = sorted(qs, key=lambda q: (not split(q), q))[:max_questions]
     body = [f"<h1>retrain evaluation</h1><p class='rt-muted'>{html.escape(str(results.get('prompt_source', '')))} · "
-            f"{results['n_prompts']} prompts · success: {html.escape(str(results['success_reward']))} ≥ {results['threshold']} · "
-            f"written {datetime.datetime.now().isoformat(timespec='seconds')}</p>",
-            headline, f'<section><h2>Figures</h2>{table(main)}<details><summary>All figures ({len(names)})</summary>{table(names)}'
+            f"{results['n_prompts']} prompts · success: {html.escape(str(results['success_reward']))} ≥ "
+            f"{results['threshold']} · written {datetime.datetime.now().isoformat(timespec='seconds')}</p>",
+            headline, f'<section><h2>Figures</h2>{table(main)}<details><summary>All figures '
+                      f'({len(names)})</summary>{table(names)}'
             "</details></section>",
-            f"<section><h2>Questions</h2><p>{len(qs)} of {results['n_prompts']}, those where the models disagree first; "
-            "each model's greedy rollout.</p>"]
+            f"<section><h2>Questions</h2><p>{len(qs)} of {results['n_prompts']}, those where the models disagree "
+            "first; each model's greedy rollout.</p>"]
     for q in qs:
         pair = "".join(rollout_html(greedy[(m, q)], f"{m} · {'success' if greedy[(m, q)]['success'] else 'failure'}")
                        for m in models if (m, q) in greedy)
@@ -199,7 +206,8 @@ def eval_html(results: dict[str, Any], records: list[dict[str, Any]], max_questi
 # %% ../nbs/09a_evaluation.ipynb #da556526
 def _write(out_dir: Path, results: dict, records: list[dict]):
     write_atomic(out_dir / "eval.json", json.dumps(json_safe(results), indent=2, default=str))
-    write_atomic(out_dir / "eval_rollouts.jsonl", "".join(json.dumps(json_safe(r), default=str) + "\n" for r in records))
+    write_atomic(out_dir / "eval_rollouts.jsonl",
+                 "".join(json.dumps(json_safe(r), default=str) + "\n" for r in records))
     write_atomic(out_dir / "eval.html", eval_html(results, records))
 
 def build_env(cfg: TrainingConfig, tokenizer,
@@ -212,13 +220,17 @@ def build_env(cfg: TrainingConfig, tokenizer,
     "The environment of a run or an evaluation, built as `cfg.environment` says (the one place it is built from a config)."
     env_cfg = cfg.environment if tools is None else cfg.environment.model_copy(update={"tools": tools})
     if env_cfg.max_total_tokens is None: env_cfg = env_cfg.model_copy(update={"max_total_tokens": max_completion_length})
-    env = env_from_config(env_cfg, tokenizer, mcp_tools.tools if mcp_tools else [])  # an `AgentEnv` when environment.agent is set
-    env.code_runner = code_runner_for(env_cfg, env.tools, closing)  # remote executors (None: local), ended with `closing`
-    env.tool_runner = tool_runner_for(env_cfg, env.tools, closing, tool_output_log(log_dir, rank()) if log_dir else None,
+    # an `AgentEnv` when environment.agent is set
+    env = env_from_config(env_cfg, tokenizer, mcp_tools.tools if mcp_tools else [])
+    # remote executors (None: local), ended with `closing`
+    env.code_runner = code_runner_for(env_cfg, env.tools, closing)
+    env.tool_runner = tool_runner_for(env_cfg, env.tools, closing,
+                                      tool_output_log(log_dir, rank()) if log_dir else None,
                                       in_process=[t.name for t in mcp_tools.tools] if mcp_tools else ())  # MCP tools: their connection is here
     return env
 
-def _records(trajs: list[ProcessedTrajectory], tok, label: str, mode: str, per: int, name: str, thr: float) -> list[dict]:
+def _records(trajs: list[ProcessedTrajectory], tok, label: str, mode: str, per: int, name: str,
+             thr: float) -> list[dict]:
     return [{**rollout_record(t, tok, step=0, index=i, group=i // per), "step": None, "model": label, "mode": mode,
              "prompt_index": i // per, "success": succeeded(t, name, thr)} for i, t in enumerate(trajs)]
 
@@ -233,9 +245,11 @@ def rng_kept():
 
 # %% ../nbs/09a_evaluation.ipynb #3a786f76
 def evaluate_sync(config: dict | TrainingConfig | str | Path, model: str | list[str] | None = None, *, samples: int = 0,
-                  output_dir: str | Path | None = None, overrides: list[str] | None = None, progress: bool = False) -> dict[str, Any]:
+                  output_dir: str | Path | None = None, overrides: list[str] | None = None,
+                  progress: bool = False) -> dict[str, Any]:
     "`evaluate` from synchronous code: holds `output_dir`'s lock while it writes; torch's threads and RNG states come back as they were."
-    cfg = config if isinstance(config, TrainingConfig) else (TrainingConfig.from_dict(config, overrides=overrides) if isinstance(config, dict)
+    cfg = config if isinstance(config, TrainingConfig) else (TrainingConfig.from_dict(config, overrides=overrides)
+                                                             if isinstance(config, dict)
                                                             else TrainingConfig.from_yaml(config, overrides=overrides))
     out_dir = Path(output_dir) if output_dir else Path(cfg.output_dir) / cfg.experiment_name / f"eval-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     threads = torch.get_num_threads()
@@ -246,7 +260,8 @@ def evaluate_sync(config: dict | TrainingConfig | str | Path, model: str | list[
             return _evaluate(cfg, model, samples, out_dir, progress)
         finally: torch.set_num_threads(threads)
 
-def _evaluate(cfg: TrainingConfig, model: str | list[str] | None, samples: int, out_dir: Path, progress: bool) -> dict[str, Any]:
+def _evaluate(cfg: TrainingConfig, model: str | list[str] | None, samples: int, out_dir: Path,
+              progress: bool) -> dict[str, Any]:
     from tqdm.auto import tqdm
     from retrain.trainer import grpo_config
     t0 = time.perf_counter()
@@ -254,15 +269,18 @@ def _evaluate(cfg: TrainingConfig, model: str | list[str] | None, samples: int, 
     if ev is None: _log.warning("the config has no evaluation section: evaluating on the training prompts")
     rows = load_rows(ev.prompt_source if ev else cfg.prompt_source, seed=cfg.seed)
     rewards = RewardCalculator.from_config(cfg.reward_setup)
-    name, thr, bs = success_reward_name(rewards, ev and ev.success_reward), ev.success_threshold if ev else 1.0, ev.batch_size if ev else 64
+    name, thr, bs = success_reward_name(rewards,
+                                        ev and ev.success_reward), ev.success_threshold if ev else 1.0, ev.batch_size if ev else 64
     targets = eval_targets(model, cfg)
     max_completion = grpo_config(cfg, str(out_dir)).max_completion_length
-    results = {"prompt_source": (ev.prompt_source if ev else cfg.prompt_source).model_dump(mode="json"), "n_prompts": len(rows),
+    results = {"prompt_source": (ev.prompt_source if ev
+                                 else cfg.prompt_source).model_dump(mode="json"), "n_prompts": len(rows),
                "samples": samples, "success_reward": name, "threshold": thr, "models": {}, "output_dir": str(out_dir)}
     closing = contextlib.ExitStack()  # the config's MCP servers and remote executors, closed at the end
     env_cfg = cfg.environment
     mcp_tools = closing.enter_context(mcp_tools_for(env_cfg, log_dir=out_dir / "mcp")) if env_cfg.mcp_servers else None
-    records, bar = [], tqdm(total=len(targets) * len(rows) * (1 + samples), desc="evaluating", unit="episode", disable=not progress)
+    records, bar = [], tqdm(total=len(targets) * len(rows) * (1 + samples), desc="evaluating",
+                            unit="episode", disable=not progress)
     try:
         for label, path in targets:
             bar.set_description(f"evaluating {label}")
@@ -273,9 +291,11 @@ def _evaluate(cfg: TrainingConfig, model: str | list[str] | None, samples: int, 
                                "evaluation.prompt_source" if ev else "prompt_source")
             results["n_prompts"] = len(rows)
             summary, greedy, sampled = evaluate_policy(env, rewards, policy, rows, samples=samples,
-                                                       success_reward=name, threshold=thr, batch_size=bs, on_batch=bar.update)
+                                                       success_reward=name, threshold=thr,
+                                                       batch_size=bs, on_batch=bar.update)
             results["models"][label] = {"name_or_path": path, **summary}
-            records += _records(greedy, tok, label, "greedy", 1, name, thr) + _records(sampled, tok, label, "sample", max(samples, 1), name, thr)
+            records += _records(greedy, tok, label, "greedy", 1, name,
+                                thr) + _records(sampled, tok, label, "sample", max(samples, 1), name, thr)
     finally: bar.close(); closing.close()
     results["wall_seconds"] = round(time.perf_counter() - t0, 2)
     _write(out_dir, results, records)
@@ -303,8 +323,8 @@ def eval_text(results: dict[str, Any]) -> str:
     w = max(12, *(len(m) for m in models))
     lines = [f"{'':28} " + " ".join(f"{m:>{w}}" for m in models)]
     lines += [f"{label(k):28} " + " ".join(f"{_cell(figs[m].get(k)):>{w}}" for m in models) for k in keep]
-    lines.append(f"{results['n_prompts']} prompts, {results['samples']} samples each, {results.get('wall_seconds', 0):.1f} s; "
-                 f"written to {results['output_dir']}")
+    lines.append(f"{results['n_prompts']} prompts, {results['samples']} samples each, "
+                 f"{results.get('wall_seconds', 0):.1f} s; written to {results['output_dir']}")
     return "\n".join(lines)
 
 # %% ../nbs/09a_evaluation.ipynb #2fd40a66
@@ -325,7 +345,8 @@ class HeldOutEvaluation(TrainerCallback):
                  *, success_reward: str | None = None, threshold: float = 1.0, batch_size: int = 64):
         if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
             raise ValueError(f"every_n_steps must be a positive whole number of steps, got {every_n_steps!r}")
-        if not rows: raise ValueError("held-out evaluation during training needs rows (evaluation.prompt_source is empty)")
+        if not rows: raise ValueError("held-out evaluation during training needs rows (evaluation.prompt_source is "
+                                      "empty)")
         self.trainer, self.rows, self.every_n_steps = trainer, list(rows), every_n_steps
         self.kw = dict(success_reward=success_reward, threshold=threshold, batch_size=batch_size)
         self.last: dict[str, Any] | None = None  # the latest summary (`evaluate_policy`'s)
@@ -337,10 +358,12 @@ class HeldOutEvaluation(TrainerCallback):
         if t.use_vllm:  # the engine samples with the weights of the last sync: send this step's
             t.vllm_generation.sync_weights(); t._last_loaded_step = step
         with rng_kept():
-            summary = evaluate_policy(t.env, t.calculator, t.accelerator.unwrap_model(t.model), self.rows, generator=t.generator, **self.kw)[0]
+            summary = evaluate_policy(t.env, t.calculator, t.accelerator.unwrap_model(t.model), self.rows,
+                                      generator=t.generator, **self.kw)[0]
         self.last, self.last_step = summary, step
         if is_main(): _log.info("held-out evaluation at step %d: success %.3f, mean reward %s (%d rows, %.1f s)", step,
-                               summary["success_rate"], _cell(summary["mean_reward"]), summary["n"], time.perf_counter() - t0)
+                               summary["success_rate"], _cell(summary["mean_reward"]), summary["n"],
+                                time.perf_counter() - t0)
         return summary
 
     def on_step_end(self, args, state, control, **kwargs):

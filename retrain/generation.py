@@ -25,7 +25,8 @@ __all__ = ['VLLM_MODES', 'vllm_sampling', 'TurnOutput', 'Generator', 'DecodeRow'
 def vllm_sampling(sampling: SamplingConfig, greedy: bool = False) -> dict[str, Any]:
     "vLLM sampling parameters for `sampling` (greedy: temperature 0)."
     if greedy or sampling.temperature == 0:
-        return {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "repetition_penalty": sampling.repetition_penalty}
+        return {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0,
+                "repetition_penalty": sampling.repetition_penalty}
     return {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k or 0,
             "min_p": sampling.min_p, "repetition_penalty": sampling.repetition_penalty}
 
@@ -155,7 +156,8 @@ class VLLMServerGenerator(Generator):
         for m in sorted(set(max_tokens)):
             idx = [i for i, x in enumerate(max_tokens) if x == m]
             got = self.client.generate(prompts=[prompts[i] for i in idx], n=1, max_tokens=m, logprobs=0,
-                                       generation_kwargs={"stop_token_ids": sorted(stop_ids)}, **vllm_sampling(sampling, greedy))
+                                       generation_kwargs={"stop_token_ids": sorted(stop_ids)},
+                                       **vllm_sampling(sampling, greedy))
             if got["logprobs"] is None: raise RuntimeError("the vLLM server returned no log-probs; retrain needs them")
             for i, ids, lps in zip(idx, got["completion_ids"], got["logprobs"]):
                 outs[i] = TurnOutput(list(ids), [float(x[0]) for x in lps])
@@ -174,9 +176,11 @@ class VLLMColocateGenerator(Generator):
         "One turn per prompt, in one `generate` call."
         _check_requests(prompts, max_tokens)
         if not prompts: return []
-        params = [self.params(n=1, max_tokens=m, logprobs=0, stop_token_ids=sorted(stop_ids), **vllm_sampling(sampling, greedy))
+        params = [self.params(n=1, max_tokens=m, logprobs=0, stop_token_ids=sorted(stop_ids),
+                              **vllm_sampling(sampling, greedy))
                   for m in max_tokens]
-        got = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], sampling_params=params, use_tqdm=False)
+        got = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts],
+                                sampling_params=params, use_tqdm=False)
         outs = []
         for req in got:
             o = req.outputs[0]
@@ -189,14 +193,16 @@ VLLM_MODES = {"hf": None, "vllm_server": "server", "vllm_colocate": "colocate"}
 
 def trl_vllm_settings(backend: str) -> dict[str, Any]:
     "TRL's `use_vllm` / `vllm_mode` for a generation backend."
-    if backend not in VLLM_MODES: raise ValueError(f"unknown generation backend '{backend}': use one of {sorted(VLLM_MODES)}")
+    if backend not in VLLM_MODES: raise ValueError(f"unknown generation backend '{backend}': use one of "
+                                                   f"{sorted(VLLM_MODES)}")
     mode = VLLM_MODES[backend]
     return {"use_vllm": False} if mode is None else {"use_vllm": True, "vllm_mode": mode}
 
 def make_generator(backend: str, vllm_generation=None, pad_id: int = 0) -> Generator:
     "The generator for `backend`; vLLM backends take TRL's `VLLMGeneration` (its client or engine)."
     if backend == "hf": return HFGenerator(pad_id)
-    if vllm_generation is None: raise ValueError(f"generation backend '{backend}' needs TRL's vLLM generation (use_vllm=True)")
+    if vllm_generation is None: raise ValueError(f"generation backend '{backend}' needs TRL's vLLM generation "
+                                                 "(use_vllm=True)")
     if backend == "vllm_server": return VLLMServerGenerator(getattr(vllm_generation, "vllm_client", None))
     if backend == "vllm_colocate": return VLLMColocateGenerator(vllm_generation.llm)
     raise ValueError(f"unknown generation backend '{backend}': use one of {sorted(VLLM_MODES)}")

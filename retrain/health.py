@@ -61,32 +61,37 @@ class TrainingHealth:
                if isinstance(m.get(k), (int, float)) and not math.isfinite(m[k])]
         if not weights_ok: bad.append("the weights are no longer finite after the update")
         if bad:
-            return HealthFinding(step, "non_finite", f"step {step}: training diverged: {' and '.join(bad)}; the learning rate{_lr(m)} "
-                                 "is likely too high: lower algorithm.hyperparameters.learning_rate (and keep max_grad_norm on)",
+            return HealthFinding(step, "non_finite",
+                                 f"step {step}: training diverged: {' and '.join(bad)}; the learning rate{_lr(m)} "
+                                 "is likely too high: lower algorithm.hyperparameters.learning_rate (and keep "
+                                 "max_grad_norm on)",
                                  {"health/non_finite": 1.0})
         reasons, flags = [], {}
         r, g, u = m.get("reward"), m.get("grad_norm"), unreadable_rate(m)
         if isinstance(r, (int, float)) and math.isfinite(r):
-            floor = r <= (r if self.floor is None else self.floor) + 1e-9 and self.peak is not None and self.peak[0] > r + 1e-9
-            self.at_floor = self.at_floor + [step] if floor and isinstance(g, (int, float)) and g <= self.zero_grad else []
+            floor = r <= (r if self.floor is None
+                          else self.floor) + 1e-9 and self.peak is not None and self.peak[0] > r + 1e-9
+            self.at_floor = self.at_floor + [step] if floor and isinstance(g,
+                                                                           (int, float)) and g <= self.zero_grad else []
             if len(self.at_floor) >= self.patience:
-                reasons.append(f"the reward has sat at its floor ({r:.3g}) with zero gradient since step {self.at_floor[0]}, "
-                               f"after reaching {self.peak[0]:.3g} at step {self.peak[1]}")
+                reasons.append(f"the reward has sat at its floor ({r:.3g}) with zero gradient since step "
+                               f"{self.at_floor[0]}, after reaching {self.peak[0]:.3g} at step {self.peak[1]}")
                 flags["health/reward_floor"] = 1.0
             self.floor = r if self.floor is None else min(self.floor, r)
             if self.peak is None or r > self.peak[0]: self.peak = (r, step)
         if u is not None:
             self.garbled = self.garbled + [step] if u >= self.unreadable and self.low is not None and self.low[0] <= self.readable else []
             if len(self.garbled) >= self.patience:
-                reasons.append(f"{u:.0%} of the output is no readable action (parse errors, cut-off or empty replies) since step "
-                               f"{self.garbled[0]}, after {self.low[0]:.0%} at step {self.low[1]}")
+                reasons.append(f"{u:.0%} of the output is no readable action (parse errors, cut-off or empty replies) "
+                               f"since step {self.garbled[0]}, after {self.low[0]:.0%} at step {self.low[1]}")
                 flags["health/unreadable"] = 1.0
             if self.low is None or u < self.low[0]: self.low = (u, step)
         if not reasons: return None
         since = min(s[0] for s in (self.at_floor, self.garbled) if len(s) >= self.patience)
-        return HealthFinding(step, "collapse", f"step {step}: training collapsed: {'; '.join(reasons)}; the learning rate{_lr(m)} is "
-                             f"likely too high: lower algorithm.hyperparameters.learning_rate and train again from a checkpoint "
-                             f"before step {since}", {"health/collapse": 1.0, **flags})
+        return HealthFinding(step, "collapse",
+                             f"step {step}: training collapsed: {'; '.join(reasons)}; the learning rate{_lr(m)} is "
+                             "likely too high: lower algorithm.hyperparameters.learning_rate and train again from a "
+                             f"checkpoint before step {since}", {"health/collapse": 1.0, **flags})
 
 # %% ../nbs/07f_health.ipynb #cdd832f9
 def weights_finite(model: torch.nn.Module) -> bool:
@@ -116,7 +121,8 @@ class HealthCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kw):
         if not logs or "train_runtime" in logs: return
-        f = self.health.check(state.global_step, {**logs, "learning_rate": args.learning_rate}, self.weights_ok)  # the configured rate
+        # the configured rate
+        f = self.health.check(state.global_step, {**logs, "learning_rate": args.learning_rate}, self.weights_ok)
         if f is None: return
         logs.update(f.flags)  # the same dict reaches the step sinks (metrics.jsonl, dashboard) after this callback
         stop = f.kind == "non_finite" or self.stop_on_collapse
@@ -143,12 +149,13 @@ def health_notes(log) -> list[str]:
     for k, what in HEALTH_KEYS.items():
         if k not in log: continue
         steps = [int(s) for s, v in zip(*log.series(k)) if v]
-        if steps: out.append(f"{what}: flagged at step {steps[0]}" + (f" and {len(steps) - 1} steps after it" if len(steps) > 1 else ""))
+        if steps: out.append(f"{what}: flagged at step {steps[0]}" + (f" and {len(steps) - 1} steps after it"
+                                                                      if len(steps) > 1 else ""))
     return out
 
 def health_html(log) -> str:
     "The findings of `log` as a red box ('' when there are none); it needs no stylesheet."
     notes = health_notes(log)
     if not notes: return ""
-    return ('<div class="rt-health" style="background:#ffebe9;border:2px solid #cf222e;border-radius:6px;padding:6px 12px;margin:8px 0">'
-            '<b style="color:#cf222e">Training health</b><br>' + "<br>".join(html.escape(n) for n in notes) + "</div>")
+    return ('<div class="rt-health" style="background:#ffebe9;border:2px solid #cf222e;border-radius:6px;padding:6px '
+            '12px;margin:8px 0"><b style="color:#cf222e">Training health</b><br>' + "<br>".join(html.escape(n) for n in notes) + "</div>")

@@ -77,7 +77,8 @@ def absolute_messages(rollout: RawRolloutData, rubric: str, scale: int = 10, ref
                       max_chars: int = 2000) -> list[Message]:
     "The judge conversation that scores one rollout."
     return [{"role": "system", "content": _ABSOLUTE.format(rubric=rubric, scale=scale)},
-            {"role": "user", "content": f"{_task_block(rollout, reference)}\n\nTranscript:\n{transcript(rollout, max_chars)}"}]
+            {"role": "user",
+             "content": f"{_task_block(rollout, reference)}\n\nTranscript:\n{transcript(rollout, max_chars)}"}]
 
 def relative_messages(group: list[RawRolloutData], rubric: str, scale: int = 10, reference: Any = None,
                       max_chars: int = 2000) -> list[Message]:
@@ -92,7 +93,8 @@ _SCORE = re.compile(r"score\s*[:=]\s*\**\s*(-?\d+(?:\.\d+)?)", re.I)
 
 def _in_scale(v: Any, scale: int, reply: str, what: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= scale:
-        raise JudgeError(f"judge reply gives {what} {v!r}, not a number from 0 to {scale}: {_clip(reply, 300)!r}", [reply])
+        raise JudgeError(f"judge reply gives {what} {v!r}, not a number from 0 to {scale}: {_clip(reply, 300)!r}",
+                         [reply])
     return v / scale
 
 def parse_score(reply: str, scale: int = 10) -> float:
@@ -111,7 +113,8 @@ def parse_scores(reply: str, n: int, scale: int = 10) -> list[float]:
     if found is None: raise JudgeError(f'judge reply holds no JSON object with "scores": {_clip(text, 300)!r}', [reply])
     want = {str(i + 1) for i in range(n)}
     if {str(k) for k in found} != want:
-        raise JudgeError(f"judge reply scores attempts {sorted(map(str, found))}, expected {sorted(want)}: {_clip(text, 300)!r}", [reply])
+        raise JudgeError(f"judge reply scores attempts {sorted(map(str, found))}, expected {sorted(want)}: "
+                         f"{_clip(text, 300)!r}", [reply])
     scores = {str(k): v for k, v in found.items()}
     return [_in_scale(scores[str(i + 1)], scale, reply, f"attempt {i + 1} the score") for i in range(n)]
 
@@ -133,7 +136,8 @@ class OpenAIChat:
                  retries: int = 2,  # more attempts after a timeout, connection error, 408, 429 or 5xx
                  max_tokens: int = 512, temperature: float = 0.0, max_concurrency: int = 16,
                  backoff: float = 0.5):  # seconds before the first retry, doubled after each
-        if timeout <= 0 or retries < 0 or max_concurrency < 1: raise ValueError("OpenAIChat needs timeout > 0, retries >= 0, max_concurrency >= 1")
+        if timeout <= 0 or retries < 0 or max_concurrency < 1: raise ValueError("OpenAIChat needs timeout > 0, retries "
+                                                                                ">= 0, max_concurrency >= 1")
         self.url, self.model = base_url.rstrip("/") + "/chat/completions", model
         self.api_key_env, self.timeout, self.retries, self.backoff = api_key_env, timeout, retries, backoff
         self.max_tokens, self.temperature, self.max_concurrency = max_tokens, temperature, max_concurrency
@@ -148,16 +152,19 @@ class OpenAIChat:
         headers = {"Content-Type": "application/json"}
         if self.api_key_env and os.environ.get(self.api_key_env): headers["Authorization"] = f"Bearer {os.environ[self.api_key_env]}"
         try:
-            with urllib.request.urlopen(urllib.request.Request(self.url, body, headers), timeout=self.timeout) as r: data = json.loads(r.read())
+            with urllib.request.urlopen(urllib.request.Request(self.url, body, headers),
+                                        timeout=self.timeout) as r: data = json.loads(r.read())
         except urllib.error.HTTPError as e:
             detail = _clip(e.read().decode(errors="replace"), 200)
             if e.code in (408, 429) or e.code >= 500: raise _Retryable(f"HTTP {e.code}: {detail}") from None
-            raise JudgeError(f"judge endpoint {self.url} refused the request (HTTP {e.code}: {detail}); check base_url, "
-                             f"the model name {self.model!r} and the key in ${self.api_key_env}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as e: raise _Retryable(f"{type(e).__name__}: {e}") from None
+            raise JudgeError(f"judge endpoint {self.url} refused the request (HTTP {e.code}: {detail}); check "
+                             f"base_url, the model name {self.model!r} and the key in ${self.api_key_env}") from None
+        except (urllib.error.URLError, TimeoutError,
+                ConnectionError) as e: raise _Retryable(f"{type(e).__name__}: {e}") from None
         except json.JSONDecodeError as e: raise _Retryable(f"a reply that is not JSON ({e})") from None
         try: return str(data["choices"][0]["message"]["content"] or "")
-        except (KeyError, IndexError, TypeError): raise _Retryable(f"a reply without choices[0].message.content: {_clip(str(data), 200)}") from None
+        except (KeyError, IndexError, TypeError): raise _Retryable("a reply without choices[0].message.content: "
+                                                                   f"{_clip(str(data), 200)}") from None
 
     async def _one(self, conversation: list[Message], sem: asyncio.Semaphore) -> str:
         for attempt in range(self.retries + 1):
@@ -166,7 +173,8 @@ class OpenAIChat:
             except TimeoutError: last = f"no reply within {self.timeout} s"
             except _Retryable as e: last = str(e)
             if attempt < self.retries: await asyncio.sleep(self.backoff * 2 ** attempt)
-        raise JudgeError(f"judge endpoint {self.url}: no usable answer after {self.retries + 1} attempt(s); last: {last}")
+        raise JudgeError(f"judge endpoint {self.url}: no usable answer after {self.retries + 1} attempt(s); last: "
+                         f"{last}")
 
     async def complete(self, conversations: list[list[Message]]) -> list[str]:
         "The endpoint's reply to each conversation, asked concurrently."
@@ -182,7 +190,8 @@ class LocalChat:
         if isinstance(model, str):
             cfg = ModelConfig(name_or_path=model)
             tokenizer, model = tokenizer or load_tokenizer(cfg), load_model(cfg)
-        elif tokenizer is None: raise ValueError("LocalChat: a loaded model needs its tokenizer (LocalChat(model, tokenizer))")
+        elif tokenizer is None: raise ValueError("LocalChat: a loaded model needs its tokenizer (LocalChat(model, "
+                                                 "tokenizer))")
         self.model, self.tokenizer, self.temperature = model.eval(), tokenizer, temperature
         self.env = SmolAgentEnv(tokenizer, [], tool_call_format="json", max_turns=1, max_tokens_per_turn=max_tokens,
                                 system_prompt="", sampling=SamplingConfig(temperature=max(temperature, 1e-5)))
@@ -190,7 +199,8 @@ class LocalChat:
 
     async def complete(self, conversations: list[list[Message]]) -> list[str]:
         "The model's reply to each conversation (special tokens dropped)."
-        rollouts = await self.env.rollout([{"prompt": c} for c in conversations], self.model, greedy=self.temperature == 0)
+        rollouts = await self.env.rollout([{"prompt": c} for c in conversations], self.model,
+                                          greedy=self.temperature == 0)
         return [self.tokenizer.decode(r.turns[0].token_ids, skip_special_tokens=True).strip() for r in rollouts]
 
 # %% ../nbs/05a_judge.ipynb #e49b25d6
@@ -208,8 +218,10 @@ class LLMJudge:
                  *, scale: int = 10,  # scores are integers 0..scale, mapped to [0, 1]
                  retries: int = 2,  # re-asks after an unreadable reply (sampling judges only)
                  max_chars: int = 2000):  # each transcript message is cut to this many characters
-        if not rubric or not rubric.strip(): raise ValueError("LLMJudge needs a rubric: say in plain words what a good attempt is")
-        if scale < 1 or retries < 0: raise ValueError(f"LLMJudge needs scale >= 1 and retries >= 0, got {scale}, {retries}")
+        if not rubric or not rubric.strip(): raise ValueError("LLMJudge needs a rubric: say in plain words what a good "
+                                                              "attempt is")
+        if scale < 1 or retries < 0: raise ValueError(f"LLMJudge needs scale >= 1 and retries >= 0, got {scale}, "
+                                                      f"{retries}")
         self.chat, self.rubric, self.scale, self.retries, self.max_chars = chat, rubric, scale, retries, max_chars
 
     async def _ask(self, conversations: list[list[Message]], parse) -> list[tuple[Any, str, int]]:
@@ -222,8 +234,8 @@ class LLMJudge:
                 try: out[i] = (parse(reply), reply, calls)
                 except JudgeError as e: failed.append((i, e))
             if failed and (not self.chat.resamples or calls > self.retries):
-                raise JudgeError(f"{failed[0][1]} ({len(failed)} of {len(conversations)} judge replies unreadable after "
-                                 f"{calls} call(s))", [r for _, e in failed for r in e.replies])
+                raise JudgeError(f"{failed[0][1]} ({len(failed)} of {len(conversations)} judge replies unreadable "
+                                 f"after {calls} call(s))", [r for _, e in failed for r in e.replies])
             todo = [i for i, _ in failed]
         return out
 
@@ -241,35 +253,43 @@ class LLMJudge:
 
 # %% ../nbs/05a_judge.ipynb #7455c22e
 @functools.lru_cache(maxsize=8)
-def judge_chat(model: str, base_url: str | None = None, api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 60.0,
+def judge_chat(model: str, base_url: str | None = None,
+               api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 60.0,
                retries: int = 2, max_tokens: int = 512, temperature: float = 0.0) -> ChatModel:
     "The chat model a judge reward asks: an endpoint when `base_url` is given, else a local model (built once per setting)."
     if base_url: return OpenAIChat(base_url, model, api_key_env=api_key_env, timeout=timeout, retries=retries,
                                    max_tokens=max_tokens, temperature=temperature)
     return LocalChat(model, max_tokens=max_tokens, temperature=temperature)
 
-async def _judge_group(mode: str, group: list[RawRolloutData], rubric: str, model: str, answer: Any, show_reference: bool,
+async def _judge_group(mode: str, group: list[RawRolloutData], rubric: str, model: str,
+                       answer: Any, show_reference: bool,
                        scale: int, retries: int, chat_kw: dict) -> list[float]:
     judge = LLMJudge(judge_chat(model, retries=retries, **chat_kw), rubric, scale=scale, retries=retries)
     ref = answer if show_reference else None
     verdicts = await (judge.absolute(group, [ref] * len(group)) if mode == "absolute" else judge.relative(group, ref))
     for r, v in zip(group, verdicts):
-        r.annotations.setdefault("judge", []).append({"mode": mode, "rubric": rubric, "score": v.score, "reply": v.reply, "calls": v.calls})
+        r.annotations.setdefault("judge", []).append({"mode": mode, "rubric": rubric, "score": v.score,
+                                                      "reply": v.reply, "calls": v.calls})
     return [v.score for v in verdicts]
 
 # %% ../nbs/05a_judge.ipynb #bcfa751a
 def _judge_reward(mode: str, name: str, doc: str) -> Callable:
     "A group-level judge reward in `mode` ('absolute' or 'relative'), registered as `name`; both modes take the same params."
     async def judge(group: list[RawRolloutData], rubric: str, model: str, base_url: str | None = None,
-                    api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 60.0, retries: int = 2, scale: int = 10,
-                    max_tokens: int = 512, temperature: float = 0.0, show_reference: bool = True, answer: Any = None) -> list[float]:
-        chat_kw = dict(base_url=base_url, api_key_env=api_key_env, timeout=timeout, max_tokens=max_tokens, temperature=temperature)
+                    api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 60.0,
+                    retries: int = 2, scale: int = 10,
+                    max_tokens: int = 512, temperature: float = 0.0, show_reference: bool = True,
+                    answer: Any = None) -> list[float]:
+        chat_kw = dict(base_url=base_url, api_key_env=api_key_env, timeout=timeout,
+                       max_tokens=max_tokens, temperature=temperature)
         return await _judge_group(mode, group, rubric, model, answer, show_reference, scale, retries, chat_kw)
     judge.__name__ = judge.__qualname__ = name
     judge.__doc__ = doc
     return register_reward(judge, level="group")
 
-llm_judge = _judge_reward("absolute", "llm_judge", "A judge model's score of each rollout on its own, against `rubric`, in [0, 1] "
+llm_judge = _judge_reward("absolute", "llm_judge",
+                          "A judge model's score of each rollout on its own, against `rubric`, in [0, 1] "
                           "(one call per rollout, a group's together).")
-llm_judge_group = _judge_reward("relative", "llm_judge_group", "A judge model's scores of a group's rollouts against each other "
+llm_judge_group = _judge_reward("relative", "llm_judge_group",
+                                "A judge model's scores of a group's rollouts against each other "
                                 "(one call per group, as ART's RULER), in [0, 1].")

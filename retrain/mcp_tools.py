@@ -82,7 +82,8 @@ class _Connection:
     def __init__(self, cfg: MCPServerConfig, errlog, call_timeout: float):
         self.cfg, self.loop, self._stop = cfg, asyncio.new_event_loop(), asyncio.Event()
         self.ready: concurrent.futures.Future = concurrent.futures.Future()  # (session, tools), or why not
-        self.thread = threading.Thread(target=self._main, args=(errlog, call_timeout), daemon=True, name=f"mcp-{cfg.name}")
+        self.thread = threading.Thread(target=self._main, args=(errlog, call_timeout),
+                                       daemon=True, name=f"mcp-{cfg.name}")
         self.thread.start()
 
     def _main(self, errlog, call_timeout):
@@ -195,10 +196,12 @@ def call(self: MCPServer, tool_name: str, arguments: dict | None = None):
     "Call one tool on the server; its `CallToolResult`."
     conn = self._conn
     with self._lock: self.calls += 1
-    if self.down is not None or conn is None: return self._infra(self.down or f"mcp server '{self.cfg.name}' is not started")
+    if self.down is not None or conn is None: return self._infra(self.down or f"mcp server '{self.cfg.name}' is not "
+                                                                              "started")
     try: result = conn.run(lambda s: s.call_tool(tool_name, arguments or {}), self.call_timeout)
     except Exception as e:
-        if not (_disconnected(e) or not conn.alive()): raise  # a live server: its timeout or protocol error is the call's
+        # a live server: its timeout or protocol error is the call's
+        if not (_disconnected(e) or not conn.alive()): raise
         why = f"mcp server '{self.cfg.name}' went away during a call to '{tool_name}' ({_describe(e)})"
         return self._infra(why + ("; it was restarted" if self._restart(conn, why) else f"; {self.down}"))
     if result.isError: raise MCPToolError(_text(result) or f"tool '{tool_name}' reported an error")
@@ -235,8 +238,9 @@ def _check_clashes(servers: list[MCPServer], taken: Iterable[str]):
     for s in servers:
         for t in s.tools:
             if t.name in owner:
-                raise MCPServerError(f"tool '{t.name}' of mcp server '{s.cfg.name}' clashes with the one from {owner[t.name]}: "
-                                     f"list the tools to take under mcp_servers[{s.cfg.name}].tools, or drop one")
+                raise MCPServerError(f"tool '{t.name}' of mcp server '{s.cfg.name}' clashes with the one from "
+                                     f"{owner[t.name]}: list the tools to take under mcp_servers[{s.cfg.name}].tools, "
+                                     "or drop one")
             owner[t.name] = f"mcp server '{s.cfg.name}'"
 
 class MCPTools:
@@ -270,7 +274,8 @@ class MCPTools:
 
     def stats(self) -> dict[str, dict[str, Any]]:
         "Per server: calls, restarts, infrastructure failures, and why it is down (None when up)."
-        return {s.cfg.name: {"calls": s.calls, "restarts": s.restarts, "infra_failures": s.infra_failures, "down": s.down}
+        return {s.cfg.name: {"calls": s.calls, "restarts": s.restarts,
+                             "infra_failures": s.infra_failures, "down": s.down}
                 for s in self.servers}
 
     def check(self):

@@ -98,15 +98,19 @@ class MemoryEstimate:
     runtime: float  # interpreter, torch, transformers
 
     @property
-    def total(self) -> float: return self.weights + self.optimizer + max(self.activations + self.logprob_tiles, self.kv_cache) + self.runtime
+    def total(self) -> float: return self.weights + self.optimizer + max(self.activations + self.logprob_tiles,
+                                                                         self.kv_cache) + self.runtime
 
     def lines(self) -> list[str]:
         "One line per part, then the total."
-        parts = [(k, getattr(self, k)) for k in ("weights", "optimizer", "activations", "logprob_tiles", "kv_cache", "runtime")]
-        return [f"{k.replace('_', ' '):>14}: {v / 1024:6.2f} GB" for k, v in parts] + [f"{'peak (est.)':>14}: {self.total / 1024:6.2f} GB"]
+        parts = [(k, getattr(self, k))
+                 for k in ("weights", "optimizer", "activations", "logprob_tiles", "kv_cache", "runtime")]
+        return [f"{k.replace('_', ' '):>14}: {v / 1024:6.2f} GB" for k,
+                v in parts] + [f"{'peak (est.)':>14}: {self.total / 1024:6.2f} GB"]
 
 def _lora_params(n_layers: int, hidden: int, inter: int, q_dim: int, kv_dim: int, r: int) -> int:
-    shapes = [(hidden, q_dim), (hidden, kv_dim), (hidden, kv_dim), (q_dim, hidden), (hidden, inter), (hidden, inter), (inter, hidden)]
+    shapes = [(hidden, q_dim), (hidden, kv_dim), (hidden, kv_dim), (q_dim, hidden), (hidden, inter),
+              (hidden, inter), (inter, hidden)]
     return n_layers * sum(r * (a + b) for a, b in shapes)
 
 def estimate_memory(

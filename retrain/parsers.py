@@ -138,7 +138,8 @@ class MistralParser(ActionParser):
                 name, _, args = body.partition("[ARGS]")
                 calls = [{"name": name.strip(), "arguments": json.loads(args)}]
             else: calls = json.loads(body)
-        except json.JSONDecodeError as e: return _perr(f"the tool call after {self.tag} is not valid JSON ({e.msg} at char {e.pos})")
+        except json.JSONDecodeError as e: return _perr(f"the tool call after {self.tag} is not valid JSON ({e.msg} at "
+                                                       f"char {e.pos})")
         if isinstance(calls, dict): calls = [calls]
         if not isinstance(calls, list) or not calls or not all(isinstance(c, dict) for c in calls):
             return _perr(f'{self.tag} must be followed by a JSON list of {{"name": ..., "arguments": {{...}}}} objects')
@@ -172,7 +173,8 @@ class CodeParser(ActionParser):
     code_tags = ("<code>", "</code>")
 
     def parse(self, text: str) -> ParsedAction:
-        code = extract_code_from_text(text, self.code_tags) or extract_code_from_text(text, ("```(?:python|py)", "\n```"))
+        code = extract_code_from_text(text,
+                                      self.code_tags) or extract_code_from_text(text, ("```(?:python|py)", "\n```"))
         if code is None:
             if "<code>" in text or "```" in text: return _perr("the code block is not closed")
             return self._text(text)
@@ -183,7 +185,8 @@ class CodeParser(ActionParser):
     def default_system_prompt(self) -> str:
         return ("Solve the task by writing Python code in a block:\n```py\nresult = calculator(expression=\"2*3\")\n"
                 "print(result)\n```\nWhat the code prints is shown to you. These tools are Python functions:\n"
-                + _tool_lines(list(self.tools.values())) + "\nWhen you know the answer, run ```py\nfinal_answer(answer)\n```")
+                + _tool_lines(list(self.tools.values())) + "\nWhen you know the answer, run "
+                                                           "```py\nfinal_answer(answer)\n```")
 
 # %% ../nbs/03e_parsers.ipynb #adc3980c
 @dataclass
@@ -212,7 +215,8 @@ def split_reasoning(
 
 # %% ../nbs/03e_parsers.ipynb #da5ff024
 PARSERS: dict[str, type[ActionParser]] = {"native": NativeParser, "json": JsonParser, "code": CodeParser}
-NATIVE_PARSERS: dict[str, type[ActionParser]] = {"hermes": NativeParser, "llama_json": LlamaJsonParser, "mistral": MistralParser}
+NATIVE_PARSERS: dict[str, type[ActionParser]] = {"hermes": NativeParser, "llama_json": LlamaJsonParser,
+                                                 "mistral": MistralParser}
 _PROBE_CALL = {"type": "function", "function": {"name": "retrain_probe", "arguments": {"x": 1}}}
 
 def detect_tool_parser(tokenizer, template_kwargs: dict | None = None) -> str | None:
@@ -237,7 +241,8 @@ def make_parser(
     if tool_call_format not in PARSERS:
         raise ValueError(f"unknown tool_call_format '{tool_call_format}': choose one of {sorted(PARSERS)}")
     if tool_call_format != "native": return PARSERS[tool_call_format](tools)
-    if tool_parser == "auto": tool_parser = (detect_tool_parser(tokenizer, template_kwargs) if tokenizer is not None else None) or "hermes"
+    if tool_parser == "auto": tool_parser = (detect_tool_parser(tokenizer, template_kwargs)
+                                             if tokenizer is not None else None) or "hermes"
     if tool_parser not in NATIVE_PARSERS:
         raise ValueError(f"unknown tool_parser '{tool_parser}': choose 'auto' or one of {sorted(NATIVE_PARSERS)}")
     return NATIVE_PARSERS[tool_parser](tools)

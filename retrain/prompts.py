@@ -21,15 +21,18 @@ __all__ = ['load_rows']
 
 # %% ../nbs/07_prompts.ipynb #17596f7c
 def _read_file(path: Path, fmt: str) -> list[dict[str, Any]]:
-    if not path.is_file(): raise PromptSourceError(f"prompt_source.path: no such file '{path}' (relative paths are read from {Path.cwd()})")
+    if not path.is_file(): raise PromptSourceError(f"prompt_source.path: no such file '{path}' (relative paths are "
+                                                   f"read from {Path.cwd()})")
     try: text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise PromptSourceError(f"{path}: not valid UTF-8 (byte {e.start}: {e.reason}); save the file as UTF-8") from None
     try:
-        if fmt == "jsonl": return [_json_line(path, n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        if fmt == "jsonl": return [_json_line(path, n, line) for n,
+                                   line in enumerate(text.splitlines(), 1) if line.strip()]
         if fmt == "json":
             data = json.loads(text)
-            if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list): data = next(iter(data.values()))
+            if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())),
+                                                                        list): data = next(iter(data.values()))
             if not isinstance(data, list): raise PromptSourceError(f"{path}: expected a JSON list of rows")
             return data
         if fmt == "csv": return list(csv.DictReader(text.splitlines()))
@@ -39,7 +42,8 @@ def _read_file(path: Path, fmt: str) -> list[dict[str, Any]]:
 def _json_line(path: Path, n: int, line: str) -> Any:
     try: return json.loads(line)
     except json.JSONDecodeError as e:
-        raise PromptSourceError(f"{path}:{n}: invalid JSON at column {e.colno} ({e.msg}): {line[:60]!r}; fix or remove that line") from None
+        raise PromptSourceError(f"{path}:{n}: invalid JSON at column {e.colno} ({e.msg}): {line[:60]!r}; fix or remove "
+                                "that line") from None
 
 def _read_hf(cfg: HFDatasetPromptSource) -> list[dict[str, Any]]:
     import datasets
@@ -61,15 +65,18 @@ def load_rows(cfg: PromptSourceConfig, seed: int = 0,
               check: Callable[[list[Row]], None] | None = None,  # called on every row, in the source's order, before shuffling
               ) -> list[Row]:
     "The rows of a prompt source: `{'prompt': ..., **fields}`."
-    if isinstance(cfg, ListPromptSource): raw = [p if isinstance(p, dict) else {cfg.prompt_field: p} for p in cfg.prompts]
+    if isinstance(cfg,
+                  ListPromptSource): raw = [p if isinstance(p, dict) else {cfg.prompt_field: p} for p in cfg.prompts]
     elif isinstance(cfg, FilePromptSource):
         raw = _read_file(Path(cfg.path), cfg.format or Path(cfg.path).suffix.lstrip("."))
-        if (cfg.format or Path(cfg.path).suffix.lstrip(".")) == "txt": raw = [{cfg.prompt_field: r["prompt"]} for r in raw]
+        if (cfg.format or Path(cfg.path).suffix.lstrip(".")) == "txt": raw = [{cfg.prompt_field: r["prompt"]}
+                                                                              for r in raw]
     else: raw = _read_hf(cfg)
     if not raw: raise PromptSourceError(f"prompt_source ({cfg.type}): no rows")
     rows = []
     for i, r in enumerate(raw):
-        if not isinstance(r, dict): raise PromptSourceError(f"prompt_source row {i}: expected a mapping, got {type(r).__name__}")
+        if not isinstance(r, dict): raise PromptSourceError(f"prompt_source row {i}: expected a mapping, got "
+                                                            f"{type(r).__name__}")
         r = {cfg.column_mapping.get(k, k): v for k, v in r.items()}
         if cfg.prompt_field not in r:
             raise PromptSourceError(f"prompt_source.prompt_field: row {i} has no column '{cfg.prompt_field}' "

@@ -90,18 +90,20 @@ _FLAGS = ("parse_error", "tool_error", "invalid_arguments", "timed_out")
 def _turn_html(t: dict, i: int, r: dict, segs: list[dict] | None) -> str:
     acts = []
     if t.get("tool_call"): acts.append(_call_html(t["tool_call"]))
-    if t.get("final_answer") is not None: acts.append(f'<span class="rt-answer" title="final answer">answer {_e(t["final_answer"])}</span>')
+    if t.get("final_answer") is not None: acts.append('<span class="rt-answer" title="final answer">answer '
+                                                      f'{_e(t["final_answer"])}</span>')
     errs = [f for f in _FLAGS if t.get(f)]
     if errs: acts.append(f'<span class="rt-err">{_e(", ".join(errs))}{": " + _e(t["error_message"]) if t.get("error_message") else ""}</span>')
     if not acts or t.get("action") in ("text", "parse_error"): acts.append(_e(t.get("text")))
-    main = (f'<div class="rt-msg rt-assistant"><span class="rt-role">assistant · turn {i} · {_e(t.get("action", "?"))}</span>'
-            f'{"".join(acts)}</div>')
+    main = (f'<div class="rt-msg rt-assistant"><span class="rt-role">assistant · turn {i} · '
+            f'{_e(t.get("action", "?"))}</span>{"".join(acts)}</div>')
     if t.get("tool_result") is not None:
         main += f'<div class="rt-msg rt-tool"><span class="rt-role">tool</span><span class="rt-result">{_e(t["tool_result"])}</span></div>'
     if segs: main += _tokens_html(segs)
     tr = r.get("turn_rewards") or []
     side = [f'turn reward <b>{_f(tr[i] if i < len(tr) else None)}</b>']
-    side += [f'{_e(k)} {_f(v[i] if isinstance(v, list) and i < len(v) else None)}' for k, v in (r.get("step_rewards") or {}).items()]
+    side += [f'{_e(k)} {_f(v[i] if isinstance(v, list) and i < len(v) else None)}' for k,
+             v in (r.get("step_rewards") or {}).items()]
     return f'<div class="rt-turn"><div>{main}</div><div class="rt-side">{"<br>".join(side)}</div></div>'
 
 def _annot_html(v: Any) -> str:
@@ -126,8 +128,8 @@ def rollout_html(
     if "answer" in (r.get("row") or {}): head.append(f'<span>expected <b>{_e(r["row"]["answer"])}</b></span>')
     failed = r.get("infra_error") is not None
     out = [f'<div class="rt-rollout{" rt-failed" if failed else ""}"><div class="rt-head">{"".join(head)}</div>']
-    if failed: out.append(f'<div class="rt-failbox">infrastructure failure (not the model\'s doing; kept out of the gradient): '
-                          f'{_e(r["infra_error"])}</div>')
+    if failed: out.append('<div class="rt-failbox">infrastructure failure (not the model\'s doing; kept out of the '
+                          f'gradient): {_e(r["infra_error"])}</div>')
     rw, wt = r.get("rewards") or {}, r.get("weights") or {}
     if rw:
         rows = "".join(f'<tr><td>{_e(k)}</td><td>{_f(v)}</td><td>{_f(wt.get(k))}</td>'
@@ -135,11 +137,13 @@ def rollout_html(
                        for k, v in rw.items())
         out.append(f'<table class="rt-table"><tr><th>component</th><th>reward</th><th>weight</th><th>weighted</th></tr>{rows}</table>')
     if r.get("verifier_outcomes"):
-        out.append('<div>' + "".join(f'<span class="{"rt-answer" if ok else "rt-err"}">{_e(k)} {"pass" if ok else "fail"}</span>'
+        out.append('<div>' + "".join(f'<span class="{"rt-answer" if ok else "rt-err"}">{_e(k)} '
+                                     f'{"pass" if ok else "fail"}</span>'
                                      for k, ok in r["verifier_outcomes"].items()) + '</div>')
     if r.get("annotations"):
         out.append('<details open><summary class="rt-muted">annotations (notes written while scoring)</summary>'
-                   + "".join(f'<div class="rt-annot"><b>{_e(k)}</b> {_annot_html(v)}</div>' for k, v in r["annotations"].items()) + '</details>')
+                   + "".join(f'<div class="rt-annot"><b>{_e(k)}</b> {_annot_html(v)}</div>' for k,
+                             v in r["annotations"].items()) + '</details>')
     msgs, turns, segs = r.get("messages") or [], r.get("turns") or [], r.get("segments") or []
     if r.get("prompt_text"):
         out.append(f'<details><summary class="rt-muted">prompt as the model saw it (not trained)</summary>'
@@ -148,7 +152,8 @@ def rollout_html(
         first = next((j for j, m in enumerate(msgs) if m.get("role") == "assistant"), len(msgs))
         out += [_msg_html(m) for m in msgs[:first]]
         by_turn = all("turn" in s for s in segs)
-        out += [_turn_html(t, i, r, [s for s in segs if s["turn"] == i] if by_turn else None) for i, t in enumerate(turns)]
+        out += [_turn_html(t, i, r, [s for s in segs if s["turn"] == i] if by_turn else None)
+                for i, t in enumerate(turns)]
         if segs and not by_turn: out.append(_tokens_html(segs))
     else:
         out += [_msg_html(m) for m in msgs]
@@ -222,7 +227,8 @@ HEALTH_PANELS = [
 ]
 _sig = lambda prefix: (lambda k: k.startswith(prefix))
 SIGNAL_PANELS = [  # retrain.signals: what reward hacking looks like
-    Panel("success, identical answers, zero-variance groups", lambda k: k in ("signals/success_rate", "signals/identical_answers",
+    Panel("success, identical answers, zero-variance groups",
+          lambda k: k in ("signals/success_rate", "signals/identical_answers",
           "signals/zero_variance_groups"), lambda k: k[8:].replace("_", " "), fraction=True),
     Panel("component–total correlation (Pearson)", _sig("signals/corr/"), lambda k: k[13:]),
     Panel("final answer length (chars)", _sig("signals/answer_chars/"), lambda k: k[21:]),
@@ -240,7 +246,8 @@ def other_keys(keys: list[str]) -> list[str]:
 # %% ../nbs/08a_render.ipynb #1bbfe203
 class CurveFigure:
     "A figure of metric curves, one axes per `Panel`, whose lines are updated in place."
-    def __init__(self, panels: list[Panel], ncols: int = 3, width: float = 10.0, row_height: float = 2.3, dpi: int = 72):
+    def __init__(self, panels: list[Panel], ncols: int = 3, width: float = 10.0,
+                 row_height: float = 2.3, dpi: int = 72):
         self.panels, nrows = panels, -(-len(panels) // ncols)
         h = row_height * nrows
         self.fig = Figure(figsize=(width, h), dpi=dpi)
@@ -255,8 +262,10 @@ class CurveFigure:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
             ax.grid(alpha=.3)
             if p.fraction: ax.set_ylim(-.03, 1.03)
-            self.notes.append(ax.text(.5, .5, "not logged", transform=ax.transAxes, ha="center", va="center", color=".6"))
-        self.fig.subplots_adjust(left=.06, right=.99, top=1 - .3 / h, bottom=.75 / h, wspace=.22, hspace=.75 * nrows / max(h / 2.3, 1))
+            self.notes.append(ax.text(.5, .5, "not logged", transform=ax.transAxes, ha="center",
+                                      va="center", color=".6"))
+        self.fig.subplots_adjust(left=.06, right=.99, top=1 - .3 / h, bottom=.75 / h, wspace=.22,
+                                 hspace=.75 * nrows / max(h / 2.3, 1))
         self.lines: dict[str, Any] = {}
         self.bands: dict[str, Any] = {}
         self.stale = True  # the data changed since the last `png()`
@@ -270,7 +279,8 @@ def update(self: CurveFigure, log: MetricLog):
         keys, added = [k for k in log.keys() if p.match(k)], False
         for k in keys:
             x, y = log.series(k)
-            if k not in self.lines:  # held-out figures (every N steps): dashed, with points, in their training twin's colour
+            # held-out figures (every N steps): dashed, with points, in their training twin's colour
+            if k not in self.lines:
                 twin = self.lines.get(_twin(k))
                 self.lines[k] = ax.plot(x, y, lw=1.4, label=p.label(k), marker="o" if _held(k) else None, ms=3,
                                         ls="--" if _held(k) else "-", color=twin.get_color() if twin else None)[0]
@@ -346,7 +356,8 @@ def svg_panel(
         x, y = log.series(k)
         ok = np.isfinite(y)
         x, y = x[ok], y[ok]
-        if len(x) > max_points: i = np.unique(np.linspace(0, len(x) - 1, max_points).round().astype(int)); x, y = x[i], y[i]
+        if len(x) > max_points: i = np.unique(np.linspace(0, len(x) - 1,
+                                                          max_points).round().astype(int)); x, y = x[i], y[i]
         bk = panel.band(k)
         s = None
         if bk is not None and bk in log:
@@ -360,7 +371,8 @@ def svg_panel(
         if t in colors: colors[k] = colors[t]
         else: colors[k], used = PALETTE[used % len(PALETTE)], used + 1
     # legend rows under the axes: label and latest value, wrapped to the width
-    items = [(k, f"{panel.label(k)} {_tick_label(float(f'{series[k][1][-1]:.3g}'))}" if len(series[k][1]) else panel.label(k))
+    items = [(k, f"{panel.label(k)} {_tick_label(float(f'{series[k][1][-1]:.3g}'))}"
+              if len(series[k][1]) else panel.label(k))
              for k in keys]
     rows, row, used_w = [], [], 0
     for k, text in items:
@@ -376,14 +388,16 @@ def svg_panel(
            f'<rect x="{L}" y="{T}" width="{pw}" height="{plot_height}" fill="none" stroke="#d0d7de"/>']
     pts = [(x, y, s) for x, y, s in series.values() if len(x)]
     if not pts:
-        out.append(f'<text x="{L + pw / 2}" y="{T + plot_height / 2 + 4}" text-anchor="middle" fill="#8c959f">not logged yet</text></svg>')
+        out.append(f'<text x="{L + pw / 2}" y="{T + plot_height / 2 + 4}" text-anchor="middle" fill="#8c959f">not '
+                   'logged yet</text></svg>')
         return "".join(out)
     xs = np.concatenate([x for x, _, _ in pts])
     x0, x1 = float(xs.min()), float(xs.max())
     if x1 - x0 < 1: x0, x1 = x0 - 0.5, x1 + 0.5
     if panel.fraction: y0, y1 = 0.0, 1.0
     else:
-        ys = [y for _, y, _ in pts] + [y + s for _, y, s in pts if s is not None] + [y - s for _, y, s in pts if s is not None]
+        ys = [y for _, y, _ in pts] + [y + s for _, y,
+                                       s in pts if s is not None] + [y - s for _, y, s in pts if s is not None]
         ys = np.concatenate(ys); ys = ys[np.isfinite(ys)]
         y0, y1 = float(ys.min()), float(ys.max())
         pad = (y1 - y0) * 0.08 or max(abs(y0) * 0.1, 0.05)
@@ -394,9 +408,11 @@ def svg_panel(
         out.append(f'<line x1="{L}" x2="{L + pw}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#eaeef2"/>'
                    f'<text x="{L - 4}" y="{Y(v) + 4:.1f}" text-anchor="end" fill="#57606a">{_tick_label(v)}</text>')
     for v in _ticks(x0, x1, 6, integer=True):
-        out.append(f'<line x1="{X(v):.1f}" x2="{X(v):.1f}" y1="{T + plot_height}" y2="{T + plot_height + 3}" stroke="#8c959f"/>'
-                   f'<text x="{X(v):.1f}" y="{T + plot_height + 14}" text-anchor="middle" fill="#57606a">{_tick_label(v)}</text>')
-    out.append(f'<text x="{L - 8}" y="{T + plot_height + 14}" text-anchor="end" fill="#8c959f" font-size="9">step</text>')
+        out.append(f'<line x1="{X(v):.1f}" x2="{X(v):.1f}" y1="{T + plot_height}" y2="{T + plot_height + 3}" '
+                   f'stroke="#8c959f"/><text x="{X(v):.1f}" y="{T + plot_height + 14}" text-anchor="middle" '
+                   f'fill="#57606a">{_tick_label(v)}</text>')
+    out.append(f'<text x="{L - 8}" y="{T + plot_height + 14}" text-anchor="end" fill="#8c959f" '
+               'font-size="9">step</text>')
     for k, (x, y, s) in series.items():
         if not len(x): continue
         c = colors[k]
@@ -408,13 +424,14 @@ def svg_panel(
         line = " ".join(f"{X(a):.1f},{Y(b):.1f}" for a, b in zip(x, y))
         dash = ' stroke-dasharray="5 3"' if _held(k) else ""
         out.append(f'<polyline points="{line}" fill="none" stroke="{c}" stroke-width="1.6"{dash}/>')
-        if _held(k) or len(x) == 1: out += [f'<circle cx="{X(a):.1f}" cy="{Y(b):.1f}" r="2.6" fill="{c}"/>' for a, b in zip(x, y)]
+        if _held(k) or len(x) == 1: out += [f'<circle cx="{X(a):.1f}" cy="{Y(b):.1f}" r="2.6" fill="{c}"/>' for a,
+                                            b in zip(x, y)]
     for j, row in enumerate(rows):
         yy = T + plot_height + 30 + 15 * j
         for k, text, off in row:
             dash = ' stroke-dasharray="4 2"' if _held(k) else ""
-            out.append(f'<line x1="{L + off}" x2="{L + off + 16}" y1="{yy - 4}" y2="{yy - 4}" stroke="{colors[k]}" stroke-width="2"{dash}/>'
-                       f'<text x="{L + off + 20}" y="{yy}" fill="#1f2328">{_e(text)}</text>')
+            out.append(f'<line x1="{L + off}" x2="{L + off + 16}" y1="{yy - 4}" y2="{yy - 4}" stroke="{colors[k]}" '
+                       f'stroke-width="2"{dash}/><text x="{L + off + 20}" y="{yy}" fill="#1f2328">{_e(text)}</text>')
     out.append("</svg>")
     return "".join(out)
 
@@ -440,7 +457,8 @@ def run_logs(path: str | Path) -> tuple[Path, Path]:
 # %% ../nbs/08a_render.ipynb #a42b3335
 SUCCESS_KEY = "signals/success_rate"
 
-def log_flags(log: MetricLog, window: int | None = None, min_rise: float = 0.2, min_drop: float = 0.1) -> list[HackingFlag]:
+def log_flags(log: MetricLog, window: int | None = None, min_rise: float = 0.2,
+              min_drop: float = 0.1) -> list[HackingFlag]:
     "Steps where a component's mean (or the total reward) rose while the success rate fell (see `hacking_flags`)."
     if SUCCESS_KEY not in log: return []
     comps = {k[8:-5]: log.series(k) for k in log.keys() if _comp(k)}
@@ -459,5 +477,6 @@ def flags_html(log: MetricLog, window: int | None = None) -> str:
         return (f'<div class="rt-noflags">No reward-hacking flags: no reward component rose while success fell '
                 f'(compared over windows of {w} step{"s" if w > 1 else ""}).</div>')
     items = "".join(f"<li>{_e(f)}</li>" for f in flags)
-    return (f'<div class="rt-flags"><b class="rt-flag-title">⚑ {len(flags)} reward-hacking flag{"s" if len(flags) > 1 else ""}</b>: '
-            f'a reward component rose while success fell. Look at these steps\' rollouts.<ul>{items}</ul></div>')
+    return (f'<div class="rt-flags"><b class="rt-flag-title">⚑ {len(flags)} reward-hacking '
+            f'flag{"s" if len(flags) > 1 else ""}</b>: a reward component rose while success fell. Look at these '
+            f'steps\' rollouts.<ul>{items}</ul></div>')

@@ -40,7 +40,8 @@ def step_extremes(path: str | Path) -> dict[Any, dict[str, Any]]:
     "Per step of a `rollouts.jsonl`: its best and worst rollout, the number of rollouts, their mean reward, and the failed ones (count, first)."
     out: dict[Any, dict[str, Any]] = {}
     for r in iter_jsonl(path):
-        s = out.setdefault(r.get("step"), {"best": r, "worst": r, "n": 0, "total": 0.0, "scored": 0, "failed": 0, "first_failed": None})
+        s = out.setdefault(r.get("step"), {"best": r, "worst": r, "n": 0, "total": 0.0, "scored": 0,
+                                           "failed": 0, "first_failed": None})
         s["n"] += 1
         if r.get("infra_error") is not None:  # infrastructure failed it: never best or worst, counted and kept apart
             s["failed"] += 1
@@ -59,7 +60,8 @@ def _png_uri(png: bytes) -> str: return "data:image/png;base64," + base64.b64enc
 def report_figures(log: MetricLog, dpi: int = 90) -> list[tuple[str, bytes]]:
     "The report's figures as (title, PNG bytes): reward curves, health, reward-hacking signals, other metrics (those with data)."
     keys, out = log.keys(), []
-    for title, panels, ncols in (("Reward", REWARD_PANELS, 2), ("Health", HEALTH_PANELS, 3), ("Reward-hacking signals", SIGNAL_PANELS, 3),
+    for title, panels, ncols in (("Reward", REWARD_PANELS, 2), ("Health", HEALTH_PANELS, 3),
+                                 ("Reward-hacking signals", SIGNAL_PANELS, 3),
                                  ("Other metrics", [Panel(k, lambda x, k=k: x == k) for k in other_keys(keys)], 4)):
         panels = [p for p in panels if any(p.match(k) for k in keys)]
         if not panels: continue
@@ -94,25 +96,30 @@ def fmt_value(x: Any, key: str = "") -> str:
         if k.endswith("seconds"): return f"{x:,.1f} s"
         if k.endswith("_mb"): return f"{x:,.0f} MB"
         if "rate" in k and "learning" not in k or k.startswith(("success", "termination/", "eval/")): return f"{x:.2f}"
-        if isinstance(x, int) or float(x).is_integer() and abs(x) >= 1: return f"{int(x):,}" if abs(x) >= 1e4 else f"{x:g}"
+        if isinstance(x,
+                      int) or float(x).is_integer() and abs(x) >= 1: return f"{int(x):,}" if abs(x) >= 1e4 else f"{x:g}"
         return f"{x:.4g}"
     if isinstance(x, dict): return _kv(list(x.items())) if x else "—"
-    if isinstance(x, (list, tuple)) and all(not isinstance(v, (dict, list, tuple)) for v in x): return html.escape(", ".join(map(str, x)))
+    if isinstance(x, (list, tuple)) and all(not isinstance(v, (dict, list, tuple))
+                                            for v in x): return html.escape(", ".join(map(str, x)))
     return html.escape(x if isinstance(x, str) else json.dumps(x, ensure_ascii=False, default=str))
 
 _v = fmt_value
 
 def _kv(rows: list[tuple[str, Any]]) -> str:
-    return '<table class="rp-kv">' + "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_v(v, str(k))}</td></tr>" for k, v in rows) + "</table>"
+    return '<table class="rp-kv">' + "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_v(v, str(k))}</td></tr>"
+                                             for k, v in rows) + "</table>"
 
-_SHOWN_ELSEWHERE = {"eval_before", "eval_after", "final_metrics", "success_before", "success_after", "run_dir", "experiment_name", "report"}
+_SHOWN_ELSEWHERE = {"eval_before", "eval_after", "final_metrics", "success_before", "success_after", "run_dir",
+                    "experiment_name", "report"}
 
 def _summary(config: dict | None, results: dict | None, log: MetricLog, n_steps: int) -> str:
     "The run at a glance: what was trained how, and what the run reported, each key once."
     rows: dict[str, Any] = {}
     if config:
         hp = (config.get("algorithm") or {}).get("hyperparameters") or {}
-        for k, v in (("model", (config.get("model") or {}).get("name_or_path")), ("tools", (config.get("environment") or {}).get("tools")),
+        for k, v in (("model", (config.get("model") or {}).get("name_or_path")),
+                     ("tools", (config.get("environment") or {}).get("tools")),
                      ("max_steps", hp.get("max_steps")), ("learning_rate", hp.get("learning_rate")),
                      ("num_generations", hp.get("num_generations")), ("seed", config.get("seed"))):
             if v is not None: rows[k] = v
@@ -139,10 +146,11 @@ def eval_table(before: dict | None, after: dict | None) -> str:
         ok = all(isinstance(v, Real) and not isinstance(v, bool) and v == v for v in (x, y))
         return f"{y - x:+.2f}" if ok else "—"
     rows = "".join(f'<tr><th>{html.escape(k)}</th><td class="rp-num">{_v(b.get(k), "eval/" + k)}</td>'
-                   f'<td class="rp-num">{_v(a.get(k), "eval/" + k)}</td><td class="rp-num">{change(k)}</td></tr>' for k in keys)
+                   f'<td class="rp-num">{_v(a.get(k), "eval/" + k)}</td><td class="rp-num">{change(k)}</td></tr>'
+                   for k in keys)
     ref = after or before or {}
-    note = (f"<p class='rt-muted'>{ref.get('n', '?')} held-out rows, greedy; success: {html.escape(str(ref.get('success_reward', '?')))} "
-            f"≥ {ref.get('threshold', '?')}</p>")
+    note = (f"<p class='rt-muted'>{ref.get('n', '?')} held-out rows, greedy; success: "
+            f"{html.escape(str(ref.get('success_reward', '?')))} ≥ {ref.get('threshold', '?')}</p>")
     return note + f'<table class="rp-kv" id="eval"><tr><th></th><th>before</th><th>after</th><th>change</th></tr>{rows}</table>'
 
 def _svg_uri(svg: str) -> str: return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode("ascii")
@@ -158,13 +166,15 @@ def _headline(results: dict, log: MetricLog) -> str:
     facts = []
     if "reward" in log:
         x, y = log.series("reward")
-        facts.append(f"training reward {y[0]:.3g} (step {x[0]:g}) → {y[-1]:.3g} (step {x[-1]:g}), best {y.max():.3g} (step {x[y.argmax()]:g})")
+        facts.append(f"training reward {y[0]:.3g} (step {x[0]:g}) → {y[-1]:.3g} (step {x[-1]:g}), best {y.max():.3g} "
+                     f"(step {x[y.argmax()]:g})")
     if results.get("global_step") is not None: facts.append(f"{_v(results['global_step'])} steps")
     if results.get("wall_seconds") is not None: facts.append(_v(results["wall_seconds"], "wall_seconds"))
     if facts: out.append(f"<p>{' · '.join(facts)}</p>")
     panels = [p for p in (REWARD_PANELS[0], REWARD_PANELS[2]) if any(p.match(k) for k in log.keys())]
     if panels:
-        out.append('<div class="rp-curves">' + "".join(f'<img alt="{html.escape(p.title)}" src="{_svg_uri(svg_panel(log, p, width=520))}">'
+        out.append('<div class="rp-curves">' + "".join(f'<img alt="{html.escape(p.title)}" '
+                                                       f'src="{_svg_uri(svg_panel(log, p, width=520))}">'
                                                        for p in panels) + "</div>")
     return f'<section id="headline" class="rp-headline">{"".join(out)}</section>' if out else ""
 
@@ -182,7 +192,8 @@ def _failed_section(ext: dict[Any, dict[str, Any]], max_steps: int) -> str:
     out = [f'<section id="failed"><h2>Failed rollouts</h2><p><b class="rt-bad">{n} of {total} rollouts</b> failed on '
            f'infrastructure in {len(bad)} step{"s" if len(bad) > 1 else ""} (kept out of the gradient): '
            + ", ".join(f"step {html.escape(str(s))} ({bad[s]['failed']})" for s in bad) + ". The first of each:</p>"]
-    out += [f'<h3 id="failed-{html.escape(str(s))}">step {html.escape(str(s))} · {bad[s]["failed"]} of {bad[s]["n"]} failed</h3>'
+    out += [f'<h3 id="failed-{html.escape(str(s))}">step {html.escape(str(s))} · {bad[s]["failed"]} of {bad[s]["n"]} '
+            'failed</h3>'
             + rollout_html(bad[s]["first_failed"], "failed") for s in steps]
     return "".join(out) + "</section>"
 
@@ -191,16 +202,18 @@ def _heldout_section(log: MetricLog, max_rows: int = 50) -> str:
     "The held-out evaluations during training: a note on the curve and a table, one row per evaluated step ('' when none)."
     if "eval/success_rate" not in log: return ""
     keys = [k for k in log.keys() if k.startswith("eval/")]
-    keys = sorted(keys, key=lambda k: (k != "eval/success_rate", k != "eval/mean_reward", not k.startswith("eval/rewards/")))
+    keys = sorted(keys,
+                  key=lambda k: (k != "eval/success_rate", k != "eval/mean_reward", not k.startswith("eval/rewards/")))
     vals = {k: dict(zip(*log.series(k))) for k in keys}
     steps = spaced_steps(sorted(vals["eval/success_rate"]), max_rows)
     head = "".join(f"<th>{html.escape(k[5:].removeprefix('rewards/').replace('_', ' '))}</th>" for k in keys)
-    rows = "".join(f"<tr><td>{s:g}</td>" + "".join(f"<td>{_v(vals[k].get(s))}</td>" if s in vals[k] else "<td>—</td>" for k in keys)
+    rows = "".join(f"<tr><td>{s:g}</td>" + "".join(f"<td>{_v(vals[k].get(s))}</td>" if s in vals[k]
+                                                   else "<td>—</td>" for k in keys)
                    + "</tr>" for s in steps)
     return ('<section><h2>Held-out evaluation during training</h2><p>Greedy episodes on the held-out rows, every '
-            f'<code>evaluation.every_n_steps</code> steps ({len(vals["eval/success_rate"])} evaluations): the points beside the '
-            'training reward and components in the Reward figure, and held-out success in its own panel; a step 0 is the '
-            'evaluation before training.</p>'
+            f'<code>evaluation.every_n_steps</code> steps ({len(vals["eval/success_rate"])} evaluations): the points '
+            'beside the training reward and components in the Reward figure, and held-out success in its own panel; a '
+            'step 0 is the evaluation before training.</p>'
             f'<table class="rp-kv" id="heldout"><tr><th>step</th>{head}</tr>{rows}</table></section>')
 
 # %% ../nbs/08b_report.ipynb #4936456f
@@ -219,9 +232,11 @@ def report_html(
     cfg_path, res_path = run_dir / "config.yaml", run_dir / "results.json"
     config_text = cfg_path.read_text(encoding="utf-8") if cfg_path.exists() else None
     try: config = yaml.safe_load(config_text) if config_text else None
-    except yaml.YAMLError as e: raise ValueError(f"{cfg_path} is not valid YAML ({e}); fix or remove it to write the report") from e
+    except yaml.YAMLError as e: raise ValueError(f"{cfg_path} is not valid YAML ({e}); fix or remove it to write the "
+                                                 "report") from e
     try: results = json.loads(res_path.read_text(encoding="utf-8")) if res_path.exists() else None
-    except json.JSONDecodeError as e: raise ValueError(f"{res_path} is not valid JSON ({e}); fix or remove it to write the report") from e
+    except json.JSONDecodeError as e: raise ValueError(f"{res_path} is not valid JSON ({e}); fix or remove it to write "
+                                                       "the report") from e
     name = (config or {}).get("experiment_name") or run_dir.resolve().name
     results = results if isinstance(results, dict) else {}
     final = results.get("final_metrics") or ({k: log.last(k) for k in log.keys()} if log.keys() else {})
@@ -231,8 +246,10 @@ def report_html(
             _headline(results, log), _flags_section(log),
             "<section><h2>Summary</h2>", _summary(config, results, log, len(ext))]
     if results.get("eval_before") or results.get("eval_after"):
-        body += ["<h3>Held-out evaluation, before and after training</h3>", eval_table(results.get("eval_before"), results.get("eval_after"))]
-    if final: body.append(f"<details><summary>All metrics of the last step ({len(final)})</summary>{_kv(list(final.items()))}</details>")
+        body += ["<h3>Held-out evaluation, before and after training</h3>",
+                 eval_table(results.get("eval_before"), results.get("eval_after"))]
+    if final: body.append("<details><summary>All metrics of the last step "
+                          f"({len(final)})</summary>{_kv(list(final.items()))}</details>")
     if config_text: body.append(f"<details><summary>config.yaml</summary><pre>{html.escape(config_text)}</pre></details>")
     body.append("</section>")
     for title, png in (figures if figures is not None else report_figures(log)):
@@ -240,8 +257,8 @@ def report_html(
     body.append(_heldout_section(log))
     if ext:
         steps = spaced_steps([s for s in ext if s is not None] or list(ext), max_steps)
-        body.append(f'<section><h2>Rollouts</h2><p>Best and worst rollout of {len(steps)} of the {len(ext)} steps with rollouts. '
-                    '<span class="rt-tokens"><span class="rt-trained">model tokens (trained)</span> '
+        body.append(f'<section><h2>Rollouts</h2><p>Best and worst rollout of {len(steps)} of the {len(ext)} steps with '
+                    'rollouts. <span class="rt-tokens"><span class="rt-trained">model tokens (trained)</span> '
                     '<span class="rt-masked">environment tokens (masked)</span></span></p>')
         for s in steps:
             e = ext[s]

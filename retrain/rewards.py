@@ -44,7 +44,8 @@ class RewardSpec:
         ps = list(inspect.signature(self.fn).parameters.values())
         pos = [p.name for p in ps if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:_N_POSITIONAL[self.level]]
         if any(p.kind == p.VAR_KEYWORD for p in ps): return None, set(pos)
-        return {p.name for p in ps if p.name not in pos and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}, set(pos)
+        return {p.name for p in ps if p.name not in pos
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}, set(pos)
 
     def keywords(self) -> set[str] | None:
         "Keyword arguments `fn` takes besides its positional inputs; None when it takes `**kwargs`."
@@ -69,10 +70,12 @@ def _infer_level(fn: Callable) -> str:
 def _register(table: dict, kind: str, fn: Callable, name: str | None, level: str | None) -> Callable:
     if not callable(fn): raise TypeError(f"a {kind} must be callable, got {fn!r}")
     name = name or getattr(fn, "__name__", None)
-    if not name or name == "<lambda>": raise ValueError(f"this {kind} has no usable name: register_{kind}(fn, name='...')")
+    if not name or name == "<lambda>": raise ValueError(f"this {kind} has no usable name: register_{kind}(fn, "
+                                                        "name='...')")
     if ":" in name: raise ValueError(f"{kind} name {name!r}: ':' is reserved for 'package.module:function' references")
     level = level or _infer_level(fn)
-    if level not in _N_POSITIONAL: raise ValueError(f"{kind} {name!r}: level must be 'rollout', 'step', 'batch' or 'group', got {level!r}")
+    if level not in _N_POSITIONAL: raise ValueError(f"{kind} {name!r}: level must be 'rollout', 'step', 'batch' or "
+                                                    f"'group', got {level!r}")
     table[name] = RewardSpec(name, fn, level)
     return fn
 
@@ -113,7 +116,8 @@ def _import_ref(ref: str, kind: str) -> Callable:
     if not callable(obj): raise TypeError(f"{kind} {ref!r} is a {type(obj).__name__}, not a function")
     return obj
 
-_BUILTIN_MODULES = {"math_verify": "retrain.math_rewards", "llm_judge": "retrain.judge", "llm_judge_group": "retrain.judge"}
+_BUILTIN_MODULES = {"math_verify": "retrain.math_rewards", "llm_judge": "retrain.judge",
+                    "llm_judge_group": "retrain.judge"}
 
 def _lookup(table: dict, kind: str, name: str) -> RewardSpec:
     if name not in table and kind == "reward" and name in _BUILTIN_MODULES: importlib.import_module(_BUILTIN_MODULES[name])
@@ -150,8 +154,8 @@ class Tripwire:
 
 def _refuse(trip: Tripwire, what: str):
     if trip.what is None: trip.what = what
-    raise RolloutModifiedError(f"{what} is read-only: rewards get a read-only view of the rollout; return the score instead "
-                               "(notes may go in rollout.annotations)")
+    raise RolloutModifiedError(f"{what} is read-only: rewards get a read-only view of the rollout; return the score "
+                               "instead (notes may go in rollout.annotations)")
 
 class _FrozenList(list):
     "A read-only copy of a rollout's list (its items read-only too)."
@@ -190,8 +194,10 @@ def _view_set(self, name: str, value: Any = None):
 @cache
 def _view_class(cls: type) -> type:
     "The read-only view class of dataclass `cls`: a subclass, so `isinstance` checks still hold."
-    return type(cls.__name__, (cls,), {"__getattribute__": _view_get, "__setattr__": _view_set, "__delattr__": _view_set,
-                                       "__reduce_ex__": lambda self, p: object.__getattribute__(self, "_ro")[0].__reduce_ex__(p),
+    return type(cls.__name__, (cls,),
+                {"__getattribute__": _view_get, "__setattr__": _view_set, "__delattr__": _view_set,
+                                       "__reduce_ex__": lambda self,
+                 p: object.__getattribute__(self, "_ro")[0].__reduce_ex__(p),
                                        "__doc__": f"A read-only view of a `{cls.__name__}`.", "__module__": __name__})
 
 def read_only(x: Any,  # a rollout, turn, list, dict, or anything else (returned as is)
@@ -202,9 +208,11 @@ def read_only(x: Any,  # a rollout, turn, list, dict, or anything else (returned
     trip = trip if trip is not None else Tripwire()
     if isinstance(x, (_FrozenList, _FrozenDict)): return x
     if isinstance(x, list):
-        if not x or isinstance(x[0], (int, float, str)): return _FrozenList(x, path, trip)  # token ids, masks, log-probs: one C copy
+        # token ids, masks, log-probs: one C copy
+        if not x or isinstance(x[0], (int, float, str)): return _FrozenList(x, path, trip)
         return _FrozenList((read_only(v, f"{path}[{i}]", trip) for i, v in enumerate(x)), path, trip)
-    if isinstance(x, dict): return _FrozenDict(((k, read_only(v, f"{path}[{k!r}]", trip)) for k, v in x.items()), path, trip)
+    if isinstance(x, dict): return _FrozenDict(((k, read_only(v, f"{path}[{k!r}]", trip)) for k,
+                                                v in x.items()), path, trip)
     if is_dataclass(x) and not isinstance(x, type) and "_ro" not in x.__dict__:
         v = object.__new__(_view_class(type(x)))
         object.__setattr__(v, "_ro", (x, path, trip))
@@ -265,7 +273,8 @@ def tool_call_success(turn: Turn, rollout: RawRolloutData) -> float | None:
 @reward
 def used_tool(rollout: RawRolloutData, tool: str) -> float:
     "1.0 if the episode called the tool named `tool` (whatever the call's outcome), else 0.0."
-    return float(any(t.action == ActionKind.tool_call and t.tool_call and t.tool_call.name == tool for t in rollout.turns))
+    return float(any(t.action == ActionKind.tool_call and t.tool_call
+                     and t.tool_call.name == tool for t in rollout.turns))
 
 # %% ../nbs/05_rewards.ipynb #ef904dea
 @reward

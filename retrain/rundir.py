@@ -97,7 +97,8 @@ class RunLock:
         prev = _holder(fd)
         if prev.get("pid"):
             self.took_over = prev
-            _log.info("run directory %s: took over the lock of %s, which ended without releasing it", self.run_dir, _who(prev))
+            _log.info("run directory %s: took over the lock of %s, which ended without releasing it",
+                      self.run_dir, _who(prev))
         rec = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}).encode()
         try:
             with writing(self.path): os.ftruncate(fd, 0); os.pwrite(fd, rec, 0); os.fsync(fd)
@@ -144,7 +145,8 @@ def _ckpt_files(ckpt: Path) -> list[Path]:
 def seal_checkpoint(ckpt: str | Path, step: int) -> None:
     "Record `ckpt`'s files (size, SHA-256) in its manifest, then mark it complete; both written atomically."
     ckpt = Path(ckpt)
-    files = {p.relative_to(ckpt).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in _ckpt_files(ckpt)}
+    files = {p.relative_to(ckpt).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)}
+             for p in _ckpt_files(ckpt)}
     write_atomic(ckpt / MANIFEST, json.dumps({"step": step, "files": files}, indent=1))
     write_atomic(ckpt / CHECKPOINT_DONE, str(step))
 
@@ -188,7 +190,8 @@ def _manifest_problems(ckpt: Path, man: dict) -> dict[str, str]:
 
 def _legacy_problems(ckpt: Path) -> dict[str, str]:
     out = {pat.replace("*", ""): "is missing" for pat in _NEEDED if not any(ckpt.glob(pat))}
-    if not any((ckpt / w).is_file() for w in _WEIGHTS): out["model weights"] = f"are missing (none of {', '.join(_WEIGHTS)})"
+    if not any((ckpt / w).is_file()
+               for w in _WEIGHTS): out["model weights"] = f"are missing (none of {', '.join(_WEIGHTS)})"
     return out
 
 def check_checkpoint(ckpt: str | Path) -> CheckpointCheck:
@@ -220,7 +223,8 @@ def iter_jsonl(path: str | Path) -> Iterator[dict]:
             try: rec = json.loads(line)
             except json.JSONDecodeError as e: pending = (n, f"JSONDecodeError: {e}"); continue
             if not isinstance(rec, dict):
-                raise LogLineError(f"{path}:{n}: not a valid log line (a {type(rec).__name__}, not an object); fix or delete that line")
+                raise LogLineError(f"{path}:{n}: not a valid log line (a {type(rec).__name__}, not an object); fix or "
+                                   "delete that line")
             yield rec
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -234,11 +238,13 @@ def _ckpt_step(p: Path) -> int | None:
 
 def complete_checkpoints(ckpt_dir: str | Path) -> list[Path]:
     "Complete checkpoints (those with the completion marker) in `ckpt_dir`, oldest first."
-    ps = [p for p in Path(ckpt_dir).glob("checkpoint-*") if _ckpt_step(p) is not None and (p / CHECKPOINT_DONE).is_file()]
+    ps = [p for p in Path(ckpt_dir).glob("checkpoint-*") if _ckpt_step(p) is not None
+          and (p / CHECKPOINT_DONE).is_file()]
     return sorted(ps, key=_ckpt_step)
 
 def _last_logged_step(path: Path) -> int:
-    try: return max((int(r.get("step", 0)) for r in read_jsonl(path)), default=0)  # a torn last line is dropped on resume
+    # a torn last line is dropped on resume
+    try: return max((int(r.get("step", 0)) for r in read_jsonl(path)), default=0)
     except LogLineError as e: raise RunDirError(str(e)) from None
     except (TypeError, ValueError) as e:
         raise RunDirError(f"{path}: a line whose 'step' is not a number ({e}); fix or delete that line") from None
@@ -274,7 +280,8 @@ class RunDirState:
 def inspect_run(run_dir: str | Path) -> RunDirState:
     "Read what `run_dir` holds, changing nothing."
     run_dir = Path(run_dir)
-    return RunDirState(run_dir, _last_logged_step(run_dir / "metrics.jsonl"), complete_checkpoints(run_dir / "checkpoints"),
+    return RunDirState(run_dir, _last_logged_step(run_dir / "metrics.jsonl"),
+                       complete_checkpoints(run_dir / "checkpoints"),
                        read_results(run_dir))
 
 # %% ../nbs/07c_rundir.ipynb #aa560a52
@@ -358,7 +365,8 @@ class RunLogger:
 
     def _append(self, name: str, records: list[dict]):
         if not records: return
-        data = memoryview("".join(json.dumps(json_safe(r), default=str, allow_nan=False) + "\n" for r in records).encode())
+        data = memoryview("".join(json.dumps(json_safe(r), default=str, allow_nan=False) + "\n"
+                                  for r in records).encode())
         with writing(self.run_dir / name):
             fd = os.open(self.run_dir / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:

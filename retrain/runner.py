@@ -36,7 +36,8 @@ from .report import report_figures, write_report
 from .calculator import RewardCalculator, RewardError, success_reward_name
 from .disk import writing
 from .preemption import sigterm_stops
-from .rundir import (RunLock, RunLogger, StartPlan, clear_incomplete, plan_start, read_jsonl, read_results, rollback_logs,
+from .rundir import (RunLock, RunLogger, StartPlan, clear_incomplete, plan_start, read_jsonl,
+                            read_results, rollback_logs,
                             write_atomic, write_results)
 from .tools import resolve_tool
 from .trainer import GRPOTrainer, grpo_config
@@ -60,7 +61,8 @@ class ProgressBar:
         self.bar.n = step
         if metrics.get("eval/success_rate") is not None: self.heldout = metrics["eval/success_rate"]
         held = {} if self.heldout is None else {"held_out": f"{self.heldout:.2f}"}
-        self.bar.set_postfix(reward=f"{metrics.get('reward', float('nan')):.3f}", tools=f"{metrics.get('tool_call_rate', float('nan')):.2f}", **held)
+        self.bar.set_postfix(reward=f"{metrics.get('reward', float('nan')):.3f}",
+                             tools=f"{metrics.get('tool_call_rate', float('nan')):.2f}", **held)
     def close(self): self.bar.close()
 
 # %% ../nbs/10_run.ipynb #58d22736
@@ -69,7 +71,8 @@ def evaluate_rows(env: SmolAgentEnv, rewards: RewardCalculator, model, rows: lis
              generator=None,  # where turns are sampled (default: the environment's)
              ) -> dict[str, Any]:
     "Greedy success rate, mean reward, reward components, tool use and terminations over `rows` (`evaluate_policy`'s summary)."
-    return evaluate_policy(env, rewards, model, rows, success_reward=success_reward, threshold=threshold, batch_size=batch_size,
+    return evaluate_policy(env, rewards, model, rows, success_reward=success_reward,
+                           threshold=threshold, batch_size=batch_size,
                            generator=generator)[0]
 
 # %% ../nbs/10_run.ipynb #fb1c9713
@@ -92,14 +95,16 @@ def _metric_log(history: list[dict]) -> MetricLog:
     for m in history: ml.add(m["step"], m)
     return ml
 
-def _check_start(cfg: TrainingConfig, run_dir: Path, resume: bool, given_client: bool, fresh_state: bool = False) -> StartPlan:
+def _check_start(cfg: TrainingConfig, run_dir: Path, resume: bool, given_client: bool,
+                 fresh_state: bool = False) -> StartPlan:
     "What the start does with the run directory (`plan_start`), or a refusal; vLLM needed and missing is refused too."
     backend = cfg.environment.generation.backend
     if backend != "hf" and not given_client and importlib.util.find_spec("vllm") is None:
         raise SetupError(f"environment.generation.backend is {backend}, which needs vLLM, and vLLM is not installed: "
                          "pip install 'retrain[vllm]' on a CUDA machine, or set environment.generation.backend: hf")
     max_steps = grpo_config(cfg, str(run_dir / "checkpoints")).max_steps
-    plan = main_first(lambda: plan_start(run_dir, resume=resume, max_steps=max_steps, fresh_state=fresh_state))  # main tidies first
+    # main tidies first
+    plan = main_first(lambda: plan_start(run_dir, resume=resume, max_steps=max_steps, fresh_state=fresh_state))
     barrier()
     return plan
 
@@ -150,8 +155,8 @@ def _check_model_dir(name_or_path: str):
     "A local model folder must hold a saved model (an empty one fails deep inside transformers)."
     p = Path(name_or_path)
     if p.is_dir() and not (p / "config.json").is_file():
-        raise ModelLoadError(f"model.name_or_path='{name_or_path}': the folder holds no config.json (empty or incomplete?); "
-                             "point it at a folder written by save_pretrained, or at a model id")
+        raise ModelLoadError(f"model.name_or_path='{name_or_path}': the folder holds no config.json (empty or "
+                             "incomplete?); point it at a folder written by save_pretrained, or at a model id")
 
 def _restore(trainer: GRPOTrainer, ckpt: Path):
     "Load a checkpoint's weights and trainer state without training (it already reached max_steps)."
@@ -182,9 +187,11 @@ def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None, clos
     ev = cfg.evaluation
     eval_rows = load_checked_rows(ev.prompt_source, cfg, "evaluation.prompt_source") if ev else []
     tokenizer = load_tokenizer(cfg.model)
-    if problems := check_run(cfg, tokenizer, rows_checked=True):  # every name, level and parameter, before any weights load
+    # every name, level and parameter, before any weights load
+    if problems := check_run(cfg, tokenizer, rows_checked=True):
         raise SetupError("the run cannot start:\n" + "\n".join(problems))
-    rows, eval_rows = fit_run_rows(cfg, tokenizer, rows, eval_rows)  # each prompt leaves the completion budget within the context
+    # each prompt leaves the completion budget within the context
+    rows, eval_rows = fit_run_rows(cfg, tokenizer, rows, eval_rows)
     model = load_model(cfg.model.model_copy(update={"peft_config": None}))  # TRL applies the adapters
     args = grpo_config(cfg, str(ckpt_dir), n_params=model.num_parameters())
     per_step = args.generation_batch_size // args.num_generations
@@ -194,13 +201,15 @@ def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None, clos
                          "add prompts or lower algorithm.hyperparameters.per_device_train_batch_size")
     env, warm = build_env(cfg, tokenizer, args.max_completion_length, mcp_tools, closing, log_dir=ckpt_dir.parent), None
     if cfg.warm_start is not None:  # the run's environment, with the demonstrations' tools
-        make_env = lambda tools: build_env(cfg, tokenizer, args.max_completion_length, mcp_tools, closing, tools=tools, log_dir=ckpt_dir.parent)
+        make_env = lambda tools: build_env(cfg, tokenizer, args.max_completion_length, mcp_tools, closing,
+                                           tools=tools, log_dir=ckpt_dir.parent)
         model, warm = warm_started(model, tokenizer, cfg, make_env, rows, keep=_demonstration_check(cfg, calculator))
         _log.info("warm start: %d demonstrations, %d steps, loss %s -> %s%s", warm["demonstrations"], warm["steps"],
                   warm["first_loss"], warm["last_loss"], " (cached)" if warm["cached"] else "")
     return _Parts(tokenizer, model, args, env, calculator,
                   rows, eval_rows,
-                  dict(success_reward=ev.success_reward, threshold=ev.success_threshold, batch_size=ev.batch_size) if ev else {}, warm)
+                  dict(success_reward=ev.success_reward, threshold=ev.success_threshold,
+                       batch_size=ev.batch_size) if ev else {}, warm)
 
 def _demonstration_check(cfg: TrainingConfig, calculator: RewardCalculator):
     "A warm start teaches a demonstration only when its success reward reaches 1 (None: when there is no such reward)."
@@ -211,7 +220,8 @@ def _demonstration_check(cfg: TrainingConfig, calculator: RewardCalculator):
 
 # %% ../nbs/10_run.ipynb #7972fa95
 async def _train(trainer: GRPOTrainer, ckpt: Path | None):
-    training = asyncio.ensure_future(asyncio.to_thread(trainer.train, resume_from_checkpoint=str(ckpt) if ckpt else None))
+    training = asyncio.ensure_future(asyncio.to_thread(trainer.train,
+                                                       resume_from_checkpoint=str(ckpt) if ckpt else None))
     try: await asyncio.shield(training)
     except asyncio.CancelledError:
         trainer.stop_requested = True  # honoured at the end of the step in progress
@@ -242,7 +252,8 @@ def _watchers(cfg: TrainingConfig, run_dir: Path, p: _Parts, start: int, dashboa
     if progress if progress is not None else not _in_notebook():
         w.bar = ProgressBar(max(p.args.max_steps, 0), initial=start)
         w.sinks.append(w.bar)
-    w.trackers = tracker_sink(cfg.algorithm.report_to, run_dir, project=p.args.project)  # held-out figures, rollout tables
+    # held-out figures, rollout tables
+    w.trackers = tracker_sink(cfg.algorithm.report_to, run_dir, project=p.args.project)
     if w.trackers: w.sinks.append(w.trackers)
     return w
 
@@ -279,7 +290,8 @@ def _prepare_dir(cfg: TrainingConfig, run_dir: Path, plan: StartPlan):
     if is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
         clear_incomplete(run_dir, plan)
-        rollback_logs(run_dir, plan.step if plan.step else -1)  # from scratch: not even a step-0 line is kept (written again)
+        # from scratch: not even a step-0 line is kept (written again)
+        rollback_logs(run_dir, plan.step if plan.step else -1)
         write_atomic(run_dir / "config.yaml", cfg.to_yaml())
     barrier()
 
@@ -287,8 +299,10 @@ def _trainer(cfg: TrainingConfig, p: _Parts, sinks: list, mcp_tools: MCPTools | 
     "The GRPO trainer over the built pieces."
     peft = lora_config(cfg.model.peft_config) if cfg.model.peft_config is not None else None
     ev = cfg.evaluation
-    return GRPOTrainer(p.model, p.env, p.calculator, p.rows, p.args, processing_class=p.tokenizer, peft_config=peft, sinks=sinks,
-                       callbacks=([MCPCallback(mcp_tools)] if mcp_tools else []) + [HealthCallback(cfg.algorithm.stop_on_collapse)],
+    return GRPOTrainer(p.model, p.env, p.calculator, p.rows, p.args, processing_class=p.tokenizer,
+                       peft_config=peft, sinks=sinks,
+                       callbacks=([MCPCallback(mcp_tools)] if mcp_tools
+                                  else []) + [HealthCallback(cfg.algorithm.stop_on_collapse)],
                        vllm_client=vllm_client,
                        **({"success_reward": ev.success_reward, "success_threshold": ev.success_threshold}
                           if ev else {}))  # `signals/success_rate` means what `retrain eval` calls success
@@ -298,7 +312,8 @@ async def _evaluate_before(cfg: TrainingConfig, p: _Parts, trainer: GRPOTrainer,
     ev = cfg.evaluation
     if not (ev and ev.before): return None
     if "eval_before" in prior: return prior["eval_before"]
-    if is_main(): _log.info("evaluating before training on %d held-out rows over %d process(es)", len(p.eval_rows), world_size())
+    if is_main(): _log.info("evaluating before training on %d held-out rows over %d process(es)",
+                            len(p.eval_rows), world_size())
     with torch.random.fork_rng():  # training samples the same whether or not this ran
         return await asyncio.to_thread(evaluate_rows, p.env, p.calculator, p.model, p.eval_rows,
                                        generator=trainer.generator, **p.eval_kw)
@@ -307,7 +322,8 @@ async def _train_or_restore(trainer: GRPOTrainer, plan: StartPlan):
     "Train from the plan's checkpoint (or from scratch), or only restore it when it already reached max_steps."
     try:
         if plan.train:
-            with sigterm_stops(trainer): await _train(trainer, plan.resume_from)  # SIGTERM: the step saved, then `Preempted`
+            # SIGTERM: the step saved, then `Preempted`
+            with sigterm_stops(trainer): await _train(trainer, plan.resume_from)
         else: _restore(trainer, plan.resume_from)
     except RewardError as e:  # the run directory stays resumable: the failed step was neither logged nor saved
         raise RewardError(f"{e}; the run stopped in step {trainer.state.global_step + 1}: fix it, then continue with "
@@ -326,17 +342,21 @@ async def _evaluate_after(cfg: TrainingConfig, p: _Parts, trainer: GRPOTrainer,
     ev = cfg.evaluation
     if not (ev and ev.after): return None
     if last is not None: return last  # not played again
-    if is_main(): _log.info("evaluating after training on %d held-out rows over %d process(es)", len(p.eval_rows), world_size())
-    if trainer.use_vllm: trainer.vllm_generation.sync_weights()  # TRL syncs before each step; evaluation needs the last update
+    if is_main(): _log.info("evaluating after training on %d held-out rows over %d process(es)",
+                            len(p.eval_rows), world_size())
+    # TRL syncs before each step; evaluation needs the last update
+    if trainer.use_vllm: trainer.vllm_generation.sync_weights()
     policy = trainer.accelerator.unwrap_model(trainer.model)
-    return await asyncio.to_thread(evaluate_rows, p.env, p.calculator, policy, p.eval_rows, generator=trainer.generator, **p.eval_kw)
+    return await asyncio.to_thread(evaluate_rows, p.env, p.calculator, policy, p.eval_rows,
+                                   generator=trainer.generator, **p.eval_kw)
 
 def _results(results: dict[str, Any], trainer: GRPOTrainer, w: _Watch, prior: dict, t_start: float,
              mcp_tools: MCPTools | None) -> dict[str, Any]:
     "The results of a finished run: success before and after, final metrics, steps, time, memory, MCP calls."
     if "eval_before" in results: results["success_before"] = results["eval_before"]["success_rate"]
     if "eval_after" in results: results["success_after"] = results["eval_after"]["success_rate"]
-    results.update(final_metrics=w.logger.history[-1] if w.logger.history else {}, global_step=trainer.state.global_step,
+    results.update(final_metrics=w.logger.history[-1] if w.logger.history else {},
+                   global_step=trainer.state.global_step,
                    wall_seconds=round(time.perf_counter() - t_start + prior.get("wall_seconds", 0.0), 2),
                    peak_rss_mb=round(_peak_rss_mb(), 1), mask_check_failures=trainer.mask_check_failures)
     if mcp_tools: results["mcp"] = mcp_tools.stats()

@@ -20,7 +20,8 @@ def draw_tokens(
     "One index per row of `probs`, drawn with probability proportional to its entry."
     cdf = probs.cumsum(-1)
     if u is None: u = torch.rand(probs.shape[0], 1, dtype=cdf.dtype, device=cdf.device)
-    tok = torch.searchsorted(cdf, u.to(cdf.dtype) * cdf[:, -1:], right=True)[:, 0]  # the first index whose cumulative mass exceeds u
+    # the first index whose cumulative mass exceeds u
+    tok = torch.searchsorted(cdf, u.to(cdf.dtype) * cdf[:, -1:], right=True)[:, 0]
     hit_end = tok >= probs.shape[1]  # only when rounding made u reach the total
     if hit_end.any():  # then the last index with mass (the tail may hold zeros)
         last = probs.shape[1] - 1 - (probs > 0).flip(-1).to(torch.int8).argmax(-1)

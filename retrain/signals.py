@@ -33,7 +33,8 @@ class RolloutFacts:
 def rollout_facts(t: ProcessedTrajectory) -> RolloutFacts:
     "The facts of one scored rollout."
     r = t.raw
-    return RolloutFacts(t.total_reward, dict(t.rewards), r.final_answer, len(r.turns), r.num_tool_calls, r.n_model_tokens, r.failed)
+    return RolloutFacts(t.total_reward, dict(t.rewards), r.final_answer, len(r.turns), r.num_tool_calls,
+                        r.n_model_tokens, r.failed)
 
 # %% ../nbs/06a_signals.ipynb #124361f5
 def distribution(values: Sequence[float], stats: Sequence[str] = ("mean", "p50", "p90", "max")) -> dict[str, float]:
@@ -43,7 +44,8 @@ def distribution(values: Sequence[float], stats: Sequence[str] = ("mean", "p50",
     if not len(values): return {}
     a = np.asarray(values, dtype=float)
     ps = [s for s in stats if s.startswith("p")]
-    pv = dict(zip(ps, np.percentile(a, [int(s[1:]) for s in ps]).tolist())) if ps else {}  # one sort for all percentiles
+    # one sort for all percentiles
+    pv = dict(zip(ps, np.percentile(a, [int(s[1:]) for s in ps]).tolist())) if ps else {}
     return {s: pv[s] if s in pv else float(a.mean() if s == "mean" else getattr(a, s)()) for s in stats}
 
 # %% ../nbs/06a_signals.ipynb #3b7bd5ce
@@ -52,7 +54,8 @@ def _fold(answer: str) -> str: return " ".join(answer.split()).casefold()
 def _groups(facts: Sequence[RolloutFacts], group_size: int) -> list[list[RolloutFacts]]:
     "Consecutive groups of `group_size`, each without its failed rollouts."
     if group_size < 1 or len(facts) % group_size:
-        raise ValueError(f"{len(facts)} rollouts do not split into groups of {group_size}: pass num_generations as group_size")
+        raise ValueError(f"{len(facts)} rollouts do not split into groups of {group_size}: pass num_generations as "
+                         "group_size")
     return [[f for f in facts[i:i + group_size] if not f.failed] for i in range(0, len(facts), group_size)]
 
 def identical_answers(facts: Sequence[RolloutFacts], group_size: int) -> float | None:
@@ -95,7 +98,8 @@ def success_rate(facts: Sequence[RolloutFacts], name: str, threshold: float = 1.
     "Fraction of scored rollouts whose `name` component reaches `threshold` (None: no scored rollout)."
     scored = [f for f in facts if not f.failed]
     if not scored: return None
-    return sum((v := f.rewards.get(name)) is not None and not math.isnan(v) and v >= threshold for f in scored) / len(scored)
+    return sum((v := f.rewards.get(name)) is not None and not math.isnan(v) and v >= threshold
+               for f in scored) / len(scored)
 
 def step_signals(facts: Sequence[RolloutFacts],  # one step's rollouts, every rank's, in order
                  group_size: int,  # rollouts per prompt (`num_generations`)
@@ -110,7 +114,8 @@ def step_signals(facts: Sequence[RolloutFacts],  # one step's rollouts, every ra
                              ("turns", [f.turns for f in scored], ("mean", "p50", "p90", "max")),
                              ("tool_calls", [f.tool_calls for f in scored], ("mean", "max"))):
         out.update({f"signals/{key}/{s}": v for s, v in distribution(vals, stats).items()})
-    for key, v in (("identical_answers", identical_answers(facts, group_size)), ("zero_variance_groups", zero_variance_groups(facts, group_size)),
+    for key, v in (("identical_answers", identical_answers(facts, group_size)),
+                   ("zero_variance_groups", zero_variance_groups(facts, group_size)),
                    ("success_rate", success_rate(facts, success, threshold) if success else None)):
         if v is not None: out[f"signals/{key}"] = v
     out.update({f"signals/corr/{k}": v for k, v in component_correlations(facts).items()})
@@ -131,8 +136,8 @@ class HackingFlag:
 
     def __str__(self) -> str:
         steps = f"step {self.first_step:g}" if self.first_step == self.last_step else f"steps {self.first_step:g}–{self.last_step:g}"
-        return (f"{steps}: {self.component} rose {self.component_before:.3g} → {self.component_after:.3g} while success fell "
-                f"{self.success_before:.3g} → {self.success_after:.3g} (means of {self.window} steps)")
+        return (f"{steps}: {self.component} rose {self.component_before:.3g} → {self.component_after:.3g} while "
+                f"success fell {self.success_before:.3g} → {self.success_after:.3g} (means of {self.window} steps)")
 
 # %% ../nbs/06a_signals.ipynb #c068b0a2
 def _aligned(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -165,10 +170,12 @@ def hacking_flags(success: tuple[Sequence[float], Sequence[float]],  # (steps, s
         span = float(c.max() - c.min()) if len(c) else 0.0
         if w < 2 or span <= eps: continue
         (cb, ca, cse), (sb, sa, sse) = _windows(c, w), _windows(s, w)
-        hit = (ca - cb >= np.maximum(min_rise * span, min_z * cse) - eps) & (sb - sa >= np.maximum(min_drop, min_z * sse) - eps)
+        hit = (ca - cb >= np.maximum(min_rise * span,
+                                     min_z * cse) - eps) & (sb - sa >= np.maximum(min_drop, min_z * sse) - eps)
         at = steps[2 * w - 1:]  # the step each comparison ends at
         idx = np.flatnonzero(hit)
         for run in np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1) if len(idx) else []:
             k = run[np.argmax((sb - sa)[run])]  # the strongest step: success fell the most
-            flags.append(HackingFlag(name, float(at[run[0]]), float(at[run[-1]]), float(cb[k]), float(ca[k]), float(sb[k]), float(sa[k]), w))
+            flags.append(HackingFlag(name, float(at[run[0]]), float(at[run[-1]]), float(cb[k]), float(ca[k]),
+                                     float(sb[k]), float(sa[k]), w))
     return sorted(flags, key=lambda f: (f.first_step, f.component))

@@ -37,8 +37,8 @@ TINY_CHAT_TEMPLATE = (
     "{%- if messages and messages[0].role == 'system' -%}{%- set ns.sys = messages[0].content -%}{%- endif -%}"
     "{%- if tools -%}"
     "{%- for t in tools -%}{%- set f = t.function if t.function is defined else t -%}"
-    "{%- set ns.sigs = ns.sigs + [f.name ~ '(' ~ ((f.parameters.properties if f.parameters is defined else {}).keys() | join(', ')) ~ ')'] -%}"
-    "{%- endfor -%}"
+    "{%- set ns.sigs = ns.sigs + [f.name ~ '(' ~ ((f.parameters.properties if f.parameters is defined else {}).keys() "
+    "| join(', ')) ~ ')'] -%}{%- endfor -%}"
     "{%- set ns.sys = (ns.sys ~ ' ' if ns.sys else '') ~ 'Tools: ' ~ (ns.sigs | join(' ')) -%}"
     "{%- endif -%}"
     "{%- if ns.sys -%}<|system|>{{ ns.sys }}<|end|>{%- endif -%}"
@@ -120,8 +120,8 @@ def build_tiny_random() -> Path:
 _TOOL_LIST = (
     "{%- set ns.sigs = [] -%}"
     "{%- for t in tools -%}{%- set f = t.function if t.function is defined else t -%}"
-    "{%- set ns.sigs = ns.sigs + [f.name ~ '(' ~ ((f.parameters.properties if f.parameters is defined else {}).keys() | join(', ')) ~ ')'] -%}"
-    "{%- endfor -%}"
+    "{%- set ns.sigs = ns.sigs + [f.name ~ '(' ~ ((f.parameters.properties if f.parameters is defined else {}).keys() "
+    "| join(', ')) ~ ')'] -%}{%- endfor -%}"
     "{%- set ns.sys = (ns.sys ~ ' ' if ns.sys else '') ~ 'Tools: ' ~ (ns.sigs | join(' ')) -%}")
 _HERMES_CALLS = ("{%- for tc in (m.tool_calls or []) -%}{%- set f = tc.function if tc.function is defined else tc -%}"
                  "<tool_call>{{ {'name': f.name, 'arguments': f.arguments} | tojson }}</tool_call>{%- endfor -%}")
@@ -149,20 +149,23 @@ def imitation_template(
             "{%- endfor -%}"
             "{%- if add_generation_prompt -%}" + generation + "{%- endif -%}")
 
-_LAST_USER = ("{%- for m in messages -%}{%- if m.role == 'user' -%}{%- set ns.q = loop.index0 -%}{%- endif -%}{%- endfor -%}")
+_LAST_USER = ("{%- for m in messages -%}{%- if m.role == 'user' -%}{%- set ns.q = loop.index0 -%}{%- endif -%}{%- "
+              "endfor -%}")
 _LLAMA_CALLS = ("{%- for tc in (m.tool_calls or []) -%}{%- set f = tc.function if tc.function is defined else tc -%}"
                 "{{ {'name': f.name, 'parameters': f.arguments} | tojson }}{%- endfor -%}")
 _LLAMA_TOOLS_SYS = ("{%- if tools -%}{%- set ns.sys = (ns.sys ~ ' ' if ns.sys else '') ~ 'Respond with a JSON object "
                     "{\"name\": function name, \"parameters\": arguments} to call one of:' -%}"
                     "{%- for t in tools -%}{%- set ns.sys = ns.sys ~ ' ' ~ (t | tojson) -%}{%- endfor -%}{%- endif -%}")
-_MISTRAL_CALLS = ("{%- if m.tool_calls -%}[TOOL_CALLS]{{ m.tool_calls | map(attribute='function') | list | tojson }}{%- endif -%}")
+_MISTRAL_CALLS = ("{%- if m.tool_calls -%}[TOOL_CALLS]{{ m.tool_calls | map(attribute='function') | list | tojson "
+                  "}}{%- endif -%}")
 
 IMITATION_TEMPLATES: dict[str, str] = {
     "hermes": imitation_template(),
     "r1_strip": imitation_template(assistant="{{ c }}", generation="<|assistant|><think>\n"),
     "qwen3_last_user": imitation_template(header=_LAST_USER,
         assistant="{%- if loop.index0 > ns.q and (loop.last or r) -%}<think>{{ r }}</think>{%- endif -%}{{ c }}"),
-    "reasoning_last_only": imitation_template(assistant="{%- if loop.last and r -%}<think>{{ r }}</think>{%- endif -%}{{ c }}"),
+    "reasoning_last_only": imitation_template(assistant="{%- if loop.last and r -%}<think>{{ r }}</think>{%- endif "
+                                                        "-%}{{ c }}"),
     "forced_think_last": imitation_template(
         assistant="{%- if loop.last -%}<think>{{ r }}</think>{{ c }}{%- else -%}{{ m.content or '' }}{%- endif -%}"),
     "default_system": imitation_template(
@@ -234,7 +237,8 @@ class ScriptedPolicy(torch.nn.Module):
         self.vocab_size, self.eos = len(tokenizer), tokenizer.eos_token_id
         self.scripts = [[None if t is None else tokenizer(t, add_special_tokens=False)["input_ids"] for t in s]
                         for s in scripts]
-        gp = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=False)
+        gp = tokenizer.apply_chat_template([{"role": "user", "content": "x"}],
+                                           add_generation_prompt=True, tokenize=False)
         self.gen = tokenizer(gp, add_special_tokens=False)["input_ids"][-1]  # the generation prompt's last token
         self.base = base_model
         self._anchor = torch.nn.Parameter(torch.zeros(1))  # gives the module a device
@@ -244,7 +248,8 @@ class ScriptedPolicy(torch.nn.Module):
         b, w = input_ids.shape
         cache = cache if cache is not None else _ScriptCache(b)
         if self.base is not None:
-            out = self.base(input_ids=input_ids, attention_mask=attention_mask, **{cache_kwarg(self.base): cache.inner}, **kwargs)
+            out = self.base(input_ids=input_ids, attention_mask=attention_mask,
+                            **{cache_kwarg(self.base): cache.inner}, **kwargs)
             cache.inner, logits = output_cache(out), out.logits[:, -1:].clone().float()
         else: logits = torch.zeros(b, 1, self.vocab_size)
         ids, mask = input_ids.tolist(), attention_mask[:, -w:].tolist()
@@ -271,24 +276,31 @@ def _demo_rollout(rng: random.Random, step: int, index: int, group: int, p_good:
     call = lambda e: {"name": "calculator", "arguments": {"expression": e}}
     tc_text = lambda e: f'<tool_call>{json.dumps(call(e))}</tool_call><|end|>'
     obs = lambda r: f"<|tool|>{r}<|end|><|assistant|>"
-    kind = rng.choices(["tool", "guess", "parse", "loop"], [p_good, (1 - p_good) * .5, (1 - p_good) * .3, (1 - p_good) * .2])[0]
+    kind = rng.choices(["tool", "guess", "parse", "loop"],
+                       [p_good, (1 - p_good) * .5, (1 - p_good) * .3, (1 - p_good) * .2])[0]
     turns, segs, msgs = [], [], [{"role": "user", "content": q}]
     def turn(text, action, **kw):
-        t = {"index": len(turns), "text": text, "action": action, "tool_call": None, "tool_result": None, "final_answer": None,
-             "parse_error": False, "tool_error": False, "invalid_arguments": False, "timed_out": False, "error_message": None}
+        t = {"index": len(turns), "text": text, "action": action, "tool_call": None,
+             "tool_result": None, "final_answer": None,
+             "parse_error": False, "tool_error": False, "invalid_arguments": False,
+             "timed_out": False, "error_message": None}
         t.update(kw); turns.append(t); segs.append({"text": text, "trained": True, "turn": t["index"]})
-        if t["tool_result"] is not None: segs.append({"text": obs(t["tool_result"]), "trained": False, "turn": t["index"]})
-        if t["tool_call"]: msgs.append({"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": t["tool_call"]}]})
+        if t["tool_result"] is not None: segs.append({"text": obs(t["tool_result"]),
+                                                      "trained": False, "turn": t["index"]})
+        if t["tool_call"]: msgs.append({"role": "assistant", "content": "",
+                                        "tool_calls": [{"type": "function", "function": t["tool_call"]}]})
         else: msgs.append({"role": "assistant", "content": text.removesuffix("<|end|>")})
         if t["tool_result"] is not None: msgs.append({"role": "tool", "content": t["tool_result"]})
     if kind in ("tool", "loop"):
-        for _ in range(3 if kind == "loop" else 1): turn(tc_text(f"{a}*{b}"), "tool_call", tool_call=call(f"{a}*{b}"), tool_result=ans)
+        for _ in range(3 if kind == "loop" else 1): turn(tc_text(f"{a}*{b}"), "tool_call",
+                                                         tool_call=call(f"{a}*{b}"), tool_result=ans)
         if kind == "tool":
             final = ans if rng.random() < .9 else ans[:-1] + str((int(ans[-1]) + 1) % 10)
             turn(final + "<|end|>", "final_answer", final_answer=final)
     elif kind == "parse":
         err = "Error: could not parse the tool call: unterminated string"
-        turn(f'<tool_call>{{"name": "calculator", "arguments": {{"expression": "{a}*<|end|>', "parse_error", parse_error=True,
+        turn(f'<tool_call>{{"name": "calculator", "arguments": {{"expression": "{a}*<|end|>',
+             "parse_error", parse_error=True,
              error_message=err, tool_result=err)
         final = str(rng.randint(100, 9999)); turn(final + "<|end|>", "final_answer", final_answer=final)
     else:
@@ -299,10 +311,13 @@ def _demo_rollout(rng: random.Random, step: int, index: int, group: int, p_good:
     scored = [v for v in valid if v is not None]
     rewards = {"numeric_match": numeric, "tool_call_valid": sum(scored) / len(scored) if scored else 0.0}
     weights = {"numeric_match": 1.0, "tool_call_valid": 0.2}
-    return {"step": step, "index": index, "group": group, "total_reward": sum(weights[k] * v for k, v in rewards.items()),
+    return {"step": step, "index": index, "group": group,
+            "total_reward": sum(weights[k] * v for k, v in rewards.items()),
             "rewards": rewards, "weights": weights, "turn_rewards": [0.2 * (v or 0.0) for v in valid],
-            "step_rewards": {"tool_call_valid": valid}, "verifier_outcomes": {"numeric_match/answer_is_number": final is not None},
-            "termination": "final_answer" if final is not None else "max_turns", "final_answer": final, "row": {"answer": ans},
+            "step_rewards": {"tool_call_valid": valid},
+            "verifier_outcomes": {"numeric_match/answer_is_number": final is not None},
+            "termination": "final_answer" if final is not None else "max_turns",
+            "final_answer": final, "row": {"answer": ans},
             "prompt_text": f"<|system|>Tools: calculator(expression)<|end|><|user|>{q}<|end|><|assistant|>",
             "messages": msgs, "turns": turns, "segments": segs}
 
@@ -321,17 +336,21 @@ def demo_logs(
     frac = lambda xs: float(np.mean(xs)) if len(xs) else 0.0
     m = {"step": step, "reward": float(tot.mean()), "reward_std": float(tot.std())}
     for k in rolls[0]["rewards"]:
-        v = np.array([r["rewards"][k] for r in rolls]); m[f"rewards/{k}/mean"], m[f"rewards/{k}/std"] = float(v.mean()), float(v.std())
+        v = np.array([r["rewards"][k]
+                      for r in rolls]); m[f"rewards/{k}/mean"], m[f"rewards/{k}/std"] = float(v.mean()), float(v.std())
     m.update({"tool_call_rate": frac([any(t["action"] == "tool_call" for t in r["turns"]) for r in rolls]),
-              "tool_error_rate": frac([t["tool_error"] for t in turns]), "parse_error_rate": frac([t["parse_error"] for t in turns]),
+              "tool_error_rate": frac([t["tool_error"] for t in turns]),
+              "parse_error_rate": frac([t["parse_error"] for t in turns]),
               "mean_turns": len(turns) / len(rolls)})
-    for term in ("final_answer", "max_turns"): m[f"termination/{term}"] = frac([r["termination"] == term for r in rolls])
+    for term in ("final_answer",
+                 "max_turns"): m[f"termination/{term}"] = frac([r["termination"] == term for r in rolls])
     m.update({"tokens/model": sum(len(s["text"]) // 3 for r in rolls for s in r["segments"] if s["trained"]),
               "tokens/env": sum(len(s["text"]) // 3 for r in rolls for s in r["segments"] if not s["trained"]),
               "completions/mean_length": sum(len(s["text"]) // 3 for r in rolls for s in r["segments"]) / len(rolls),
               "kl": 0.0, "clip_ratio/region_mean": 0.0, "loss": 0.05 * rng.random(), "learning_rate": 1e-4,
               "grad_norm": 0.2 + rng.random() * .2, "step_seconds": 0.3 + rng.random() * .2})
-    facts = [RolloutFacts(r["total_reward"], r["rewards"], r["final_answer"], len(r["turns"]), sum(t["action"] == "tool_call" for t in r["turns"]),
+    facts = [RolloutFacts(r["total_reward"], r["rewards"], r["final_answer"], len(r["turns"]),
+                          sum(t["action"] == "tool_call" for t in r["turns"]),
                           sum(len(s["text"]) // 3 for s in r["segments"] if s["trained"])) for r in rolls]
     m.update(step_signals(facts, math.gcd(n_rollouts, 8), success="numeric_match"))  # the reward-hacking signals
     return m, rolls
@@ -353,7 +372,8 @@ def write_demo_run(
         "experiment_name": "demo-calculator", "model": {"name_or_path": "retrain/tiny-calculator-agent"},
         "algorithm": {"hyperparameters": {"learning_rate": 1e-4, "num_generations": 8, "max_steps": steps}},
         "environment": {"tools": ["calculator"]}, "seed": seed}))
-    (run_dir / "results.json").write_text(json.dumps({"success_before": 0.0, "success_after": 0.97, "wall_seconds": 61.5}))
+    (run_dir / "results.json").write_text(json.dumps({"success_before": 0.0,
+                                                      "success_after": 0.97, "wall_seconds": 61.5}))
     return run_dir
 
 # %% ../nbs/12_testing.ipynb #9009715f

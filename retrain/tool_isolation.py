@@ -78,12 +78,14 @@ def _sendable(e: BaseException) -> BaseException:
 def _flush_std():
     for s in (sys.stdout, sys.stderr):
         try: s.flush()
-        except (OSError, ValueError) as e: _log.debug("flushing %s failed: %s", s, e)  # a tool closed it: its output is lost
+        # a tool closed it: its output is lost
+        except (OSError, ValueError) as e: _log.debug("flushing %s failed: %s", s, e)
 
 def _serve(conn, tools: dict[str, Tool], limit: int):
     "A worker's loop: each call it is sent runs with fd 1 and 2 captured."
     os.setsid()
-    sys.stdout, sys.stderr = os.fdopen(1, "w", closefd=False), os.fdopen(2, "w", closefd=False)  # not the trainer's stream objects
+    # not the trainer's stream objects
+    sys.stdout, sys.stderr = os.fdopen(1, "w", closefd=False), os.fdopen(2, "w", closefd=False)
     while True:
         try: name, arguments, max_chars = conn.recv()
         except (EOFError, OSError): return  # the environment closed
@@ -153,7 +155,8 @@ class ToolRunner:
         self._idle: list[_Worker] = []
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()
-        weakref.finalize(self, _end_all, self._all)  # workers end with the runner, or at exit, even if `close` is never called
+        # workers end with the runner, or at exit, even if `close` is never called
+        weakref.finalize(self, _end_all, self._all)
 
     def log(self, name: str, text: str, n: int):
         "Hand what a call to `name` printed (`text`: the first bytes; `n` bytes in all) to `output_log`, within the run's limit."
@@ -161,7 +164,8 @@ class ToolRunner:
         rec = {"time": round(time.time(), 3), "tool": name, "bytes": n, "output": text, "cut": n > self.output_limit}
         with self._lock:
             if self.logged >= self.log_limit:
-                rec.update(output=None, dropped=f"the run's {self.log_limit} bytes of tool output are spent: counted, not kept")
+                rec.update(output=None,
+                           dropped=f"the run's {self.log_limit} bytes of tool output are spent: counted, not kept")
             else: self.logged += len(text.encode("utf-8", "replace"))
             self.output_log(rec)
 
@@ -187,7 +191,8 @@ def _in_worker(self: ToolRunner, tool: Tool, arguments: dict, timeout: float, ma
     except (EOFError, OSError):
         why = _exit_text(self._drop(w))
         with self._lock: self.crashes += 1
-        raise ToolInfrastructureError(f"tool '{tool.name}' ended its worker process ({why}); the next call gets a new worker") from None
+        raise ToolInfrastructureError(f"tool '{tool.name}' ended its worker process ({why}); the next call gets a new "
+                                      "worker") from None
     with self._lock:
         if w in self._all: self._idle.append(w)
     self.log(tool.name, text, n)

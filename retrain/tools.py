@@ -123,7 +123,8 @@ def resolve_tool(name_or_ref: str) -> Tool:
     mod_name, attr = name_or_ref.split(":", 1)
     try: mod = importlib.import_module(mod_name)
     except ImportError as e: raise ImportError(f"tool '{name_or_ref}': cannot import module '{mod_name}': {e}") from e
-    if not hasattr(mod, attr): raise AttributeError(f"tool '{name_or_ref}': module '{mod_name}' has no attribute '{attr}'")
+    if not hasattr(mod,
+                   attr): raise AttributeError(f"tool '{name_or_ref}': module '{mod_name}' has no attribute '{attr}'")
     obj = getattr(mod, attr)
     if callable(obj) and not isinstance(obj, (Tool, type)):
         raise TypeError(f"tool '{name_or_ref}' is a plain function: decorate it with smolagents' @tool")
@@ -157,7 +158,8 @@ class ToolOutcome:
     final_answer: str | None = None  # the answer, when `is_final`
     state: dict[str, Any] | None = None  # a code action's variables after it ran (picklable ones)
     infra_error: bool = False  # the tool's infrastructure failed (its server went away): not the model's mistake
-    printed: tuple[str, int] | None = None  # what it printed to stdout/stderr: (the first bytes, as text; bytes in all); None: not captured
+    # what it printed to stdout/stderr: (the first bytes, as text; bytes in all); None: not captured
+    printed: tuple[str, int] | None = None
 
 class ToolInfrastructureError(InfrastructureError):
     "Raised by a tool whose infrastructure failed (e.g. its MCP server went away): recorded as `infra_error`, not `tool_error`."
@@ -206,8 +208,11 @@ def _check_args(tool: Tool, arguments: Any) -> ToolOutcome | None:
 def _error(name: str, e: BaseException, t0: float) -> ToolOutcome:
     if isinstance(e, TimeoutError): return timeout_outcome(name, t0)
     msg = str(e) or type(e).__name__
-    if isinstance(e, (InfrastructureError, ConnectionError)):  # ToolInfrastructureError included: the environment's fault
-        return ToolOutcome(f"Error: {msg}", infra_error=True, error_message=msg if isinstance(e, ToolInfrastructureError) else f"{type(e).__name__}: {msg}", seconds=time.perf_counter() - t0)
+    # ToolInfrastructureError included: the environment's fault
+    if isinstance(e, (InfrastructureError, ConnectionError)):
+        return ToolOutcome(f"Error: {msg}", infra_error=True,
+                           error_message=msg if isinstance(e, ToolInfrastructureError)
+                           else f"{type(e).__name__}: {msg}", seconds=time.perf_counter() - t0)
     return ToolOutcome(f"Error: {msg}", tool_error=True, error_message=f"{type(e).__name__}: {msg}",
                        seconds=time.perf_counter() - t0)
 

@@ -15,7 +15,8 @@ _log = logging.getLogger(__name__)
 __all__ = ['ROLLOUT_COLUMNS', 'WRITERS', 'HELDOUT_KEYS', 'rollout_table', 'markdown_table', 'TrackerSink', 'tracker_sink']
 
 # %% ../nbs/09b_trackers.ipynb #9a8eb5c9
-ROLLOUT_COLUMNS = ["step", "group", "prompt", "completion", "final_answer", "total_reward", "rewards", "termination", "tool_calls"]
+ROLLOUT_COLUMNS = ["step", "group", "prompt", "completion", "final_answer", "total_reward", "rewards",
+                   "termination", "tool_calls"]
 
 def _cut(text: str, limit: int) -> str: return text if len(text) <= limit else text[:limit] + " …"
 
@@ -29,7 +30,8 @@ def rollout_table(records: list[dict],  # rollout records of one step (`retrain.
         if r["group"] in seen or len(rows) >= n: continue
         seen.add(r["group"])
         rewards = ", ".join(f"{k}={v:.3g}" for k, v in r["rewards"].items() if v is not None)
-        rows.append([r["step"], r["group"], _cut(r["prompt_text"], max_chars), _cut("".join(s["text"] for s in r["segments"]), max_chars),
+        rows.append([r["step"], r["group"], _cut(r["prompt_text"], max_chars),
+                     _cut("".join(s["text"] for s in r["segments"]), max_chars),
                      r["final_answer"], round(float(r["total_reward"]), 4), rewards, r["termination"],
                      sum(t["tool_call"] is not None and t["action"] == "tool_call" for t in r["turns"])])
     return rows
@@ -105,19 +107,23 @@ class TrackerSink:
         self.backlog = [*self.backlog, item] if len(self.caught_up) < len(self.writers) else []
 
     def on_step(self, step: int, metrics: dict[str, float], rollouts: list[dict]) -> None:
-        if held := {f"heldout/{k}": float(metrics[f"eval/{k}"]) for k in HELDOUT_KEYS if metrics.get(f"eval/{k}") is not None}:
+        if held := {f"heldout/{k}": float(metrics[f"eval/{k}"]) for k in HELDOUT_KEYS
+                    if metrics.get(f"eval/{k}") is not None}:
             self._send("scalars", step, held)  # an evaluation during training (`evaluation.every_n_steps`)
-        if rows := rollout_table(rollouts, self.rollouts_per_step): self._send("table", step, "train/rollouts", ROLLOUT_COLUMNS, rows)
+        if rows := rollout_table(rollouts, self.rollouts_per_step): self._send("table", step,
+                                                                               "train/rollouts", ROLLOUT_COLUMNS, rows)
 
     def heldout(self, step: int, results: dict[str, Any]):
         "Send a held-out evaluation's figures (an `evaluate_policy` summary) at `step`."
-        self._send("scalars", step, {f"heldout/{k}": float(results[k]) for k in HELDOUT_KEYS if results.get(k) is not None})
+        self._send("scalars", step,
+                   {f"heldout/{k}": float(results[k]) for k in HELDOUT_KEYS if results.get(k) is not None})
 
     def close(self):
         "Close the writers; say what a tracker never received."
         for name, w in self.writers.items():
             if name not in self.caught_up and self.backlog:
-                _log.warning("%s: no run to log to; %d held-out/rollout record(s) were not sent", name, len(self.backlog))
+                _log.warning("%s: no run to log to; %d held-out/rollout record(s) were not sent", name,
+                             len(self.backlog))
             w.close()
 
 class _NoneScalarNote(logging.Filter):

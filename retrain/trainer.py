@@ -59,20 +59,25 @@ def grpo_config(cfg: TrainingConfig, output_dir: str,
     if "temperature" in hp and hp["temperature"] != temp:
         raise ConfigError(f"algorithm.hyperparameters.temperature ({hp['temperature']}) differs from "
                           f"environment.sampling.temperature ({temp}); set only environment.sampling.temperature")
-    if cfg.reward_setup.step_reward_configs and hp.get("multi_objective_aggregation", "sum_then_normalize") != "sum_then_normalize":
-        raise ConfigError("algorithm.hyperparameters.multi_objective_aggregation: with step_reward_configs the per-token "
-                          "advantages come from the summed reward of each rollout and turn (sum_then_normalize); "
-                          "'normalize_then_sum' applies to rollout rewards only: remove it or the step rewards")
-    if cfg.environment.generation.backend == "vllm_colocate":  # each rank's engine serves that rank's episodes, turn by turn
+    if cfg.reward_setup.step_reward_configs and hp.get("multi_objective_aggregation",
+                                                       "sum_then_normalize") != "sum_then_normalize":
+        raise ConfigError("algorithm.hyperparameters.multi_objective_aggregation: with step_reward_configs the "
+                          "per-token advantages come from the summed reward of each rollout and turn "
+                          "(sum_then_normalize); 'normalize_then_sum' applies to rollout rewards only: remove it or "
+                          "the step rewards")
+    # each rank's engine serves that rank's episodes, turn by turn
+    if cfg.environment.generation.backend == "vllm_colocate":
         if hp.get("vllm_enable_sleep_mode"):
-            raise ConfigError("algorithm.hyperparameters.vllm_enable_sleep_mode: not supported with the vllm_colocate backend "
-                              "(multi-turn episodes call the engine once per turn); remove it")
+            raise ConfigError("algorithm.hyperparameters.vllm_enable_sleep_mode: not supported with the vllm_colocate "
+                              "backend (multi-turn episodes call the engine once per turn); remove it")
         if hp.get("vllm_tensor_parallel_size", 1) > 1:
-            raise ConfigError("algorithm.hyperparameters.vllm_tensor_parallel_size > 1: the vllm_colocate backend runs one engine "
-                              "per rank; use 1, or environment.generation.backend: vllm_server for a model that needs several GPUs")
+            raise ConfigError("algorithm.hyperparameters.vllm_tensor_parallel_size > 1: the vllm_colocate backend runs "
+                              "one engine per rank; use 1, or environment.generation.backend: vllm_server for a model "
+                              "that needs several GPUs")
     cuda = torch.cuda.is_available()
     defaults = dict(
-        bf16=cuda and torch.cuda.is_bf16_supported(), fp16=False, use_cpu=not cuda, activation_checkpointing=(n_params or 0) >= CHECKPOINTING_FROM,
+        bf16=cuda and torch.cuda.is_bf16_supported(), fp16=False, use_cpu=not cuda,
+        activation_checkpointing=(n_params or 0) >= CHECKPOINTING_FROM,
         logging_steps=1, save_strategy="steps", save_steps=50, disable_tqdm=True, report_to=cfg.algorithm.report_to,
         per_device_train_batch_size=8, num_generations=8, max_completion_length=256, dataloader_num_workers=0)
     kwargs = {**defaults, **hp, "output_dir": output_dir, "seed": cfg.seed, "data_seed": cfg.seed,
@@ -80,7 +85,8 @@ def grpo_config(cfg: TrainingConfig, output_dir: str,
               "trust_remote_code": cfg.model.trust_remote_code,  # TRL hands it to a vllm_colocate engine
               **trl_vllm_settings(cfg.environment.generation.backend)}  # TRL's use_vllm / vllm_mode
     try: return GRPOConfig(**kwargs)
-    except (ValueError, TypeError) as e: raise ConfigError(f"algorithm.hyperparameters: trl.GRPOConfig rejects them: {e}") from None
+    except (ValueError,
+            TypeError) as e: raise ConfigError(f"algorithm.hyperparameters: trl.GRPOConfig rejects them: {e}") from None
 
 # %% ../nbs/08_trainer.ipynb #1d96bb93
 def rollout_counts(rollouts: list[RawRolloutData]) -> dict[str, float]:
@@ -88,7 +94,8 @@ def rollout_counts(rollouts: list[RawRolloutData]) -> dict[str, float]:
     turns = [t for r in rollouts for t in r.turns]
     calls = [t for t in turns if t.action == ActionKind.tool_call]
     ends = Counter(r.termination.value if r.termination else "none" for r in rollouts)
-    c = {"rollouts": len(rollouts), "turns": len(turns), "calls": len(calls), "with_calls": sum(r.num_tool_calls > 0 for r in rollouts),
+    c = {"rollouts": len(rollouts), "turns": len(turns), "calls": len(calls),
+         "with_calls": sum(r.num_tool_calls > 0 for r in rollouts),
          "tool_errors": sum(t.tool_error or t.invalid_arguments or t.timed_out for t in calls),
          "infra_errors": sum(t.infra_error for t in calls),
          "parse_errors": sum(t.parse_error for t in turns), "reasoning_tokens": sum(t.reasoning_tokens for t in turns),
@@ -103,7 +110,8 @@ def rollout_metrics(rollouts: list[RawRolloutData], reduce=None) -> dict[str, fl
     if reduce is not None: c = reduce(c)
     n, n_turns = max(c["rollouts"], 1), max(c["turns"], 1)
     m = {"tool_call_rate": c["with_calls"] / n, "tool_calls_per_rollout": c["calls"] / n,
-         "tool_error_rate": c["tool_errors"] / max(c["calls"], 1), "tool_infra_error_rate": c["infra_errors"] / max(c["calls"], 1),
+         "tool_error_rate": c["tool_errors"] / max(c["calls"], 1),
+         "tool_infra_error_rate": c["infra_errors"] / max(c["calls"], 1),
          "parse_error_rate": c["parse_errors"] / n_turns,
          "mean_turns": c["turns"] / n, "tokens/model": c["tokens/model"], "tokens/env": c["tokens/env"],
          "reasoning_tokens_per_turn": c["reasoning_tokens"] / n_turns, "rollouts/infra_failed": c["infra_failed"]}
@@ -111,7 +119,8 @@ def rollout_metrics(rollouts: list[RawRolloutData], reduce=None) -> dict[str, fl
     return m
 
 # %% ../nbs/08_trainer.ipynb #ft41737
-def failing_tools(rollouts: list[RawRolloutData], min_calls: int = 4, rate: float = 0.9) -> dict[str, tuple[int, int, str | None]]:
+def failing_tools(rollouts: list[RawRolloutData], min_calls: int = 4,
+                  rate: float = 0.9) -> dict[str, tuple[int, int, str | None]]:
     "Tools that failed on at least `rate` of their calls (and at least `min_calls` calls): name -> (failed, calls, first error)."
     seen: dict[str, list] = {}
     for t in (t for r in rollouts for t in r.turns if t.action == ActionKind.tool_call and t.tool_call is not None):
@@ -143,21 +152,27 @@ def rollout_record(traj: ProcessedTrajectory, tokenizer, *, step: int, index: in
     for i in range(1, len(raw.env_mask) + 1):
         if i == len(raw.env_mask) or raw.env_mask[i] != raw.env_mask[start]:
             turn = max([k for k, s in enumerate(starts) if s <= start], default=0)
-            segments.append({"text": tokenizer.decode(raw.completion_ids[start:i]), "trained": bool(raw.env_mask[start]), "turn": turn})
+            segments.append({"text": tokenizer.decode(raw.completion_ids[start:i]),
+                             "trained": bool(raw.env_mask[start]), "turn": turn})
             start = i
     turns = [{"index": t.index, "text": t.text, "action": t.action.value, "completion_start": t.completion_start,
-              "tool_call": None if t.tool_call is None else {"name": t.tool_call.name, "arguments": jsonable(t.tool_call.arguments)},
+              "tool_call": None if t.tool_call is None
+              else {"name": t.tool_call.name, "arguments": jsonable(t.tool_call.arguments)},
               "tool_result": t.tool_result, "final_answer": t.final_answer, "parse_error": t.parse_error,
               "tool_error": t.tool_error, "invalid_arguments": t.invalid_arguments, "timed_out": t.timed_out,
-              "infra_error": t.infra_error, "error_message": t.error_message, "generation_seconds": t.generation_seconds, "tool_seconds": t.tool_seconds,
+              "infra_error": t.infra_error, "error_message": t.error_message,
+              "generation_seconds": t.generation_seconds, "tool_seconds": t.tool_seconds,
               "agent_step": t.agent_step}
              for t in raw.turns]  # built field by field: `asdict` would deep-copy every token id and log-prob
     return {"step": step, "index": index, "group": group, "total_reward": traj.total_reward,
             "rewards": dict(traj.rewards), "weights": dict(traj.weights), "turn_rewards": list(traj.turn_rewards),
-            "step_rewards": {k: list(v) for k, v in traj.step_rewards.items()}, "verifier_outcomes": dict(traj.verifier_outcomes),
+            "step_rewards": {k: list(v) for k, v in traj.step_rewards.items()},
+            "verifier_outcomes": dict(traj.verifier_outcomes),
             "termination": raw.termination.value if raw.termination else None, "final_answer": raw.final_answer,
-            "row": jsonable(raw.row), "prompt_text": tokenizer.decode(raw.prompt_ids), "messages": jsonable(raw.messages),
-            "segments": segments, "turns": turns, "annotations": jsonable(raw.annotations), "infra_error": raw.infra_error}
+            "row": jsonable(raw.row), "prompt_text": tokenizer.decode(raw.prompt_ids),
+            "messages": jsonable(raw.messages),
+            "segments": segments, "turns": turns, "annotations": jsonable(raw.annotations),
+            "infra_error": raw.infra_error}
 
 # %% ../nbs/08_trainer.ipynb #ba813c1b
 class StepSink(Protocol):
@@ -170,10 +185,13 @@ class _SinkCallback(TrainerCallback):
     def on_step_begin(self, args, state, control, **kw): reset_peak(); self.t0 = time.perf_counter()
     def on_step_end(self, args, state, control, **kw):
         self.trainer._step_seconds = time.perf_counter() - (self.t0 or time.perf_counter())
-        for k, v in step_memory().items(): self.trainer._metrics["train"][k].append(v)  # this step's peak (rollouts included)
-        if any_rank(self.trainer.stop_requested):  # read at every step (train begin resets control); every rank stops together
+        # this step's peak (rollouts included)
+        for k, v in step_memory().items(): self.trainer._metrics["train"][k].append(v)
+        # read at every step (train begin resets control); every rank stops together
+        if any_rank(self.trainer.stop_requested):
             control.should_training_stop = True
-            control.should_save = args.save_strategy != "no"  # the step just finished is kept: a resume continues from it
+            # the step just finished is kept: a resume continues from it
+            control.should_save = args.save_strategy != "no"
     def on_log(self, args, state, control, logs=None, **kw):
         if not logs or "train_runtime" in logs or not self.trainer.sinks: return
         records, self.trainer._pending_records = self.trainer._pending_records, []
@@ -213,7 +231,8 @@ class GRPOTrainer(_TRLGRPOTrainer):
         names = calculator.component_names
         funcs = [self._component_fn(n) for n in names]
         args.reward_weights = [calculator.weights[n] for n in names]
-        dataset = Dataset.from_dict({"prompt": [_prompt_text(r) for r in self.rows], "row_index": list(range(len(self.rows)))})
+        dataset = Dataset.from_dict({"prompt": [_prompt_text(r) for r in self.rows],
+                                     "row_index": list(range(len(self.rows)))})
         given = vllm_client is not None
         if given and not (args.use_vllm and args.vllm_mode == "server"):
             raise ValueError("vllm_client is for the vllm_server generation backend (use_vllm=True, vllm_mode='server')")
@@ -232,7 +251,8 @@ class GRPOTrainer(_TRLGRPOTrainer):
 
     def _component_fn(self, name: str):
         def component(prompts, completions, **kwargs):  # per TRL entry: its episode's value (None on a padding entry)
-            return [None if t is None else t.rewards.get(name) for t in (self._split.trajs if self._split else self._trajs)]
+            return [None if t is None else t.rewards.get(name)
+                    for t in (self._split.trajs if self._split else self._trajs)]
         component.__name__ = name
         return component
 
@@ -255,9 +275,11 @@ def _attach_client(self: GRPOTrainer, client):
     self.use_vllm, self._last_loaded_step = True, -1
     self.vllm_generation = ClientVLLMGeneration(
         client if self.accelerator.is_main_process else None, model=self.model, accelerator=self.accelerator,
-        processing_class=self.processing_class, group_port=self.args.vllm_group_port, server_timeout=self.args.vllm_server_timeout,
+        processing_class=self.processing_class, group_port=self.args.vllm_group_port,
+        server_timeout=self.args.vllm_server_timeout,
         repetition_penalty=self.repetition_penalty, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
-        min_p=self.min_p, max_completion_length=self.max_completion_length, logprobs=0, generation_kwargs=self.args.generation_kwargs)
+        min_p=self.min_p, max_completion_length=self.max_completion_length, logprobs=0,
+        generation_kwargs=self.args.generation_kwargs)
 
 # %% ../nbs/08_trainer.ipynb #5a587e6c
 def _step_reward_means_over_ranks(trajs: list[ProcessedTrajectory]) -> dict[str, float]:
@@ -267,7 +289,8 @@ def _step_reward_means_over_ranks(trajs: list[ProcessedTrajectory]) -> dict[str,
     return step_reward_means([SimpleNamespace(step_rewards=s, turn_rewards=r) for part in parts for s, r in part])
 
 # %% ../nbs/08_trainer.ipynb #ef31aa4b
-def _signals_over_ranks(trajs: list[ProcessedTrajectory], group_size: int, success: str | None, threshold: float) -> dict[str, float]:
+def _signals_over_ranks(trajs: list[ProcessedTrajectory], group_size: int, success: str | None,
+                        threshold: float) -> dict[str, float]:
     "`step_signals` over every rank's trajectories (only their `RolloutFacts` travel)."
     facts = [rollout_facts(t) for t in trajs]
     if world_size() > 1: facts = [f for part in all_gather_objects(facts) for f in part]
@@ -278,7 +301,8 @@ def _signals_over_ranks(trajs: list[ProcessedTrajectory], group_size: int, succe
 def _generate_and_score_completions(self: GRPOTrainer, inputs):
     self._inputs = inputs
     with warnings.catch_warnings():  # TRL 1.16 reads transformers' deprecated `is_gradient_checkpointing` each step
-        warnings.filterwarnings("ignore", r"`is_gradient_checkpointing` is deprecated", FutureWarning, r"transformers\.modeling_utils")
+        warnings.filterwarnings("ignore", r"`is_gradient_checkpointing` is deprecated", FutureWarning,
+                                r"transformers\.modeling_utils")
         if self.model.training and getattr(self.env, "trains_calls", False): return _train_calls(self, inputs)
         out = _TRLGRPOTrainer._generate_and_score_completions(self, inputs)
     if not self.model.training: return out
@@ -287,9 +311,11 @@ def _generate_and_score_completions(self: GRPOTrainer, inputs):
     if any_failed: _exclude_failed(self, out, failed)
     if self.calculator.step_names or any_failed:  # groups are normalised whole, whichever ranks their rollouts ran on
         every = all_gather_objects(rollout_rewards(self._trajs, keys=[int(x["row_index"]) for x in inputs]))
-        adv = token_advantages(self._trajs, self.num_generations, scale_rewards=self.args.scale_rewards, step_coef=self.step_coef,
+        adv = token_advantages(self._trajs, self.num_generations, scale_rewards=self.args.scale_rewards,
+                               step_coef=self.step_coef,
                                batch=[x for part in every for x in part], offset=sum(len(x) for x in every[:rank()]))
-        out["advantages"] = (adv.padded(out["completion_ids"].shape[1]) if self.calculator.step_names else adv.rollout).to(out["advantages"].device)
+        out["advantages"] = (adv.padded(out["completion_ids"].shape[1]) if self.calculator.step_names
+                             else adv.rollout).to(out["advantages"].device)
     return out
 
 def _exclude_failed(self: GRPOTrainer, out: dict, failed: list[int]):
@@ -305,7 +331,8 @@ def _exclude_failed(self: GRPOTrainer, out: dict, failed: list[int]):
 # %% ../nbs/08_trainer.ipynb #7311290f
 @patch
 def _rollout(self: GRPOTrainer, prompts: list, trainer=None) -> dict[str, list]:
-    if self._split is not None: return self._split.outputs  # agent episodes, played already: one entry per training sequence
+    # agent episodes, played already: one entry per training sequence
+    if self._split is not None: return self._split.outputs
     rollouts = self._play([self.rows[int(x["row_index"])] for x in self._inputs])
     return {"prompt_ids": [r.prompt_ids for r in rollouts], "completion_ids": [r.completion_ids for r in rollouts],
             "logprobs": [r.logprobs for r in rollouts], "env_mask": [r.env_mask for r in rollouts]}
@@ -314,7 +341,8 @@ def _rollout(self: GRPOTrainer, prompts: list, trainer=None) -> dict[str, list]:
 def _play(self: GRPOTrainer, rows: list[Row]) -> list[RawRolloutData]:
     "The step's episodes, scored (`self._trajs`), their metrics logged, one checked, their records queued."
     model = self.accelerator.unwrap_model(self.model)
-    rollouts = self.env.rollout_sync(rows, model, generator=self.generator, lockstep=LockStep.when_sharded(model, self.env.pad_id))
+    rollouts = self.env.rollout_sync(rows, model, generator=self.generator,
+                                     lockstep=LockStep.when_sharded(model, self.env.pad_id))
     self._trajs = self.calculator.score_sync(rollouts)
     self._gen_calls += 1
     mode = "train" if self.model.training else "eval"
@@ -322,10 +350,12 @@ def _play(self: GRPOTrainer, rows: list[Row]) -> list[RawRolloutData]:
     for name, (bad, n, err) in failing_tools(rollouts).items():
         first = name not in self._warned_tools
         self._warned_tools.add(name)
-        (_log.warning if first else _log.debug)("tool %r failed on %d of %d calls in this step (first error: %s)%s", name, bad, n,
+        (_log.warning if first
+         else _log.debug)("tool %r failed on %d of %d calls in this step (first error: %s)%s", name, bad, n,
                                               err, "; later steps like this are logged at DEBUG" if first else "")
     for k, v in _step_reward_means_over_ranks(self._trajs).items(): self._metrics[mode][k].append(v)
-    for k, v in _signals_over_ranks(self._trajs, self.num_generations, self.success_reward, self.success_threshold).items():
+    for k, v in _signals_over_ranks(self._trajs, self.num_generations, self.success_reward,
+                                    self.success_threshold).items():
         self._metrics[mode][k].append(v)
     if self.mask_check_every and self._gen_calls % self.mask_check_every == 0 and rollouts:
         k = max(range(len(rollouts)), key=lambda j: len(rollouts[j].turns))  # the one that covers the most turns
@@ -333,15 +363,17 @@ def _play(self: GRPOTrainer, rows: list[Row]) -> list[RawRolloutData]:
         self._metrics[mode]["mask_check/failures"].append(float(not chk.masks_ok))
         if not chk.masks_ok:  # a bug, never a property of the template: training would use wrong tokens
             self.mask_check_failures += 1
-            raise RuntimeError(f"mask check failed on rollout {k} of generation {self._gen_calls}: the trained tokens are "
-                               f"not the sampled ones: {'; '.join(chk.problems)}")
+            raise RuntimeError(f"mask check failed on rollout {k} of generation {self._gen_calls}: the trained tokens "
+                               f"are not the sampled ones: {'; '.join(chk.problems)}")
         if not chk.prefix_preserving and not self.template_noted:
             self.template_noted = True
             _log.info("%s. This is a fact about the template, not an error: retrain trains on the tokens the model "
                       "actually sampled in, never on a re-rendering (reported once per run)", chk.template_note)
-    if (self.sinks or world_size() > 1) and mode == "train":  # every rank's records, numbered across ranks, on the main process
+    # every rank's records, numbered across ranks, on the main process
+    if (self.sinks or world_size() > 1) and mode == "train":
         step, n = self.state.global_step + 1, self.num_generations
-        parts = gather_objects([rollout_record(t, self.env.tokenizer, step=step, index=i, group=i // n) for i, t in enumerate(self._trajs)])
+        parts = gather_objects([rollout_record(t, self.env.tokenizer, step=step, index=i, group=i // n) for i,
+                                t in enumerate(self._trajs)])
         if is_main():
             for i, rec in enumerate(r for part in parts for r in part): rec["index"], rec["group"] = i, i // n
             self._pending_records += [r for part in parts for r in part]
@@ -366,14 +398,17 @@ def _train_calls(self: GRPOTrainer, inputs: list[dict]) -> dict:
     try: out = _TRLGRPOTrainer._generate_and_score_completions(self, [inputs[i] for i, _ in seqs] + [inputs[0]] * pad)
     finally: self._split = None
     off = [j for j, (i, _) in enumerate(seqs) if self._trajs[i].failed] + list(range(len(seqs), n))
-    out["completion_mask"][off] = 0  # padding and failed episodes: no loss; TRL's token normaliser recounted on every rank
+    # padding and failed episodes: no loss; TRL's token normaliser recounted on every rank
+    out["completion_mask"][off] = 0
     mask = out["completion_mask"] * out["tool_mask"] if "tool_mask" in out else out["completion_mask"]
     out["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum().to(out["num_items_in_batch"].dtype)
     every = all_gather_objects(rollout_rewards(self._trajs, keys=[int(x["row_index"]) for x in inputs]))
-    adv = token_advantages(self._trajs, self.num_generations, scale_rewards=self.args.scale_rewards, step_coef=self.step_coef,
+    adv = token_advantages(self._trajs, self.num_generations, scale_rewards=self.args.scale_rewards,
+                           step_coef=self.step_coef,
                            batch=[x for part in every for x in part], offset=sum(len(x) for x in every[:rank()]))
     rows = [adv.tokens[i] if k is None else adv.tokens[i][slice(*rollouts[i].turns[k].span)] for i, k in seqs]
-    out["advantages"] = torch.nan_to_num(pad_advantages(rows + [torch.zeros(1)] * pad, out["completion_ids"].shape[1])).to(out["advantages"].device)
+    out["advantages"] = torch.nan_to_num(pad_advantages(rows + [torch.zeros(1)] * pad,
+                                                        out["completion_ids"].shape[1])).to(out["advantages"].device)
     _episode_reward_metrics(self, self._metrics["train"])
     return out
 
@@ -381,7 +416,8 @@ def _episode_reward_metrics(self: GRPOTrainer, metrics: dict):
     "TRL's reward means of this step, over episodes (every rank's) rather than over TRL's entries."
     names, w = self.calculator.component_names, self.calculator.weights
     vals = [[float("nan") if t.rewards.get(n) is None else float(t.rewards[n]) for n in names] for t in self._trajs]
-    v = torch.tensor([x for part in all_gather_objects(vals) for x in part], dtype=torch.float32).reshape(-1, len(names))
+    v = torch.tensor([x for part in all_gather_objects(vals) for x in part],
+                     dtype=torch.float32).reshape(-1, len(names))
     for j, n in enumerate(names):
         metrics[f"rewards/{n}/mean"][-1] = torch.nanmean(v[:, j]).item()
         metrics[f"rewards/{n}/std"][-1] = _nanstd(v[:, j]).item()
@@ -399,11 +435,14 @@ def _save_checkpoint(self: GRPOTrainer, model, trial):
     ckpt = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}")
     limit, self.args.save_total_limit = self.args.save_total_limit, None  # older checkpoints go once this one is sealed
     try:
-        with writing(ckpt, on_full=lambda: discard_unsealed(ckpt)):  # a full disk: one error, and the half-written folder goes
+        # a full disk: one error, and the half-written folder goes
+        with writing(ckpt, on_full=lambda: discard_unsealed(ckpt)):
             _TRLGRPOTrainer._save_checkpoint(self, model, trial)
-            if self.args.should_save and os.path.isdir(ckpt): seal_checkpoint(ckpt, self.state.global_step)  # manifest, then marker
+            # manifest, then marker
+            if self.args.should_save and os.path.isdir(ckpt): seal_checkpoint(ckpt, self.state.global_step)
     finally: self.args.save_total_limit = limit
-    if self.args.should_save: rotate_checkpoints(self.args.output_dir, limit, self.state.best_model_checkpoint, use_mtime=True)
+    if self.args.should_save: rotate_checkpoints(self.args.output_dir, limit,
+                                                 self.state.best_model_checkpoint, use_mtime=True)
 
 
 # %% ../nbs/08_trainer.ipynb #502c63e3
@@ -415,5 +454,6 @@ class _EpochRepeatSampler(RepeatSampler):
 @patch
 def _get_train_sampler(self: GRPOTrainer, dataset=None):
     sampler = _TRLGRPOTrainer._get_train_sampler(self, dataset)
-    if type(sampler) is RepeatSampler: sampler.__class__ = _EpochRepeatSampler  # TRL builds it; only its shuffle changes
+    # TRL builds it; only its shuffle changes
+    if type(sampler) is RepeatSampler: sampler.__class__ = _EpochRepeatSampler
     return sampler

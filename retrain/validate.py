@@ -51,10 +51,12 @@ def check_evaluation(cfg: TrainingConfig) -> list[str]:
     if ev is None or ev.success_reward is None: return []
     if ev.success_reward in rs.rollout_reward_configs: return []
     if ev.success_reward in rs.step_reward_configs:
-        return [f"evaluation.success_reward: '{ev.success_reward}' is a step reward; name a rollout reward: {sorted(rs.rollout_reward_configs)}"]
+        return [f"evaluation.success_reward: '{ev.success_reward}' is a step reward; name a rollout reward: "
+                f"{sorted(rs.rollout_reward_configs)}"]
     m = difflib.get_close_matches(ev.success_reward, list(rs.rollout_reward_configs), n=1)
     return [f"evaluation.success_reward: '{ev.success_reward}' is not a configured rollout reward"
-            f"{f' (did you mean {m[0]!r}?)' if m else ''}; choose one of {sorted(rs.rollout_reward_configs) or '(none)'}"]
+            f"{f' (did you mean {m[0]!r}?)' if m else ''}; choose one of "
+            f"{sorted(rs.rollout_reward_configs) or '(none)'}"]
 
 def load_checked_rows(src: PromptSourceConfig, cfg: TrainingConfig, what: str = "prompt_source") -> list[Row]:
     "The rows of `src`, each checked against what `cfg`'s rewards need (`checks.check_rows`); `retrain run` loads them so too."
@@ -81,11 +83,13 @@ def check_template(cfg: TrainingConfig, tokenizer=None) -> list[str]:
         try: tokenizer = load_tokenizer(cfg.model)
         except Exception as e: return [f"model.name_or_path: {first_line(e)}"]
     try: SmolAgentEnv.from_config(cfg.environment, tokenizer)
-    except TemplateError as e: return [f"environment.tool_call_format: {cfg.environment.tool_call_format}: {first_line(e)}"]
+    except TemplateError as e: return [f"environment.tool_call_format: {cfg.environment.tool_call_format}: "
+                                       f"{first_line(e)}"]
     except Exception as e: return [f"environment: {first_line(e)}"]
     return []
 
-def fit_run_rows(cfg: TrainingConfig, tokenizer, rows: list[Row], eval_rows: list[Row] = ()) -> tuple[list[Row], list[Row]]:
+def fit_run_rows(cfg: TrainingConfig, tokenizer, rows: list[Row],
+                 eval_rows: list[Row] = ()) -> tuple[list[Row], list[Row]]:
     "The training and evaluation rows with each source's too-long prompts refused, cut or dropped as its `too_long` says."
     if cfg.environment.agent: return rows, list(eval_rows)  # the agent renders its own prompts
     import tempfile
@@ -94,7 +98,8 @@ def fit_run_rows(cfg: TrainingConfig, tokenizer, rows: list[Row], eval_rows: lis
     env, context = SmolAgentEnv.from_config(cfg.environment, tokenizer), model_context(cfg.model)
     rows = fit_prompts(rows, env, context, budget, cfg.prompt_source.too_long)
     if eval_rows:
-        eval_rows = fit_prompts(eval_rows, env, context, budget, cfg.evaluation.prompt_source.too_long, "evaluation.prompt_source")
+        eval_rows = fit_prompts(eval_rows, env, context, budget, cfg.evaluation.prompt_source.too_long,
+                                "evaluation.prompt_source")
     return rows, list(eval_rows)
 
 def check_lengths(cfg: TrainingConfig, tokenizer=None) -> list[str]:
@@ -123,7 +128,8 @@ def check_run(cfg: TrainingConfig, tokenizer=None,
 # %% ../nbs/09c_validate.ipynb #6e2f9d43
 def first_prompt(cfg: TrainingConfig, tokenizer=None) -> str:
     "The first training row's prompt exactly as the model will see it."
-    if cfg.environment.agent: raise ValueError("environment.agent: the agent renders its own prompts; run it to see them")
+    if cfg.environment.agent: raise ValueError("environment.agent: the agent renders its own prompts; run it to see "
+                                               "them")
     from retrain.models import load_tokenizer
     tokenizer = tokenizer or load_tokenizer(cfg.model)
     env = SmolAgentEnv.from_config(cfg.environment, tokenizer)
@@ -136,11 +142,13 @@ def memory_estimate(cfg: TrainingConfig, tokenizer=None) -> MemoryEstimate:
     from retrain.models import resolve_model_path
     from retrain.trainer import grpo_config
     m = cfg.model
-    mc = AutoConfig.from_pretrained(resolve_model_path(m.name_or_path), trust_remote_code=m.trust_remote_code, revision=m.revision,
+    mc = AutoConfig.from_pretrained(resolve_model_path(m.name_or_path),
+                                    trust_remote_code=m.trust_remote_code, revision=m.revision,
                                     **({"gguf_file": m.gguf_file} if m.gguf_file else {}))
     with torch.device("meta"): n = AutoModelForCausalLM.from_config(mc).num_parameters()
     with tempfile.TemporaryDirectory() as d: args = grpo_config(cfg, d, n_params=n)
-    prompt = len(tokenizer(first_prompt(cfg, tokenizer), add_special_tokens=False)["input_ids"]) if tokenizer is not None else 256
+    prompt = len(tokenizer(first_prompt(cfg, tokenizer),
+                           add_special_tokens=False)["input_ids"]) if tokenizer is not None else 256
     decode = max(args.generation_batch_size, cfg.evaluation.batch_size if cfg.evaluation else 0)
     return estimate_memory(mc, n_params=n, dtype_bytes=2 if m.torch_dtype in ("bfloat16", "float16") else 4,
                            lora_r=(m.peft_config or {}).get("r", 8) if m.peft_config is not None else None,

@@ -54,7 +54,8 @@ class ScriptedTurns(Generator):
 
     def complete(self, model, prompts: list[TokenIds], max_tokens: list[int], sampling, *,
                  greedy: bool = False, stop_ids: set[int] | frozenset = frozenset()) -> list[TurnOutput]:
-        if self.prompts is None: self.prompts = [list(p) for p in prompts]  # the first call: every episode, in row order
+        # the first call: every episode, in row order
+        if self.prompts is None: self.prompts = [list(p) for p in prompts]
         stop = min(stop_ids) if stop_ids else None
         outs = []
         for p, limit in zip(prompts, max_tokens):
@@ -83,7 +84,8 @@ def demonstrations(env: SmolAgentEnv, rows: list[Row],
         except Exception as e:
             raise ValueError(f"warm start: the solver {getattr(solve, '__name__', solve)} failed on row {i} ({r}): "
                              f"{type(e).__name__}: {e}; check that the rows are the ones it solves") from None
-        replies.append([tok(format_action(env.parser, n, a), add_special_tokens=False)["input_ids"] for n, a in actions])
+        replies.append([tok(format_action(env.parser, n, a),
+                            add_special_tokens=False)["input_ids"] for n, a in actions])
     out = env.rollout_sync(rows, torch.nn.Linear(1, 1), generator=ScriptedTurns(replies), greedy=True)
     return [r for r in out if keep is None or (r.final_answer is not None and keep(r))]
 
@@ -104,15 +106,16 @@ def warm_start(model, env: SmolAgentEnv, rows: list[Row], solve: Callable[[Row],
     demos = [d for d in played if d.final_answer is not None and (keep is None or keep(d))]
     if not demos:
         ends = Counter(str(d.termination.value if hasattr(d.termination, "value") else d.termination) for d in played)
-        raise ValueError(f"warm_start: none of {len(played)} demonstrations of {cfg.demonstrations} succeeded with the real "
-                         f"tools (how they ended: {dict(ends)}); check the solver against the rows and tools, and that "
-                         "environment.max_tokens_per_turn fits one action")
+        raise ValueError(f"warm_start: none of {len(played)} demonstrations of {cfg.demonstrations} succeeded with the "
+                         f"real tools (how they ended: {dict(ends)}); check the solver against the rows and tools, and "
+                         "that environment.max_tokens_per_turn fits one action")
     data = Dataset.from_list([sft_example(d) for d in demos])
     cuda = torch.cuda.is_available()
     with tempfile.TemporaryDirectory() as out:
         args = SFTConfig(output_dir=out, max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size,
                          learning_rate=cfg.learning_rate, lr_scheduler_type="constant", warmup_steps=0, logging_steps=1,
-                         save_strategy="no", report_to="none", use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
+                         save_strategy="no", report_to="none", use_cpu=not cuda,
+                         bf16=cuda and torch.cuda.is_bf16_supported(),
                          seed=seed, data_seed=seed, disable_tqdm=True, max_length=None,
                          activation_checkpointing=model.num_parameters() >= 50_000_000)
         trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=env.tokenizer,
@@ -137,15 +140,18 @@ def _import(ref: str, what: str):
 def warm_start_key(cfg: TrainingConfig) -> str:
     "What decides a warm start's result, hashed: the model, the warm start section, the environment, the seed."
     m = cfg.model
-    parts = {"model": [m.name_or_path, m.gguf_file, m.torch_dtype, m.revision], "warm_start": cfg.warm_start.model_dump(mode="json"),
+    parts = {"model": [m.name_or_path, m.gguf_file, m.torch_dtype, m.revision],
+             "warm_start": cfg.warm_start.model_dump(mode="json"),
              "environment": cfg.environment.model_dump(mode="json"), "seed": cfg.seed}
     if Path(m.name_or_path).is_dir() and (Path(m.name_or_path) / "config.json").is_file():
-        parts["weights"] = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(Path(m.name_or_path).iterdir()) if p.is_file()]
+        parts["weights"] = [(p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                            for p in sorted(Path(m.name_or_path).iterdir()) if p.is_file()]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 def warm_started(model, tokenizer, cfg: TrainingConfig,
                  make_env: Callable[[list[str] | None], SmolAgentEnv],  # the run's environment, with these tools instead (None: its own)
-                 train_rows: list[Row], keep: Callable[[RawRolloutData], bool] | None = None) -> tuple[Any, dict[str, Any]]:
+                 train_rows: list[Row],
+                 keep: Callable[[RawRolloutData], bool] | None = None) -> tuple[Any, dict[str, Any]]:
     "The model after `cfg.warm_start` (loaded from the cache when this exact warm start ran before), and its summary."
     from retrain.prompts import load_rows
     from transformers import AutoModelForCausalLM
@@ -155,7 +161,8 @@ def warm_started(model, tokenizer, cfg: TrainingConfig,
     def write(tmp: Path):
         env, rows = make_env(ws.tools), train_rows
         if ws.prompt_source is not None:
-            rows = fit_prompts(load_rows(ws.prompt_source, seed=cfg.seed), env, context_of(model.config), env.max_total_tokens,
+            rows = fit_prompts(load_rows(ws.prompt_source, seed=cfg.seed), env,
+                               context_of(model.config), env.max_total_tokens,
                                ws.prompt_source.too_long, "warm_start.prompt_source")
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)

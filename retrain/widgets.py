@@ -26,7 +26,8 @@ from .health import health_html
 __all__ = ['MAIN_PANELS', 'MORE_PANELS', 'TrainingDashboard']
 
 # %% ../nbs/09_widgets.ipynb #e2811668
-def _num(x: Any) -> str: return f"{x:.2f}" if isinstance(x, Real) and not isinstance(x, bool) and not math.isnan(x) else "—"
+def _num(x: Any) -> str: return f"{x:.2f}" if isinstance(x,
+                                                         Real) and not isinstance(x, bool) and not math.isnan(x) else "—"
 
 # the panels a run is read by first, shown open; the rest sit in "more curves", drawn while it is open
 MAIN_PANELS = {"reward": REWARD_PANELS[0], "held-out success": REWARD_PANELS[2], "tool use": HEALTH_PANELS[0],
@@ -35,7 +36,8 @@ MORE_PANELS = {"reward components": REWARD_PANELS[1], **{p.title: p for p in HEA
                **{f"signals: {p.title}": p for p in SIGNAL_PANELS}}
 
 def _grid(children: list) -> W.GridBox:
-    return W.GridBox(children, layout=W.Layout(grid_template_columns="repeat(auto-fill, minmax(340px, 1fr))", grid_gap="4px 8px",
+    return W.GridBox(children,
+                     layout=W.Layout(grid_template_columns="repeat(auto-fill, minmax(340px, 1fr))", grid_gap="4px 8px",
                                                width="100%"))
 
 class TrainingDashboard:
@@ -47,14 +49,17 @@ class TrainingDashboard:
                  max_overhead: float | None = 0.02,  # share of wall time drawing may take (None: no limit)
                  ):
         if every < 1: raise ValueError(f"every={every}: must be >= 1")
-        if max_rollouts_per_step < 2: raise ValueError(f"max_rollouts_per_step={max_rollouts_per_step}: must be >= 2 (best and worst)")
+        if max_rollouts_per_step < 2: raise ValueError(f"max_rollouts_per_step={max_rollouts_per_step}: must be >= 2 "
+                                                       "(best and worst)")
         if max_overhead is not None and not 0 < max_overhead <= 1: raise ValueError(f"max_overhead={max_overhead}: must be in (0, 1] or None")
         self.every, self.max_rollouts_per_step, self.max_steps_kept, self.max_overhead = every, max_rollouts_per_step, max_steps_kept, max_overhead
         self.log, self.rollouts, self.step = MetricLog(), {}, None
         self.metric_selector = W.Dropdown(description="metric", options=[], layout=W.Layout(width="360px"))
-        self.panels: dict[str, Panel] = {**MAIN_PANELS, **MORE_PANELS, "metric": Panel("any metric", lambda k: k == self.metric_selector.value)}
+        self.panels: dict[str, Panel] = {**MAIN_PANELS, **MORE_PANELS,
+                                         "metric": Panel("any metric", lambda k: k == self.metric_selector.value)}
         self.images = {n: W.Image(format="svg+xml", layout=W.Layout(width="100%", height="auto")) for n in self.panels}
-        for n, im in self.images.items(): im.add_class("rt-panel-" + re.sub(r"[^a-z0-9]+", "-", n.lower()).strip("-"))  # for the browser test
+        # for the browser test
+        for n, im in self.images.items(): im.add_class("rt-panel-" + re.sub(r"[^a-z0-9]+", "-", n.lower()).strip("-"))
         self.header, self.flags = W.HTML(), W.HTML()  # flags: steps where a reward component rose while success fell
         self.step_selector = W.Dropdown(description="step", options=[], layout=W.Layout(width="170px"),
                                         style={"description_width": "36px"})
@@ -62,14 +67,17 @@ class TrainingDashboard:
                                            style={"description_width": "52px"})
         self.best_button = W.Button(description="best", layout=W.Layout(width="64px"))
         self.worst_button = W.Button(description="worst", layout=W.Layout(width="64px"))
-        self.follow = W.Checkbox(value=True, description="follow latest step", indent=False, layout=W.Layout(width="160px"))
+        self.follow = W.Checkbox(value=True, description="follow latest step", indent=False,
+                                 layout=W.Layout(width="160px"))
         self.rollout_html = W.HTML("<i>no rollouts logged yet</i>")
         more = W.VBox([_grid([self.images[n] for n in MORE_PANELS]), self.metric_selector,
                        W.Box([self.images["metric"]], layout=W.Layout(width="min(100%, 560px)"))])
         self.more = W.Accordion([more], selected_index=None)
-        self.more.set_title(0, "more curves: reward components, turns, lengths, tokens, KL, reward-hacking signals, any metric")
+        self.more.set_title(0, "more curves: reward components, turns, lengths, tokens, KL, reward-hacking signals, "
+                               "any metric")
         self.widget = W.VBox([self.header, self.flags, _grid([self.images[n] for n in MAIN_PANELS]), self.more,
-                              W.HBox([self.step_selector, self.rollout_selector, self.best_button, self.worst_button, self.follow],
+                              W.HBox([self.step_selector, self.rollout_selector, self.best_button,
+                                      self.worst_button, self.follow],
                                      layout=W.Layout(flex_flow="row wrap", align_items="center")),
                               self.rollout_html], layout=W.Layout(width="100%", max_width="1100px"))
         self.render_seconds, self.renders, self.seconds = 0.0, 0, 0.0  # cost accounting
@@ -134,7 +142,8 @@ def _update(self: TrainingDashboard):
     self._sync_browser()
     self._header()
     hacking = f"<style>{ROLLOUT_CSS}</style>" + flags_html(self.log) if "signals/success_rate" in self.log else ""
-    self.flags.value = health_html(self.log) + hacking  # a diverged or collapsed run (retrain.health), then reward hacking
+    # a diverged or collapsed run (retrain.health), then reward hacking
+    self.flags.value = health_html(self.log) + hacking
 
 # %% ../nbs/09_widgets.ipynb #47dcbbe2
 @patch
@@ -164,15 +173,20 @@ def refresh(self: TrainingDashboard):
 @patch
 def _header(self: TrainingDashboard):
     L, parts = self.log.last, [f"<b>step {html.escape(str(self.step)) if self.step is not None else '—'}</b>"]
-    if "reward" in self.log: parts.append(f"reward <b>{L('reward'):.3f}</b>" + (f" ± {L('reward_std'):.3f}" if "reward_std" in self.log else ""))
-    for k, name in (("tool_call_rate", "tool calls"), ("tool_error_rate", "tool errors"), ("parse_error_rate", "parse errors")):
+    if "reward" in self.log: parts.append(f"reward <b>{L('reward'):.3f}</b>" + (f" ± {L('reward_std'):.3f}"
+                                                                                if "reward_std" in self.log else ""))
+    for k, name in (("tool_call_rate", "tool calls"), ("tool_error_rate", "tool errors"),
+                    ("parse_error_rate", "parse errors")):
         if k in self.log: parts.append(f"{name} {100 * L(k):.0f}%")
     if "mean_turns" in self.log: parts.append(f"turns {L('mean_turns'):.2f}")
     if "eval/success_rate" in self.log:
-        parts.append(f"held-out success <b>{100 * L('eval/success_rate'):.0f}%</b> (step {self.log.series('eval/success_rate')[0][-1]:g})")
+        parts.append(f"held-out success <b>{100 * L('eval/success_rate'):.0f}%</b> (step "
+                     f"{self.log.series('eval/success_rate')[0][-1]:g})")
     if "step_seconds" in self.log: parts.append(f"{L('step_seconds'):.2f} s/step")
-    if any(n in self._dirty for n in self.visible): parts.append('<span style="color:#6e7781">(curves: redrawing)</span>')
-    self.header.value = " · ".join(f'<span style="white-space:nowrap">{p}</span>' for p in parts)  # wraps between parts only
+    if any(n in self._dirty
+           for n in self.visible): parts.append('<span style="color:#6e7781">(curves: redrawing)</span>')
+    # wraps between parts only
+    self.header.value = " · ".join(f'<span style="white-space:nowrap">{p}</span>' for p in parts)
 
 
 # %% ../nbs/09_widgets.ipynb #efaeda3a
@@ -184,7 +198,8 @@ def _sync_browser(self: TrainingDashboard):
     target = steps[-1] if self.follow.value or cur not in self.rollouts else cur
     self._quiet = True
     with self.step_selector.hold_sync():  # one message to the front end, not one per trait
-        if [v for _, v in self.step_selector.options] != steps: self.step_selector.options = [(f"step {s}", s) for s in steps]
+        if [v for _,
+            v in self.step_selector.options] != steps: self.step_selector.options = [(f"step {s}", s) for s in steps]
         self.step_selector.value = target
     self._quiet = False
     if target != cur or self.follow.value: self._show_step(target)
@@ -194,8 +209,10 @@ def _show_step(self: TrainingDashboard, step: int, pos: int | None = None):
     rs = self.rollouts.get(step, [])
     self._quiet = True
     with self.rollout_selector.hold_sync():
-        self.rollout_selector.options = [(f"#{r.get('index', i)} · " + ("FAILED (infrastructure)" if r.get("infra_error") is not None else
-                                          f"reward {_num(r.get('total_reward'))}") + f" · {r.get('termination', '?')}", i) for i, r in enumerate(rs)]
+        self.rollout_selector.options = [(f"#{r.get('index', i)} · " + ("FAILED (infrastructure)"
+                                                                        if r.get("infra_error") is not None else
+                                          f"reward {_num(r.get('total_reward'))}") + f" · {r.get('termination', '?')}",
+                                          i) for i, r in enumerate(rs)]
         if rs: self.rollout_selector.value = best_worst(rs)[0] if pos is None else pos
     self._quiet = False
     self._show_rollout()
@@ -239,18 +256,22 @@ def _on_pick_metric(self: TrainingDashboard, change):
 @patch
 def snapshot_html(self: TrainingDashboard) -> str:
     "The dashboard's current state as static HTML: header, flags and the main curves (what a saved notebook shows without a kernel)."
-    svgs = "".join(f'<div style="flex:1 1 340px;max-width:560px">{svg_panel(self.log, self.panels[n])}</div>' for n in MAIN_PANELS)
-    svgs = svgs.replace('<svg xmlns="http://www.w3.org/2000/svg" width="440"', '<svg xmlns="http://www.w3.org/2000/svg" width="100%"')
+    svgs = "".join(f'<div style="flex:1 1 340px;max-width:560px">{svg_panel(self.log, self.panels[n])}</div>'
+                   for n in MAIN_PANELS)
+    svgs = svgs.replace('<svg xmlns="http://www.w3.org/2000/svg" width="440"',
+                        '<svg xmlns="http://www.w3.org/2000/svg" width="100%"')
     return (f'<div class="retrain-dashboard-snapshot"><div>{self.header.value}</div>{self.flags.value}'
             f'<div style="display:flex;flex-wrap:wrap;gap:4px 8px">{svgs}</div>'
-            '<div style="color:#6e7781;font-size:12px">retrain dashboard, last state (run the notebook to browse rollouts)</div></div>')
+            '<div style="color:#6e7781;font-size:12px">retrain dashboard, last state (run the notebook to browse '
+            'rollouts)</div></div>')
 
 @patch
 def _bundle(self: TrainingDashboard) -> dict[str, Any]:
     "The widget's MIME bundle, with the current state as its HTML and text fallbacks for a saved notebook."
     bundle = self.widget._repr_mimebundle_() or {}
     text = re.sub(r"<[^>]+>", "", self.header.value.replace(" · ", " | "))
-    return {**bundle, "text/plain": f"retrain TrainingDashboard: {html.unescape(text)}", "text/html": self.snapshot_html()}
+    return {**bundle, "text/plain": f"retrain TrainingDashboard: {html.unescape(text)}",
+            "text/html": self.snapshot_html()}
 
 @patch
 def display(self: TrainingDashboard):

@@ -41,4 +41,5 @@ def manager_agent(model: Model, tools: list[Tool] = (), max_steps: int = 2, **kw
     "A `CodeAgent` that manages a `ToolCallingAgent` named 'multiplier'."
     helper = ToolCallingAgent(tools=[multiply], model=model, max_steps=1, name="multiplier",
                               description="Multiplies two numbers given in the task.")
-    return CodeAgent(tools=list(tools), model=model, managed_agents=[helper], instructions=INSTRUCTIONS, max_steps=max_steps, **kw)
+    return CodeAgent(tools=list(tools), model=model, managed_agents=[helper], instructions=INSTRUCTIONS,
+                     max_steps=max_steps, **kw)

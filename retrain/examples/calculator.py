@@ -63,7 +63,8 @@ def write_calculator_data(
     "Write the train and held-out questions as jsonl files; returns their paths."
     dir = Path(dir); dir.mkdir(parents=True, exist_ok=True)
     paths = dir / "calculator_train.jsonl", dir / "calculator_heldout.jsonl"
-    for path, rows in zip(paths, (calculator_rows(n_train, "train", seed), calculator_rows(n_heldout, "heldout", seed))):
+    for path, rows in zip(paths,
+                          (calculator_rows(n_train, "train", seed), calculator_rows(n_heldout, "heldout", seed))):
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return paths
 
@@ -89,7 +90,8 @@ def calculator_messages(
         msgs += [{"role": "assistant", "content": "", "tool_calls": [call]}, {"role": "tool", "content": row["answer"]}]
     return msgs + [{"role": "assistant", "content": row["answer"] if answer is None else answer}]
 
-def render_calculator(tokenizer: PreTrainedTokenizerFast, messages: list[dict], add_generation_prompt: bool = False) -> str:
+def render_calculator(tokenizer: PreTrainedTokenizerFast, messages: list[dict],
+                      add_generation_prompt: bool = False) -> str:
     "Render `messages` with the calculator tool listed, as the environment does."
     return tokenizer.apply_chat_template(messages, tools=AGENT_TOOLS, tokenize=False,
                                          add_generation_prompt=add_generation_prompt)
@@ -108,7 +110,8 @@ def _demo_formats(tokenizer: PreTrainedTokenizerFast) -> tuple[str, str]:
 def _demo_text(formats: tuple[str, str], row: dict, use_tool: bool = True, answer: str | None = None) -> str:
     a, b = _operands(row)
     text = formats[0] if use_tool else formats[1]
-    for slot, value in zip(_SLOTS.values(), (str(a), str(b), row["answer"], row["answer"] if answer is None else answer)):
+    for slot, value in zip(_SLOTS.values(),
+                           (str(a), str(b), row["answer"], row["answer"] if answer is None else answer)):
         text = text.replace(slot, value)
     return text
 
@@ -118,7 +121,8 @@ def calculator_tokenizer(
 ) -> PreTrainedTokenizerFast:
     "A tiny tokenizer trained on rendered calculator episodes (every digit its own token)."
     rows = calculator_rows(n_texts, "train", seed=seed)
-    return build_tiny_tokenizer(corpus=[render_calculator(build_tiny_tokenizer(), calculator_messages(r, use_tool=i % 2 == 0))
+    return build_tiny_tokenizer(corpus=[render_calculator(build_tiny_tokenizer(),
+                                                          calculator_messages(r, use_tool=i % 2 == 0))
                                         for i, r in enumerate(rows)])
 
 # %% ../../nbs/examples/calculator.ipynb #0916c672
@@ -199,7 +203,8 @@ def warm_start(
             model.eval(); acc = forced_copy_accuracy(model, tokenizer, probe); model.train()
             stats["copy_curve"].append((s, acc))
             if log: log(f"phase 1 step {s}: loss {loss:.4f}, forced-copy accuracy {acc:.2f}")
-            if acc >= copy_threshold or (decay_start is not None and s >= decay_start + decay_steps and acc >= min_copy): break
+            if acc >= copy_threshold or (decay_start is not None and s >= decay_start + decay_steps
+                                         and acc >= min_copy): break
             if decay_start is None and acc >= decay_from: decay_start = s
     stats.update(phase1_steps=s, copy_after_phase1=acc)
     for s in range(mix_steps):
@@ -227,7 +232,8 @@ def _calculate(reply: str) -> str | None:
 def _generate(model, tokenizer, seqs: list[list[int]], max_new_tokens: int, temperature: float) -> list[list[int]]:
     pad, eos, width = tokenizer.pad_token_id, tokenizer.eos_token_id, max(map(len, seqs))
     ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs])
-    sampling = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0 else dict(do_sample=False)
+    sampling = dict(do_sample=True, temperature=temperature, top_k=0,
+                    top_p=1.0) if temperature > 0 else dict(do_sample=False)
     out = model.generate(input_ids=ids, attention_mask=(ids != pad).long(), max_new_tokens=max_new_tokens,
                          pad_token_id=pad, eos_token_id=eos, **sampling)[:, width:].tolist()
     return [o[:o.index(eos) + 1] if eos in o else o for o in out]
@@ -255,9 +261,11 @@ def evaluate_calculator_agent(
             tool += sum("<tool_call>" in t for t in replies)
             finals = {k: t for k, t in enumerate(replies) if "<tool_call>" not in t}
             if again:
-                obs = [tokenizer(f"<|tool|>{_calculate(replies[k])}{end}<|assistant|>", add_special_tokens=False)["input_ids"]
+                obs = [tokenizer(f"<|tool|>{_calculate(replies[k])}{end}<|assistant|>",
+                                 add_special_tokens=False)["input_ids"]
                        for k in again]
-                second = _generate(model, tokenizer, [prompts[k] + first[k] + o for k, o in zip(again, obs)], 12, temperature)
+                second = _generate(model, tokenizer,
+                                   [prompts[k] + first[k] + o for k, o in zip(again, obs)], 12, temperature)
                 finals.update({k: tokenizer.decode(o) for k, o in zip(again, second)})
             success += sum(t.removesuffix(end).strip() == batch[k]["answer"] for k, t in finals.items())
     return {"success": success / len(rows), "tool_rate": tool / len(rows), "n": len(rows)}
