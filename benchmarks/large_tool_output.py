@@ -33,7 +33,8 @@ class Sized(Tool):
 
     def __init__(self, n_bytes: int):
         super().__init__()
-        self.payload = "6" + "7" * (n_bytes - 1)  # built once: what is measured is retrain's handling, not the tool's work
+        # built once: what is measured is retrain's handling, not the tool's work
+        self.payload = "6" + "7" * (n_bytes - 1)
 
     def forward(self, expression: str) -> str:
         return self.payload

@@ -50,14 +50,17 @@ def test_retrain_run_trains_an_agent(tmp_path, factory):
         "environment": {"agent": f"my_agents:{factory}", "agent_kwargs": {"max_steps": 1}, "max_tokens_per_turn": 8},
         "prompt_source": {"type": "list", "prompts": [{"prompt": "What is 2+3?", "answer": "5"}]},
         "reward_setup": {"rollout_reward_configs": {"numeric_match": {}}},
-        "evaluation": {"prompt_source": {"type": "list", "prompts": [{"prompt": "What is 4+4?", "answer": "8"}]}, "before": False},
+        "evaluation": {"prompt_source": {"type": "list",
+                                         "prompts": [{"prompt": "What is 4+4?", "answer": "8"}]}, "before": False},
         "output_dir": str(tmp_path / "runs"), "experiment_name": "agent", "num_threads": 1, "seed": 3,
     }
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "RETRAIN_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1",
+    env = {**os.environ, "RETRAIN_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1",
+           "TRL_EXPERIMENTAL_SILENCE": "1",
            "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     def retrain(*args):
-        return subprocess.run([sys.executable, "-m", "retrain.cli", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+        return subprocess.run([sys.executable, "-m", "retrain.cli", *args], capture_output=True, text=True,
+                              cwd=ROOT, env=env, timeout=600)
     r = retrain("validate", str(tmp_path / "cfg.yaml"))
     assert r.returncode == 0, r.stderr[-3000:]
     r = retrain("run", str(tmp_path / "cfg.yaml"))
@@ -89,15 +92,18 @@ def test_torchrun_two_processes_train_an_agent(tmp_path):
         "algorithm": {"hyperparameters": {"max_steps": 2, "per_device_train_batch_size": 4, "num_generations": 4,
                                           "max_completion_length": 64, "learning_rate": 1e-3}},
         "environment": {"agent": "my_agents:build_caller", "agent_kwargs": {"max_steps": 1}, "max_tokens_per_turn": 8},
-        "prompt_source": {"type": "list", "prompts": [{"prompt": "What is 2+3?", "answer": "5"}, {"prompt": "What is 4+4?", "answer": "8"}]},
+        "prompt_source": {"type": "list", "prompts": [{"prompt": "What is 2+3?", "answer": "5"},
+                                                      {"prompt": "What is 4+4?", "answer": "8"}]},
         "reward_setup": {"rollout_reward_configs": {"numeric_match": {}}},
         "output_dir": str(tmp_path / "runs"), "experiment_name": "mp", "num_threads": 1, "seed": 3,
     }
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "RETRAIN_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1",
+    env = {**os.environ, "RETRAIN_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1",
+           "TRL_EXPERIMENTAL_SILENCE": "1",
            "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "-m", "retrain", "run", str(tmp_path / "cfg.yaml")], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+                        "-m", "retrain", "run", str(tmp_path / "cfg.yaml")], capture_output=True, text=True,
+                       cwd=ROOT, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = tmp_path / "runs" / "mp"
     metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]

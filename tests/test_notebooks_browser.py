@@ -54,17 +54,21 @@ def lab(tmp_path_factory):
         "env": {"IN_TEST": "1"}}))  # the quickstart's short run (its TESTING switch), as under nbdev-test
     settings = tmp / "settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)
-    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))  # every cell in the DOM
+    # every cell in the DOM
+    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     notes = settings.parent / "apputils-extension"
     notes.mkdir()
-    (notes / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))  # offline
+    (notes / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false",
+                                                                        "checkForUpdates": False}))  # offline
     with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
-    env.update(JUPYTER_PATH=str(data), JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(tmp / "ws"),
+    env.update(JUPYTER_PATH=str(data), JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp / "ws"),
                JUPYTER_CONFIG_DIR=str(tmp / "config"), JUPYTER_RUNTIME_DIR=str(tmp / "runtime"))
     log = open(tmp / "lab.log", "w")
     proc = subprocess.Popen([str(LAB / "bin" / "jupyter-lab"), "--no-browser", f"--port={port}", "--ip=127.0.0.1",
                              f"--ServerApp.root_dir={root}", "--IdentityProvider.token=", "--ServerApp.password=",
-                             "--ServerApp.disable_check_xsrf=True", "--allow-root", "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+                             "--ServerApp.disable_check_xsrf=True", "--allow-root", "--LabApp.news_url=None",
+                             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -73,7 +77,8 @@ def lab(tmp_path_factory):
             try:
                 urllib.request.urlopen(f"{url}/api/status", timeout=2); break
             except OSError: time.sleep(0.5)
-        if proc.poll() is not None or _ == 119: pytest.fail(f"JupyterLab did not start:\n{(tmp / 'lab.log').read_text()[-3000:]}")
+        if proc.poll() is not None or _ == 119: pytest.fail("JupyterLab did not "
+                                                            f"start:\n{(tmp / 'lab.log').read_text()[-3000:]}")
         yield url, tmp
     finally:
         proc.terminate()
@@ -86,7 +91,8 @@ def lab(tmp_path_factory):
 
 def _run_all(lab, notebook: str, watch: str = "<no watched cell>", timeout: float = 150) -> dict:
     url, tmp = lab
-    proc = subprocess.run([str(LAB / "bin" / "python"), str(ROOT / "tests" / "browser" / "lab_driver.py"), url, notebook,
+    proc = subprocess.run([str(LAB / "bin" / "python"),
+                           str(ROOT / "tests" / "browser" / "lab_driver.py"), url, notebook,
                            str(ARTIFACTS), "--watch-cell", watch, "--timeout", str(timeout), "--chromium", CHROMIUM],
                           capture_output=True, text=True, timeout=timeout + 120)
     assert proc.returncode == 0, f"the browser driver failed:\n{proc.stderr[-4000:]}"

@@ -136,7 +136,8 @@ class HTTPWeightsClient(VLLMClient):
 
     def update_named_params(self, metadata, named_params):
         names, dtypes, shapes = (list(f) for f in zip(*metadata))
-        tensors = [base64.b64encode(t.detach().float().cpu().contiguous().numpy().tobytes()).decode() for _, t in named_params]
+        tensors = [base64.b64encode(t.detach().float().cpu().contiguous().numpy().tobytes()).decode()
+                   for _, t in named_params]
         if not self._updating_weights: self._start_weight_update()
         self._post(f"{self.base_url}/update_weights",
                    json={"update_info": {"names": names, "dtype_names": dtypes, "shapes": shapes}, "tensors": tensors})

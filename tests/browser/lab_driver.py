@@ -112,7 +112,8 @@ def main():
         if state["watched"] >= 0:
             page.locator(".jp-Notebook .jp-Cell.jp-CodeCell").nth(state["watched"]).locator(".jp-OutputArea").screenshot(path=shot)
             shots.append(str(shot))
-        elif page.locator(".jp-OutputArea-output:has(.widget-vbox)").count():  # no watched cell: the last dashboard drawn
+        # no watched cell: the last dashboard drawn
+        elif page.locator(".jp-OutputArea-output:has(.widget-vbox)").count():
             page.locator(".jp-OutputArea-output:has(.widget-vbox)").last.screenshot(path=shot, timeout=15_000)
             shots.append(str(shot))
         page.screenshot(path=out / f"{name}-page.png", full_page=False)
