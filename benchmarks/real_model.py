@@ -274,7 +274,7 @@ def action(name: str, args: dict) -> str: return "Action:\n" + json.dumps({"name
 
 
 def sft_model(model_dir: str, threads: int, max_calls: int):
-    "The model with LoRA adapters fitted on rendered demonstrations (1 call, or 1 to `max_calls` calls, then the answer), merged; cached."
+    "The model with LoRA adapters fitted on demonstrations (1 call or up to `max_calls`, then answer), merged; cached."
     import torch
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM

@@ -106,7 +106,7 @@ def token_advantages(
     batch: list[RolloutRewards] | None = None,  # every rank's `rollout_rewards`, in rank order, when `trajectories` are one rank's share
     offset: int = 0,  # where `trajectories` start in `batch`
 ) -> Advantages:
-    "Turn-level credit: the group-normalised rollout advantage on every model token plus each turn's normalised step reward on its own tokens."
+    "Turn-level credit: the group-normalised rollout advantage on each model token plus its turn's step reward."
     batch = rollout_rewards(trajectories) if batch is None else batch
     B, b = len(batch), len(trajectories)
     if not 0 <= offset <= B - b: raise ValueError(f"{b} rollouts at offset {offset} do not fit in a batch of {B}")

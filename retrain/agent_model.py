@@ -163,7 +163,7 @@ class BudgetSpent(RuntimeError):
     "The episode's token budget (`max_total_tokens`) is spent: no further model call."
 
 class PolicyModel(Model):
-    "A smolagents `Model` over the policy being trained: chat-template prompts, stop sequences on tokens, every call recorded."
+    "A smolagents `Model` over the policy in training: chat-template prompts, stop tokens, every call recorded."
     def __init__(self, front: DecodeFront, slot: int,  # the batching front and this episode's row
                  tokenizer, chat_template_kwargs: dict | None = None, model_id: str = "retrain-policy"):
         super().__init__(flatten_messages_as_text=True, model_id=model_id)

@@ -152,7 +152,7 @@ def _extends(calls: list[ModelCall]) -> int | None:
     return None
 
 def episode_from_calls(calls: list[ModelCall], turns: list[Turn], row: Row) -> RawRolloutData:
-    "An episode from its model calls and their turns: one sequence when each prompt extends the last, else one per call."
+    "An episode from its model calls and turns: one sequence when each prompt extends the last, else one per call."
     if not calls: raise ValueError("an episode needs at least one model call")
     one = _extends(calls) is None
     ro = RawRolloutData(prompt_ids=list(calls[0].prompt_ids), row=dict(row), calls=list(calls), one_sequence=one)

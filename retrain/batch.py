@@ -233,7 +233,7 @@ MASK_BUDGET = 2**24  # a forward's rows x new tokens x cached columns at most: a
 
 @patch
 def _feed(self: DecodeBatch, model, ids: torch.Tensor, m: torch.Tensor, keep: int = 1) -> torch.Tensor:
-    "Append right-aligned chunks `ids` (real where `m`) to every row, in pieces whose masks stay small; the logits of the last `keep` columns."
+    "Append right-aligned chunks `ids` (real where `m`) to each row in small-mask pieces; last `keep` columns' logits."
     b, w = ids.shape
     k = w + (0 if self.attn is None else self.attn.shape[1])
     # a piece's attention is (b, heads, piece, <= k): O(L) a row, not O(L^2)

@@ -94,7 +94,7 @@ class _Lane:
     def running_for(self) -> float: return 0.0 if self.t0 is None else time.perf_counter() - self.t0
 
 class _Calls:
-    "Function calls of one scoring pass: each component's calls on a thread of their own (components run concurrently), each within `timeout` seconds; awaitables that async functions return are awaited together."
+    "One scoring pass's calls: each component's on its own thread within `timeout` s; awaitables awaited together."
     def __init__(self, timeout: float | None = None):
         self.timeout, self.jobs, self.whats, self.rows, self.failed, self.trips = timeout, [], [], [], {}, []
 
@@ -358,7 +358,7 @@ def score_sync(self: RewardCalculator, rollouts: list[RawRolloutData]) -> list[P
 
 # %% ../nbs/05c_calculator.ipynb #f975516b
 def success_reward_name(rewards: RewardCalculator, name: str | None = None, required: bool = True) -> str | None:
-    "The reward component whose value decides success: `name`, else the first rollout-level one (None if there is none and not `required`)."
+    "The reward component that decides success: `name`, else the first rollout-level one (None: none, not `required`)."
     name = name or next((n for n in rewards.component_names if n not in rewards.step_names), None)
     if name is None and required: raise ValueError("evaluation needs a rollout-level reward (or "
                                                    "evaluation.success_reward)")

@@ -56,7 +56,7 @@ class ChatRenderer:
                               add_special_tokens=False)["input_ids"]
 
     def generation_prompt(self) -> str:
-        "What the template writes to open an assistant turn (e.g. `<|assistant|>`, or `...<think>` for R1-style templates)."
+        "What the template writes to open an assistant turn (e.g. `<|assistant|>`, or `...<think>` for R1-style ones)."
         u = [{"role": "user", "content": "x"}]
         a, b = self.text(u), self.text(u, add_generation_prompt=True)
         return b[len(a):] if b.startswith(a) else ""

@@ -73,7 +73,7 @@ def register_row_check(name: str,  # a reward or verifier name (or 'package.modu
                        field: str,  # the row field it reads
                        ok: Callable[[Any], bool],  # True when the value is usable
                        what: str) -> None:  # what the value must be, e.g. 'a number'
-    "Have rows checked at load: `field` must satisfy `ok` wherever reward `name` is configured (re-registering replaces)."
+    "Have rows checked at load: `field` must satisfy `ok` wherever reward `name` is configured (registering replaces)."
     ROW_CHECKS.setdefault(name, {})[field] = (ok, what)
 
 register_row_check("numeric_match", "answer", lambda v: parse_number(v) is not None, "a number")
@@ -204,7 +204,7 @@ def fit_prompts(rows: list[Row],  # prompt rows as loaded
                 too_long: str = "refuse",  # 'refuse', 'truncate' or 'drop'
                 what: str = "prompt_source",  # how messages name the source
                 show: int = 5) -> list[Row]:  # long rows listed in a refusal
-    "`rows` whose prompts leave `budget` tokens within `context`: the longer ones refused (one error naming them), cut or dropped."
+    "`rows` whose prompts leave `budget` tokens within `context`: longer ones refused (in one error), cut or dropped."
     if context is None or not hasattr(env, "prompt_texts"): return rows  # an agent renders its own prompts
     limit, why = context - (budget or 0), f"the model's context {context} - completion budget {budget or 0}"
     if limit <= 0:

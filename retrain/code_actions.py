@@ -149,7 +149,7 @@ def _drain(fd: int, cap: _Capture):
         while b := f.read(65536): cap.add(b)
 
 def _capture_output(limit: int = TOOL_OUTPUT_LIMIT) -> Callable[[], tuple[str, int]]:
-    "Point this worker's fd 1 and 2 (and sys.stdout/sys.stderr) at a drained pipe; call the result for (text kept, bytes)."
+    "Point this worker's fd 1 and 2 (and sys.stdout/stderr) at a drained pipe; call the result for (text kept, bytes)."
     cap, (r, w) = _Capture(limit), os.pipe()
     reader = threading.Thread(target=_drain, args=(r, cap), daemon=True)
     reader.start()

@@ -173,7 +173,7 @@ class GenerationConfig(_Section):
 
 # %% ../nbs/01_config.ipynb #c23e4fd0
 class MCPServerConfig(_Section):
-    "An MCP server whose tools join the environment's: a stdio `command` that retrain starts, or the `url` of a streamable-HTTP server."
+    "An MCP server whose tools join the environment's: a stdio `command` retrain starts, or a streamable-HTTP `url`."
     name: str = Field(pattern=r"^[\w.\-]+$", description="Names the server in logs and errors")
     command: str | None = Field(None, description="stdio: the program to start (e.g. 'python', 'npx', 'uvx')")
     args: list[str] = Field(default_factory=list, description="stdio: its arguments")

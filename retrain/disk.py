@@ -32,7 +32,7 @@ def _chain(e: BaseException) -> Iterator[BaseException]:
         todo += [x.__context__, x.__cause__]
 
 def no_space(e: BaseException) -> int | None:
-    "`errno.ENOSPC` or `errno.EDQUOT` when `e` (or an error it came from) says the disk or the quota is full; else None."
+    "`errno.ENOSPC` or `errno.EDQUOT` when `e` (or an error it came from) says the disk or quota is full; else None."
     for x in _chain(e):
         if isinstance(x, OSError) and x.errno in _NO_SPACE: return x.errno
         for text, code in _TEXTS.items():
@@ -81,7 +81,7 @@ def free_bytes(path: str | Path) -> int:
 AGAIN = "run again with --resume"
 
 class DiskFullError(RuntimeError):
-    "A write that found no space (or no quota) left; the message names the path and the free space, and says what to do."
+    "A write that found no space (or quota) left; the message names the path and the free space, and says what to do."
     def __init__(self,
                  path: str | Path,  # the file or folder being written
                  free: int,  # bytes left on its filesystem

@@ -213,7 +213,7 @@ def _end_turn(self: SmolAgentEnv, e: _Episode, stop_ids: set[int]):
 # %% ../nbs/04_env.ipynb #b3960889
 @patch
 def _cut(self: SmolAgentEnv, text: str) -> str:
-    "Tool output cut to `max_observation_tokens`: by characters first (bounded work, whatever its size), then by tokens."
+    "Tool output cut to `max_observation_tokens`: by characters first (bounded work whatever its size), then by tokens."
     limit = self.max_observation_tokens
     if len(text) * 4 <= limit: return text
     n = limit * 4  # a growing prefix is tokenized until it holds more than `limit` tokens (or the whole text)
@@ -290,7 +290,7 @@ def _settle(self: SmolAgentEnv, live: list[_Episode], batch: DecodeBatch | None 
 @patch
 async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool, gen: HFGenerator,
                lockstep: LockStep | None = None):
-    "The loop for a `stepwise` generator: one `gen.step` over every live episode at a time, tool calls running meanwhile."
+    "The loop for a `stepwise` generator: one `gen.step` over all live episodes at a time, tools running meanwhile."
     stop_ids, batch = self._stop_ids(model), gen.start(model, lockstep)
     live = list(eps)
     while True:
@@ -382,7 +382,7 @@ def rollout_sync(self: SmolAgentEnv, rows: list[Row], model, **kwargs) -> list[R
 # %% ../nbs/04_env.ipynb #b131eba8
 @patch
 def prompt_ids(self: SmolAgentEnv, row: Row, prompt_field: str = "prompt") -> TokenIds:
-    "The tokens an episode of `row` starts from: its conversation, system prompt included, rendered by the chat template."
+    "The tokens an episode of `row` starts from: its conversation, system prompt included, rendered by the template."
     return list(self.renderer.prompts_ids([_messages(row, prompt_field, self.system_prompt)])[0])
 
 @patch

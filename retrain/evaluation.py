@@ -84,7 +84,7 @@ def _summary(trajs: list[ProcessedTrajectory], name: str, threshold: float) -> d
 
 def _scored(env: SmolAgentEnv, rewards: RewardCalculator, model, rows: list[Row], greedy: bool, batch_size: int,
             on_batch, generator=None) -> list[ProcessedTrajectory]:
-    "Every row's scored episode; with several ranks each plays its contiguous share (in as many batches as rank 0) and all are gathered."
+    "Every row's scored episode; with several ranks each plays its share (in as many batches as rank 0), all gathered."
     mine, lockstep = shard(rows), LockStep.when_sharded(model, env.pad_id)
     out = []
     for b in range(-(-len(shard(rows, 0)) // batch_size)):
@@ -170,7 +170,7 @@ def _figures(m: dict[str, Any]) -> dict[str, Any]:
 def _cell(v: Any) -> str: return "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else html.escape(str(v)))
 
 def eval_html(results: dict[str, Any], records: list[dict[str, Any]], max_questions: int = 50) -> str:
-    "The evaluation page: greedy success per model first, the main figures, every figure behind a disclosure, then each question's greedy rollouts side by side."
+    "The evaluation page: success per model, main figures, all figures folded, each question's rollouts side by side."
     models = list(results["models"])
     figs = {m: _figures(results["models"][m]) for m in models}
     names = list(dict.fromkeys(k for m in models for k in figs[m]))
@@ -219,7 +219,7 @@ def build_env(cfg: TrainingConfig, tokenizer,
               tools: list[str] | None = None,  # other tools than `environment.tools` (a warm start's demonstrations)
               log_dir: Path | None = None,  # the run directory: what tools print goes to its `tool_output.jsonl`; None: not captured
               ) -> SmolAgentEnv:
-    "The environment of a run or an evaluation, built as `cfg.environment` says (the one place it is built from a config)."
+    "The environment of a run or an evaluation, as `cfg.environment` says (the one place it is built from a config)."
     env_cfg = cfg.environment if tools is None else cfg.environment.model_copy(update={"tools": tools})
     if env_cfg.max_total_tokens is None: env_cfg = env_cfg.model_copy(update={"max_total_tokens": max_completion_length})
     # an `AgentEnv` when environment.agent is set
@@ -249,7 +249,7 @@ def rng_kept():
 def evaluate_sync(config: dict | TrainingConfig | str | Path, model: str | list[str] | None = None, *, samples: int = 0,
                   output_dir: str | Path | None = None, overrides: list[str] | None = None,
                   progress: bool = False) -> dict[str, Any]:
-    "`evaluate` from synchronous code: holds `output_dir`'s lock while it writes; torch's threads and RNG states come back as they were."
+    "`evaluate` from synchronous code: holds `output_dir`'s lock while writing; torch threads and RNG states restored."
     cfg = config if isinstance(config, TrainingConfig) else (TrainingConfig.from_dict(config, overrides=overrides)
                                                              if isinstance(config, dict)
                                                             else TrainingConfig.from_yaml(config, overrides=overrides))
@@ -310,7 +310,7 @@ async def evaluate(config: dict | TrainingConfig | str | Path,  # a config dict,
                    overrides: list[str] | None = None,  # dotted `key=value` config overrides
                    progress: bool = False,  # a terminal progress bar
                    ) -> dict[str, Any]:
-    "Evaluate model(s) on the config's held-out prompts with its environment and rewards; the figures, also in `eval.json`."
+    "Evaluate model(s) on the config's held-out prompts, environment and rewards; the figures (also `eval.json`)."
     return await asyncio.to_thread(evaluate_sync, config, model, samples=samples, output_dir=output_dir,
                                    overrides=overrides, progress=progress)
 
@@ -340,7 +340,7 @@ def heldout_metrics(summary: dict[str, Any]) -> dict[str, float]:
 
 # %% ../nbs/09a_evaluation.ipynb #60d170fe
 class HeldOutEvaluation(TrainerCallback):
-    "Evaluates a `GRPOTrainer`'s policy on held-out rows every `every_n_steps` steps; the figures join that step's metrics."
+    "Evaluates a `GRPOTrainer`'s policy on held-out rows every `every_n_steps` steps; figures join that step's metrics."
     def __init__(self, trainer,  # a `retrain.trainer.GRPOTrainer`: its environment, rewards and generator play the episodes
                  rows: list[Row],  # the held-out rows
                  every_n_steps: int,

@@ -47,7 +47,7 @@ class Generator:
 
     def complete(self, model, prompts: list[TokenIds], max_tokens: list[int], sampling: SamplingConfig, *,
                  greedy: bool = False, stop_ids: set[int] | frozenset = frozenset()) -> list[TurnOutput]:
-        "One turn per prompt; a collective for backends that serve several ranks (every rank calls it, maybe with none)."
+        "One turn per prompt; a collective for backends serving several ranks (every rank calls it, maybe with none)."
         raise NotImplementedError(f"{type(self).__name__} does not implement `complete`")
 
 def _check_requests(prompts: list[TokenIds], max_tokens: list[int]):
@@ -58,7 +58,7 @@ def _check_requests(prompts: list[TokenIds], max_tokens: list[int]):
 # %% ../nbs/03f_generation.ipynb #d0dec04d
 @dataclass
 class DecodeRow:
-    "A row of `HFGenerator.step`: what it feeds next and the turn it is sampling (the environment's episodes have these fields)."
+    "A row of `HFGenerator.step`: what it feeds next and the turn it samples (the environment's episodes have these)."
     feed: TokenIds  # tokens for the next forward; empty: the row sits the step out
     turn_limit: int  # the turn ends at this many tokens
     turn_ids: TokenIds = field(default_factory=list)
@@ -68,7 +68,7 @@ class DecodeRow:
     drawn: int = 0  # tokens sampled so far: the next one uses uniform number `drawn`
 
 class HFGenerator(Generator):
-    "The model in this process, decoded with `DecodeBatch` a step at a time (`start`, `step`); `complete` steps to every turn's end."
+    "The model in this process, decoded by `DecodeBatch` a step at a time; `complete` steps to every turn's end."
     stepwise, name = True, "hf"
     def __init__(self, pad_id: int = 0,
                  share_prefill: bool = True,  # see `DecodeBatch`; False for a model that is not a causal LM of a row's tokens
@@ -76,7 +76,7 @@ class HFGenerator(Generator):
         self.pad_id, self.share_prefill, self.drafts = pad_id, share_prefill, drafts
 
     def start(self, model, lockstep: LockStep | None = None) -> DecodeBatch:
-        "An empty batch for `model` (with `lockstep`: exactly one forward a step, so no shared prefill or feeding apart)."
+        "An empty batch for `model` (with `lockstep`: one forward a step, so no shared prefill or feeding apart)."
         batch = DecodeBatch(model, share_prefill=self.share_prefill and lockstep is None, drafts=self.drafts)
         if lockstep is not None: batch.can_split = False
         return batch
@@ -86,7 +86,7 @@ class HFGenerator(Generator):
              drafts: list[TokenIds] | None = None,  # per row, tokens to try after its feed (`DecodeBatch.speculate`)
              lockstep: LockStep | None = None,  # counts the step's forward
              ) -> tuple[list[int], float]:
-        "Feed each row and append its sampled tokens to its turn: the indexes of rows whose turn ended, and the seconds it took."
+        "Feed each row and append its sampled tokens to its turn: the rows whose turn ended, and the seconds it took."
         batch.maybe_compact()
         fed = [bool(r.feed) for r in rows]
         t0 = time.perf_counter()
@@ -211,7 +211,7 @@ def make_generator(backend: str, vllm_generation=None, pad_id: int = 0) -> Gener
 
 # %% ../nbs/03f_generation.ipynb #f95595af
 class ClientVLLMGeneration(VLLMGeneration):
-    "TRL's `VLLMGeneration` in server mode over a client given to it (TRL's weight sync and prefix-cache reset run as they are)."
+    "TRL's `VLLMGeneration` in server mode over a given client (TRL's weight sync and prefix-cache reset as they are)."
     def __init__(self, client, **kwargs):  # `client`: a `VLLMClient` on the main process (None elsewhere); kwargs: `VLLMGeneration`'s
         self._given_client = client
         super().__init__(mode="server", **kwargs)

@@ -28,7 +28,7 @@ __all__ = ['UNREADABLE_ENDS', 'HEALTH_KEYS', 'unreadable_rate', 'HealthFinding',
 UNREADABLE_ENDS = ("termination/truncated_turn", "termination/truncated_budget", "termination/eos_without_answer")
 
 def unreadable_rate(m: dict[str, Any]) -> float | None:
-    "Share of a step's output that was no readable action: its parse-error rate per turn or its unreadable endings per episode, the larger."
+    "Share of a step's output that was no readable action: parse errors per turn or unreadable endings per episode."
     if "parse_error_rate" not in m and not any(k in m for k in UNREADABLE_ENDS): return None
     return max(float(m.get("parse_error_rate", 0.0)), sum(float(m.get(k, 0.0)) for k in UNREADABLE_ENDS))
 
@@ -44,7 +44,7 @@ class HealthFinding:
 def _lr(m: dict) -> str: return f" ({m['learning_rate']:g})" if isinstance(m.get("learning_rate"), (int, float)) else ""
 
 class TrainingHealth:
-    "Reads each logged step's metrics (reward, grad_norm, loss, parse errors); returns a `HealthFinding` when the run diverged or collapsed."
+    "Reads each step's metrics (reward, grad_norm, loss, parse errors); a `HealthFinding` if a run diverged/collapsed."
     def __init__(self,
                  patience: int = 2,  # logged steps a collapse must last before it is flagged
                  unreadable: float = 0.8,  # `unreadable_rate` at or above which output counts as no longer readable
@@ -58,7 +58,7 @@ class TrainingHealth:
         self.garbled: list[int] = []  # steps of the current run of unreadable steps
 
     def check(self, step: int, m: dict[str, Any], weights_ok: bool = True) -> HealthFinding | None:
-        "The finding of `step` (whose logged metrics are `m`; `weights_ok`: the weights are finite after its update), or None."
+        "The finding of `step` (its metrics `m`; `weights_ok`: the weights are finite after its update), or None."
         bad = [f"the {name} is {m[k]}" for k, name in (("loss", "loss"), ("grad_norm", "gradient norm"))
                if isinstance(m.get(k), (int, float)) and not math.isfinite(m[k])]
         if not weights_ok: bad.append("the weights are no longer finite after the update")
@@ -111,7 +111,7 @@ class TrainingHealthError(RuntimeError):
     "Training stopped because it diverged or collapsed (see `TrainingHealth`)."
 
 class HealthCallback(TrainerCallback):
-    "Checks every logged step: marks a finding in the step's metrics, warns once per kind, stops on divergence (and on collapse when asked)."
+    "Checks each logged step: marks findings in its metrics, warns once a kind, stops on divergence (or collapse)."
     def __init__(self,
                  stop_on_collapse: bool = False,  # a collapse stops the run too
                  health: TrainingHealth | None = None):  # the check (default settings when None)

@@ -28,7 +28,7 @@ __all__ = ['llm_judge', 'llm_judge_group', 'JudgeError', 'task_text', 'transcrip
 
 # %% ../nbs/05a_judge.ipynb #aa1b5411
 class JudgeError(InfrastructureError):
-    "The judge gave no usable score (unreachable, timed out, or a reply that cannot be parsed): an infrastructure failure, not a 0."
+    "The judge gave no usable score (unreachable, timed out, an unparsable reply): an infrastructure failure, not a 0."
     def __init__(self, message: str, replies: list[str] | None = None):
         super().__init__(message)
         self.replies = list(replies or [])  # the judge's raw replies, when there were any
@@ -213,7 +213,7 @@ class Verdict:
     calls: int = 1  # times the judge was asked (re-asks after unreadable replies included)
 
 class LLMJudge:
-    "Scores rollouts against a rubric with a `ChatModel`: each on its own (`absolute`) or a group against each other (`relative`)."
+    "Scores rollouts on a rubric with a `ChatModel`: each alone (`absolute`) or a group against itself (`relative`)."
     def __init__(self, chat: ChatModel,  # `OpenAIChat`, `LocalChat`, or anything with `complete` and `resamples`
                  rubric: str,  # what a good attempt is, in plain words
                  *, scale: int = 10,  # scores are integers 0..scale, mapped to [0, 1]
@@ -257,7 +257,7 @@ class LLMJudge:
 def judge_chat(model: str, base_url: str | None = None,
                api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 60.0,
                retries: int = 2, max_tokens: int = 512, temperature: float = 0.0) -> ChatModel:
-    "The chat model a judge reward asks: an endpoint when `base_url` is given, else a local model (built once per setting)."
+    "The chat model a judge reward asks: an endpoint when `base_url` is set, else a local model (one per setting)."
     if base_url: return OpenAIChat(base_url, model, api_key_env=api_key_env, timeout=timeout, retries=retries,
                                    max_tokens=max_tokens, temperature=temperature)
     return LocalChat(model, max_tokens=max_tokens, temperature=temperature)
@@ -275,7 +275,7 @@ async def _judge_group(mode: str, group: list[RawRolloutData], rubric: str, mode
 
 # %% ../nbs/05a_judge.ipynb #bcfa751a
 def _judge_reward(mode: str, name: str, doc: str) -> Callable:
-    "A group-level judge reward in `mode` ('absolute' or 'relative'), registered as `name`; both modes take the same params."
+    "A group-level judge reward in `mode` ('absolute' or 'relative'), registered as `name`; both take the same params."
     async def judge(group: list[RawRolloutData], rubric: str, model: str, base_url: str | None = None,
                     api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 60.0,
                     retries: int = 2, scale: int = 10,

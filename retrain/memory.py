@@ -34,7 +34,7 @@ def rss_mb() -> float:
     except OSError: return peak_rss_mb()
 
 def reset_peak() -> bool:
-    "Start a new peak: the process's high-water mark (Linux) and the CUDA allocator's. False if the RSS peak cannot be reset."
+    "Start a new peak: the process's high-water mark (Linux) and the CUDA allocator's. False if RSS's cannot be reset."
     if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
     try:
         with open("/proc/self/clear_refs", "w") as f: f.write("5")
@@ -42,7 +42,7 @@ def reset_peak() -> bool:
     except OSError: return False
 
 def step_memory() -> dict[str, float]:
-    "The peaks since the last `reset_peak()`, as step metrics (`memory/peak_rss_mb`, and `memory/peak_cuda_mb` on a GPU)."
+    "The peaks since the last `reset_peak()` as step metrics (`memory/peak_rss_mb`; `memory/peak_cuda_mb` on a GPU)."
     out = {"memory/peak_rss_mb": round(peak_rss_mb(), 1)}
     if torch.cuda.is_available(): out["memory/peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
@@ -52,7 +52,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 def return_freed_memory(threshold: int = 1 << 20,  # bytes: blocks this large are mapped on their own and returned when freed
                         ) -> bool:
-    "Make glibc's allocator give freed blocks of `threshold` bytes and more back to the system at once (process-wide, not undone)."
+    "Have glibc's allocator return freed blocks of `threshold` bytes or more to the system at once (process-wide)."
     import ctypes, ctypes.util
     try: libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError: return False

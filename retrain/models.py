@@ -96,7 +96,7 @@ def _from_pretrained_kwargs(cfg: ModelConfig) -> dict:
     return kw
 
 def dequantized(model):
-    "A model read from a GGUF file, as the float model it now is (transformers dequantized its weights on load), so it saves and trains like any other."
+    "A model read from a GGUF file as the float model it is (dequantized on load): it saves and trains like any other."
     q = getattr(model.config, "quantization_config", None)
     method = q.get("quant_method") if isinstance(q, dict) else getattr(q, "quant_method", None)
     if getattr(method, "value", method) == "gguf":

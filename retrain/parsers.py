@@ -68,7 +68,7 @@ class ActionParser:
         return None
 
     def system_prompt(self, user: str | None = None) -> str | None:
-        "The system prompt for a user's `user` prompt: the format's tool list and call syntax stay in it (at `{tools}`, else after it)."
+        "The system prompt for a user's `user` prompt, with the format's tools and syntax (at `{tools}`, else after)."
         if user is None: return self.default_system_prompt()
         if not user: return None  # '' asks for no system prompt at all
         tools = self.default_system_prompt()
@@ -76,7 +76,7 @@ class ActionParser:
         return user.replace("{tools}", tools) if "{tools}" in user else f"{user}\n\n{tools}"
 
     def _text(self, text: str, syntax: str | None = None) -> ParsedAction:
-        "A reply without a call in this syntax: plain text, or (given the `syntax` to name) a parse error if it looks like a call."
+        "A reply with no call in this syntax: plain text, or (given `syntax`) a parse error if it looks like one."
         if syntax is not None and _LOOKS_LIKE_CALL.search(text):
             return _perr(f"this looks like a tool call but is not written as this model writes them: {syntax}")
         return ParsedAction(ActionKind.text, final_answer=text.strip(), content=text)

@@ -31,7 +31,7 @@ def _stopped(trainer: Any) -> str:
 @contextlib.contextmanager
 def sigterm_stops(trainer: Any,  # a `GRPOTrainer` (its `stop_requested`, `state.global_step`, `args.output_dir`)
                   ) -> Iterator[None]:
-    "While the block runs, SIGTERM stops `trainer` after the step in progress (saved); the block then raises `Preempted`."
+    "While the block runs, SIGTERM stops `trainer` after the step in progress (saved); the block raises `Preempted`."
     if threading.current_thread() is not threading.main_thread(): yield; return
     got = []
     def on_term(signum, frame):

@@ -348,7 +348,7 @@ def svg_panel(
     plot_height: int = 130,  # pixels of the axes (the title, ticks and legend add to it)
     max_points: int = 400,  # longer series are thinned evenly for drawing (first and last kept)
 ) -> str:
-    "One panel as a standalone SVG image: a title, integer step ticks, a line per key (a band for its spread), the legend under the axes."
+    "One panel as a standalone SVG: a title, integer step ticks, a line per key (a band for its spread), legend below."
     keys = [k for k in log.keys() if panel.match(k)]
     L, R, T = 44, 16, 22  # margins: tick labels on the left, title on top
     pw = width - L - R
@@ -439,7 +439,7 @@ def svg_panel(
 
 # %% ../nbs/08a_render.ipynb #25b2a11d
 def best_worst(rollouts: list[dict]) -> tuple[int, int]:
-    "Positions of the highest and lowest `total_reward` (first one on ties; rollouts without one are never picked unless all are)."
+    "Positions of the highest and lowest `total_reward` (first on ties; rollouts without one picked only if all are)."
     tot = [r.get("total_reward") for r in rollouts]
     ok = [i for i, t in enumerate(tot) if _real(t) and not math.isnan(t)]
     if not ok: return 0, 0

@@ -38,7 +38,7 @@ def spaced_steps(steps: list[int], max_steps: int = 20) -> list[int]:
 
 # %% ../nbs/08b_report.ipynb #a3ac7898
 def step_extremes(path: str | Path) -> dict[Any, dict[str, Any]]:
-    "Per step of a `rollouts.jsonl`: its best and worst rollout, the number of rollouts, their mean reward, and the failed ones (count, first)."
+    "Per step of a `rollouts.jsonl`: best and worst rollout, rollout count, mean reward, failed ones (count, first)."
     out: dict[Any, dict[str, Any]] = {}
     for r in iter_jsonl(path):
         s = out.setdefault(r.get("step"), {"best": r, "worst": r, "n": 0, "total": 0.0, "scored": 0,
@@ -59,7 +59,7 @@ def step_extremes(path: str | Path) -> dict[Any, dict[str, Any]]:
 def _png_uri(png: bytes) -> str: return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 def report_figures(log: MetricLog, dpi: int = 90) -> list[tuple[str, bytes]]:
-    "The report's figures as (title, PNG bytes): reward curves, health, reward-hacking signals, other metrics (those with data)."
+    "The report's figures as (title, PNG bytes): rewards, health, reward-hacking signals, other metrics with data."
     keys, out = log.keys(), []
     for title, panels, ncols in (("Reward", REWARD_PANELS, 2), ("Health", HEALTH_PANELS, 3),
                                  ("Reward-hacking signals", SIGNAL_PANELS, 3),
@@ -89,7 +89,7 @@ pre{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:8px;overf
 """
 
 def fmt_value(x: Any, key: str = "") -> str:
-    "A value as HTML, as a reader wants it: numbers rounded to what they mean (by `key`), None as a dash, lists joined, dicts as a small table."
+    "A value as HTML for a reader: numbers rounded as `key` means, None a dash, lists joined, dicts a small table."
     if x is None or (isinstance(x, float) and x != x): return "—"
     if isinstance(x, bool): return "yes" if x else "no"
     if isinstance(x, Real):
@@ -157,7 +157,7 @@ def eval_table(before: dict | None, after: dict | None) -> str:
 def _svg_uri(svg: str) -> str: return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode("ascii")
 
 def _headline(results: dict, log: MetricLog) -> str:
-    "What the run achieved, first: held-out success before → after, the reward from first to last step, the reward curve."
+    "What the run achieved: held-out success before → after, the reward from first to last step, the reward curve."
     out = []
     sb, sa = results.get("success_before"), results.get("success_after")
     if sb is not None or sa is not None:
@@ -200,7 +200,7 @@ def _failed_section(ext: dict[Any, dict[str, Any]], max_steps: int) -> str:
 
 # %% ../nbs/08b_report.ipynb #ba9d5026
 def _heldout_section(log: MetricLog, max_rows: int = 50) -> str:
-    "The held-out evaluations during training: a note on the curve and a table, one row per evaluated step ('' when none)."
+    "Held-out evaluations during training: a note on the curve and a table, one row per evaluated step ('' when none)."
     if "eval/success_rate" not in log: return ""
     keys = [k for k in log.keys() if k.startswith("eval/")]
     keys = sorted(keys,

@@ -244,7 +244,7 @@ def exact_match(rollout: RawRolloutData, answer: Any, ignore_case: bool = False)
 
 @reward
 def numeric_match(rollout: RawRolloutData, answer: Any, tolerance: float = 1e-6, strict: bool = False) -> float:
-    "1.0 if the final answer's number (see `parse_number`) is within `tolerance` of `answer`: 'It is 5,535.' vs 5535 -> 1.0."
+    "1.0 if the answer's number (`parse_number`) is within `tolerance` of `answer`: 'It is 5,535.' vs 5535 -> 1.0."
     want = parse_number(answer)
     if want is None: raise ValueError(f"the row's answer {answer!r} holds no number")
     got = parse_number(rollout.final_answer, strict=strict)
@@ -260,7 +260,7 @@ _TRIED_CALL = (ActionKind.tool_call, ActionKind.parse_error)  # turns that attem
 
 @reward
 def tool_call_valid(turn: Turn, rollout: RawRolloutData, tools: list[str] | None = None) -> float | None:
-    "Step: 1.0 for a well-formed call (with valid arguments, to one of `tools` if given), 0.0 for a bad one, None otherwise."
+    "Step: 1.0 for a well-formed call (valid arguments, to one of `tools` if given), 0.0 for a bad one, None otherwise."
     if turn.action not in _TRIED_CALL: return None
     ok = turn.action == ActionKind.tool_call and turn.tool_call is not None and not (turn.parse_error or turn.invalid_arguments)
     return float(ok and (tools is None or turn.tool_call.name in tools))

@@ -412,6 +412,6 @@ def append_jsonl(path: str | Path, records: list[dict], sync: bool = False) -> N
         if sync: os.fsync(f.fileno())
 
 def tool_output_log(run_dir: str | Path, rank: int = 0) -> Callable[[dict], None]:
-    "The writer of a run's captured tool output: one record a call, to `tool_output.jsonl` (per process when `rank` > 0)."
+    "The writer of a run's captured tool output: a record a call to `tool_output.jsonl` (per process when `rank` > 0)."
     path = Path(run_dir) / (TOOL_OUTPUT if rank == 0 else TOOL_OUTPUT.replace(".jsonl", f".rank{rank}.jsonl"))
     return lambda record: append_jsonl(path, [record])

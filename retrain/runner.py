@@ -71,7 +71,7 @@ def evaluate_rows(env: SmolAgentEnv, rewards: RewardCalculator, model, rows: lis
              success_reward: str | None = None, threshold: float = 1.0, batch_size: int = 64,
              generator=None,  # where turns are sampled (default: the environment's)
              ) -> dict[str, Any]:
-    "Greedy success rate, mean reward, reward components, tool use and terminations over `rows` (`evaluate_policy`'s summary)."
+    "Greedy success rate, mean reward, components, tool use and terminations over `rows` (`evaluate_policy`'s summary)."
     return evaluate_policy(env, rewards, model, rows, success_reward=success_reward,
                            threshold=threshold, batch_size=batch_size,
                            generator=generator)[0]
@@ -180,7 +180,7 @@ class _Parts:
     warm_start: dict[str, Any] | None = None  # what the warm start did (None: the config has none)
 
 def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None, closing: contextlib.ExitStack) -> _Parts:
-    "Check rewards, tools and prompt rows, then load the model and tokenizer and build the environment and GRPO settings."
+    "Check rewards, tools and prompt rows, then load the model and tokenizer, build the environment and GRPO settings."
     calculator = _setup("reward_setup", lambda: RewardCalculator.from_config(cfg.reward_setup))
     _setup("environment.tools", lambda: [resolve_tool(n) for n in cfg.environment.tools])
     _check_model_dir(cfg.model.name_or_path)
@@ -287,7 +287,7 @@ def _log_before(summary: dict[str, Any], sinks: list, skip: tuple = ()):
 
 # %% ../nbs/10_run.ipynb #5ca2d764
 def _prepare_dir(cfg: TrainingConfig, run_dir: Path, plan: StartPlan):
-    "Main process: create the directory, drop unfinished checkpoints, cut the logs back to the start, write config.yaml."
+    "Main process: create the directory, drop unfinished checkpoints, cut logs back to the start, write config.yaml."
     if is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
         clear_incomplete(run_dir, plan)
@@ -339,7 +339,7 @@ def _save_final(trainer: GRPOTrainer, p: _Parts, run_dir: Path):
 async def _evaluate_after(cfg: TrainingConfig, p: _Parts, trainer: GRPOTrainer,
                           last: dict[str, Any] | None,  # the held-out evaluation of the last step, if it had one
                           ) -> dict[str, Any] | None:
-    "The evaluation after training (None when not asked for): `last` when the last step had one (same weights, same rows)."
+    "The evaluation after training (None when not asked): `last` when the last step had one (same weights, same rows)."
     ev = cfg.evaluation
     if not (ev and ev.after): return None
     if last is not None: return last  # not played again

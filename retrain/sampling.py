@@ -35,7 +35,7 @@ def sampling_logprobs(
     greedy: bool = False,
     seen: torch.Tensor | None = None,  # (B, V) counts of tokens already in each row, for the repetition penalty
 ) -> torch.Tensor:
-    "Log-probs (..., V) of the distribution sampled from: greedy, the raw model's; else after penalty, temperature, top-k, min-p, top-p."
+    "Log-probs (..., V) of the sampled distribution: greedy, the raw model's; else after penalty, temperature, top-k/p."
     logits = logits.float()
     if greedy or sampling.temperature == 0: return torch.log_softmax(logits, -1)
     if sampling.repetition_penalty != 1.0 and seen is not None:

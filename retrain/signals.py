@@ -61,7 +61,7 @@ def _groups(facts: Sequence[RolloutFacts], group_size: int) -> list[list[Rollout
     return [[f for f in facts[i:i + group_size] if not f.failed] for i in range(0, len(facts), group_size)]
 
 def identical_answers(facts: Sequence[RolloutFacts], group_size: int) -> float | None:
-    "Mean over groups of the share of the group's scored rollouts that give its most common final answer (None: no scored rollouts)."
+    "Mean over groups of the share of scored rollouts giving the group's most common final answer (None: none scored)."
     shares = []
     for g in _groups(facts, group_size):
         if not g: continue
@@ -70,14 +70,14 @@ def identical_answers(facts: Sequence[RolloutFacts], group_size: int) -> float |
     return sum(shares) / len(shares) if shares else None
 
 def zero_variance_groups(facts: Sequence[RolloutFacts], group_size: int, tol: float = 1e-9) -> float | None:
-    "Fraction of groups (with at least two scored rollouts) whose total rewards are all equal within `tol` (None: no such group)."
+    "Fraction of groups (2+ scored rollouts) whose total rewards are all equal within `tol` (None: no such group)."
     totals = [[f.total for f in g if not math.isnan(f.total)] for g in _groups(facts, group_size)]
     totals = [t for t in totals if len(t) >= 2]
     return sum(max(t) - min(t) <= tol for t in totals) / len(totals) if totals else None
 
 # %% ../nbs/06a_signals.ipynb #192f8331
 def pearson(xs: Sequence[float], ys: Sequence[float]) -> float | None:
-    "Pearson correlation of paired values, skipping pairs with a NaN; None when undefined (< 2 pairs, or either side constant)."
+    "Pearson correlation of paired values, skipping NaN pairs; None if undefined (< 2 pairs, or a side constant)."
     pairs = [(x, y) for x, y in zip(xs, ys) if not (math.isnan(x) or math.isnan(y))]
     if len(pairs) < 2: return None
     mx, my = sum(x for x, _ in pairs) / len(pairs), sum(y for _, y in pairs) / len(pairs)
@@ -87,7 +87,7 @@ def pearson(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     return max(-1.0, min(1.0, sxy / math.sqrt(sxx * syy)))
 
 def component_correlations(facts: Sequence[RolloutFacts]) -> dict[str, float]:
-    "Each component's correlation with the total over the scored rollouts (components where it is undefined are left out)."
+    "Each component's correlation with the total over the scored rollouts (left out where it is undefined)."
     scored = [f for f in facts if not f.failed]
     out = {}
     for name in sorted({k for f in scored for k in f.rewards}):
@@ -150,7 +150,7 @@ def _aligned(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return steps, ya[ia], yb[ib]
 
 def _windows(x: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "For each step from the `2w`-th on: the mean of the `w` steps before its window, of its window (ending there), and the standard error of their difference."
+    "Per step from the `2w`-th: the means of the `w` steps before its window and of it, and their difference's SE."
     c1, c2 = np.concatenate([[0.0], np.cumsum(x)]), np.concatenate([[0.0], np.cumsum(x * x)])
     s1, s2 = c1[w:] - c1[:-w], c2[w:] - c2[:-w]  # sums over every window of w consecutive steps
     var = np.maximum(s2 - s1 * s1 / w, 0.0) / (w - 1)  # sample variance within each window

@@ -329,7 +329,7 @@ def demo_logs(
     n_rollouts: int = 4,  # rollouts in the step (groups of up to 8 share a prompt)
     seed: int = 0,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    "One step's `metrics.jsonl` record and `rollouts.jsonl` records for the calculator task (success grows with `step`)."
+    "One step's `metrics.jsonl` record and `rollouts.jsonl` records for the calculator task (success grows with step)."
     rng = random.Random(seed * 100_003 + step)
     rolls = [_demo_rollout(rng, step, i, i // 8, min(.95, .25 + .1 * step)) for i in range(n_rollouts)]
     tot = np.array([r["total_reward"] for r in rolls])

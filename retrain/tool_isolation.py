@@ -59,7 +59,7 @@ def _route(on: bool):
 
 @contextlib.contextmanager
 def captured_prints(cap: _Capture):
-    "Send this thread's writes to sys.stdout/sys.stderr to `cap` (process-wide streams restored when no thread captures)."
+    "Send this thread's writes to sys.stdout/stderr to `cap` (process-wide streams restored when no thread captures)."
     me = threading.get_ident()
     with _ROUTES_LOCK:
         if not _ROUTES: _route(True)
@@ -160,7 +160,7 @@ class ToolRunner:
         weakref.finalize(self, _end_all, self._all)
 
     def log(self, name: str, text: str, n: int):
-        "Hand what a call to `name` printed (`text`: the first bytes; `n` bytes in all) to `output_log`, within the run's limit."
+        "Hand what a call to `name` printed (`text`: first bytes; `n` in all) to `output_log`, within the run's limit."
         if n == 0 or self.output_log is None: return
         rec = {"time": round(time.time(), 3), "tool": name, "bytes": n, "output": text, "cut": n > self.output_limit}
         with self._lock:
@@ -182,7 +182,7 @@ def _here(self: ToolRunner, tool: Tool, arguments: dict, max_chars: int | None) 
 
 @patch
 def _in_worker(self: ToolRunner, tool: Tool, arguments: dict, timeout: float, max_chars: int | None) -> str:
-    "Run a call in a worker process: a worker that dies makes it an infrastructure failure; one past its time is killed."
+    "Run a call in a worker process: a worker that dies makes it an infrastructure failure; one past time is killed."
     with self._lock: w = self._idle.pop() if self._idle else None
     if w is None:
         w = _Worker(self.tools, self.output_limit)

@@ -163,7 +163,7 @@ class ToolOutcome:
     printed: tuple[str, int] | None = None
 
 class ToolInfrastructureError(InfrastructureError):
-    "Raised by a tool whose infrastructure failed (e.g. its MCP server went away): recorded as `infra_error`, not `tool_error`."
+    "Raised by a tool whose infrastructure failed (e.g. its MCP server left): an `infra_error`, not a `tool_error`."
 
 # %% ../nbs/03_tools.ipynb #01108ba9
 class _Workers:

@@ -128,18 +128,18 @@ class TrackerSink:
             w.close()
 
 class _NoneScalarNote(logging.Filter):
-    "transformers' TensorBoard callback, handed a metric TRL logs as None, drops it (right) and says so at every step (noise)."
+    "transformers' TensorBoard callback drops a metric TRL logs as None (right) and says so at every step (noise)."
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith('Trainer is attempting to log a value of "None"')
 
 def _quiet_none_scalars():
-    "Install `_NoneScalarNote` on transformers' integrations logger, once per process (it stays: a process-wide change)."
+    "Install `_NoneScalarNote` on transformers' integrations logger once per process (it stays: process-wide)."
     lg = logging.getLogger("transformers.integrations.integration_utils")
     if not any(isinstance(f, _NoneScalarNote) for f in lg.filters): lg.addFilter(_NoneScalarNote())
 
 def tracker_sink(report_to: str | list[str],  # `algorithm.report_to`
                  run_dir: str | Path, project: str = "huggingface") -> TrackerSink | None:
-    "A `TrackerSink` for the trackers of `report_to` that retrain writes to; None when there are none. With TensorBoard, quiets transformers' note on None metrics for good."
+    "A `TrackerSink` for `report_to`'s trackers retrain writes to, or None; with TensorBoard, no None-metric notes."
     import importlib.util
     names = [report_to] if isinstance(report_to, str) else list(report_to)
     if "all" in names: names = [t for t in WRITERS if importlib.util.find_spec(t)]

@@ -122,7 +122,7 @@ def rollout_metrics(rollouts: list[RawRolloutData], reduce=None) -> dict[str, fl
 # %% ../nbs/08_trainer.ipynb #ft41737
 def failing_tools(rollouts: list[RawRolloutData], min_calls: int = 4,
                   rate: float = 0.9) -> dict[str, tuple[int, int, str | None]]:
-    "Tools that failed on at least `rate` of their calls (and at least `min_calls` calls): name -> (failed, calls, first error)."
+    "Tools that failed on at least `rate` of their calls (and `min_calls` calls): name -> (failed, calls, first error)."
     seen: dict[str, list] = {}
     for t in (t for r in rollouts for t in r.turns if t.action == ActionKind.tool_call and t.tool_call is not None):
         s = seen.setdefault(t.tool_call.name, [0, 0, None])
@@ -382,7 +382,7 @@ def _play(self: GRPOTrainer, rows: list[Row]) -> list[RawRolloutData]:
 
 # %% ../nbs/08_trainer.ipynb #bc9c567b
 def _train_calls(self: GRPOTrainer, inputs: list[dict]) -> dict:
-    "TRL's scoring over the step's agent episodes, one entry per training sequence (one per episode, or one per model call)."
+    "TRL's scoring over the step's agent episodes, one entry per training sequence (per episode, or per model call)."
     rollouts = self._play([self.rows[int(x["row_index"])] for x in inputs])
     seqs = [(i, k) for i, r in enumerate(rollouts) for k in ([None] if r.one_sequence else range(len(r.calls)))]
     m = math.lcm(self.num_generations, self.args.steps_per_generation)

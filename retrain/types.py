@@ -163,7 +163,7 @@ def jsonable(x):
 
 # %% ../nbs/00_types.ipynb #171ebb22
 class InfrastructureError(RuntimeError):
-    "A failure of the environment's infrastructure, not of the model (a tool's backend down, a judge unreadable): the rollout is kept out of the gradient."
+    "The environment's infrastructure failed, not the model (a backend down, a judge unreadable): out of the gradient."
 
 # %% ../nbs/00_types.ipynb #21aa2dd7
 @dataclass

@@ -61,7 +61,7 @@ def check_evaluation(cfg: TrainingConfig) -> list[str]:
             f"{sorted(rs.rollout_reward_configs) or '(none)'}"]
 
 def load_checked_rows(src: PromptSourceConfig, cfg: TrainingConfig, what: str = "prompt_source") -> list[Row]:
-    "The rows of `src`, each checked against what `cfg`'s rewards need (`checks.check_rows`); `retrain run` loads them so too."
+    "The rows of `src`, each checked for what `cfg`'s rewards need (`checks.check_rows`), as `retrain run` loads them."
     return load_rows(src, seed=cfg.seed, check=lambda rs: check_rows(rs, cfg.reward_setup, what=what))
 
 def check_prompt_rows(cfg: TrainingConfig) -> list[str]:
@@ -78,7 +78,7 @@ def check_prompt_rows(cfg: TrainingConfig) -> list[str]:
 
 # %% ../nbs/09c_validate.ipynb #ec90fbfd
 def check_template(cfg: TrainingConfig, tokenizer=None) -> list[str]:
-    "With a local tokenizer (or `tokenizer`): the environment builds — parser chosen, native templates show tools and results."
+    "With a local tokenizer (or `tokenizer`): the environment builds (parser chosen, native templates render tools)."
     if tokenizer is None:
         if not Path(cfg.model.name_or_path).is_dir(): return []  # a hub id or an embedded model: checked when it loads
         from retrain.models import load_tokenizer
@@ -92,7 +92,7 @@ def check_template(cfg: TrainingConfig, tokenizer=None) -> list[str]:
 
 def fit_run_rows(cfg: TrainingConfig, tokenizer, rows: list[Row],
                  eval_rows: list[Row] = ()) -> tuple[list[Row], list[Row]]:
-    "The training and evaluation rows with each source's too-long prompts refused, cut or dropped as its `too_long` says."
+    "The training and evaluation rows, each source's too-long prompts refused, cut or dropped as its `too_long` says."
     if cfg.environment.agent: return rows, list(eval_rows)  # the agent renders its own prompts
     import tempfile
     from retrain.trainer import grpo_config
@@ -105,7 +105,7 @@ def fit_run_rows(cfg: TrainingConfig, tokenizer, rows: list[Row],
     return rows, list(eval_rows)
 
 def check_lengths(cfg: TrainingConfig, tokenizer=None) -> list[str]:
-    "With a local tokenizer (or `tokenizer`): every prompt fits the model's context, or its source says what to do when not."
+    "With a local tokenizer (or `tokenizer`): each prompt fits the model's context, or its source says what to do."
     if tokenizer is None:
         if not Path(cfg.model.name_or_path).is_dir(): return []  # a hub id or an embedded model: checked when it loads
         from retrain.models import load_tokenizer

@@ -149,7 +149,7 @@ def _update(self: TrainingDashboard):
 # %% ../nbs/09_widgets.ipynb #47dcbbe2
 @patch
 def _render(self: TrainingDashboard, force: bool = False):
-    "Draw the visible panels behind the log: now when `force` or when the last drawing's cost fits the budget, else later."
+    "Draw the visible panels behind the log: now when `force` or the last drawing's cost fits the budget, else later."
     todo = [n for n in self.visible if n in self._dirty]
     if not todo: return
     # the last drawing took `_cost` seconds: wait until it is within `max_overhead` of the time since
@@ -256,7 +256,7 @@ def _on_pick_metric(self: TrainingDashboard, change):
 # %% ../nbs/09_widgets.ipynb #850942c4
 @patch
 def snapshot_html(self: TrainingDashboard) -> str:
-    "The dashboard's current state as static HTML: header, flags and the main curves (what a saved notebook shows without a kernel)."
+    "The dashboard's state as static HTML: header, flags, main curves (what a saved notebook shows without a kernel)."
     svgs = "".join(f'<div style="flex:1 1 340px;max-width:560px">{svg_panel(self.log, self.panels[n])}</div>'
                    for n in MAIN_PANELS)
     svgs = svgs.replace('<svg xmlns="http://www.w3.org/2000/svg" width="440"',
@@ -289,7 +289,7 @@ def _ipython_display_(self: TrainingDashboard): self.display()
 
 @patch
 def _hook_cell_end(self: TrainingDashboard):
-    "Inside IPython: when the running cell finishes, draw what the budget deferred and store the last state as the output's fallback."
+    "In IPython: when the running cell ends, draw what the budget deferred and store the last state as the fallback."
     from IPython import get_ipython
     ip = get_ipython()
     if ip is None or self._hooked: return

@@ -85,7 +85,7 @@ def test_retrain_run_trains_an_agent(tmp_path, factory):
 
 
 def test_torchrun_two_processes_train_an_agent(tmp_path):
-    "Two processes (`torchrun`, gloo): each plays its share of the episodes; per-call entries are padded alike on both ranks."
+    "Two processes (`torchrun`, gloo): each plays its share of the episodes; per-call entries are padded alike on both."
     (tmp_path / "my_agents.py").write_text(FACTORY)
     cfg = {
         "model": {"name_or_path": "retrain/tiny-random"},

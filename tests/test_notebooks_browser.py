@@ -37,7 +37,7 @@ def _missing() -> str | None:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    "A JupyterLab server on a copy of the notebooks, with `python3` meaning the project's `.venv`; yields its URL and folder."
+    "A JupyterLab server on a copy of the notebooks, `python3` being the project's `.venv`; yields its URL and folder."
     if why := _missing():
         if os.environ.get("RETRAIN_REQUIRE_BROWSER"): pytest.fail(f"the notebook browser test cannot run: {why}")
         pytest.skip(why)
