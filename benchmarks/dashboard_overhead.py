@@ -109,7 +109,8 @@ def run_in_kernel(argv: list[str]):
             if msg["parent_header"].get("msg_id") != msg_id: continue
             kind, content = msg["msg_type"], msg["content"]
             if kind == "stream": print(content["text"], end="", flush=True)
-            elif kind == "error": sys.exit("the benchmark failed inside the kernel:\n" + "\n".join(content["traceback"]))
+            elif kind == "error":
+                sys.exit("the benchmark failed inside the kernel:\n" + "\n".join(content["traceback"]))
             elif kind == "status" and content["execution_state"] == "idle": break
     finally:
         kc.stop_channels()

@@ -41,7 +41,8 @@ def _describe(label: str, i: int | None = None, r: RawRolloutData | None = None,
     p = r.row.get("prompt")
     if not isinstance(p, str): p = next((str(m.get("content")) for m in r.messages if m.get("role") == "user"), "")
     p = " ".join(p.split())
-    return f"{label} on {'' if k is None else f'turn {k} of '}rollout {i} (prompt {(p[:60] + '…') if len(p) > 60 else p!r})"
+    return (f"{label} on {'' if k is None else f'turn {k} of '}rollout {i} (prompt "
+            f"{(p[:60] + '…') if len(p) > 60 else p!r})")
 
 class _InfraFailed:
     "What a call that raised `InfrastructureError` returned."
@@ -309,7 +310,8 @@ class RewardCalculator:
                             "check its params and the rows' fields (said once)", c.name, sum(gate))
 
     def __repr__(self) -> str:
-        return f"RewardCalculator(step={self.step_names}, rollout={[n for n in self.component_names if n not in self.step_names]})"
+        return (f"RewardCalculator(step={self.step_names}, "
+                f"rollout={[n for n in self.component_names if n not in self.step_names]})")
 
 
 # %% ../nbs/05c_calculator.ipynb #507f7c5b

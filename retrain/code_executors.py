@@ -45,7 +45,8 @@ def register_executor(name: str, factory: str | Callable[..., Any]) -> None:
 def executor_factory(kind: str) -> Callable[..., Any]:
     "The executor class (or factory) for `code_executor: KIND`."
     ref = EXECUTORS.get(kind)
-    if ref is None: raise CodeExecutorError(f"unknown code_executor '{kind}': use 'local' or one of {sorted(EXECUTORS)}")
+    if ref is None:
+        raise CodeExecutorError(f"unknown code_executor '{kind}': use 'local' or one of {sorted(EXECUTORS)}")
     if not isinstance(ref, str): return ref
     module, attr = ref.split(":")
     return getattr(importlib.import_module(module), attr)

@@ -105,7 +105,8 @@ class SmolAgentEnv:
         if tool_call_format == "native": self.renderer.check_tool_support([t.name for t in self.tools])
         self.parser = make_parser(tool_call_format, self.tools, tool_parser, tokenizer, chat_template_kwargs)
         self.reasoning_tags = tuple(reasoning_tags) if reasoning_tags else None
-        self.opens_reasoning = bool(self.reasoning_tags) and self.renderer.generation_prompt().rstrip().endswith(self.reasoning_tags[0])
+        self.opens_reasoning = (bool(self.reasoning_tags)
+                                and self.renderer.generation_prompt().rstrip().endswith(self.reasoning_tags[0]))
         close = tokenizer(self.reasoning_tags[1], add_special_tokens=False)["input_ids"] if self.reasoning_tags else []
         self.reasoning_close_id = close[0] if len(close) == 1 else None
         self.system_prompt = self.parser.system_prompt(system_prompt)

@@ -221,7 +221,8 @@ def build_env(cfg: TrainingConfig, tokenizer,
               ) -> SmolAgentEnv:
     "The environment of a run or an evaluation, as `cfg.environment` says (the one place it is built from a config)."
     env_cfg = cfg.environment if tools is None else cfg.environment.model_copy(update={"tools": tools})
-    if env_cfg.max_total_tokens is None: env_cfg = env_cfg.model_copy(update={"max_total_tokens": max_completion_length})
+    if env_cfg.max_total_tokens is None:
+        env_cfg = env_cfg.model_copy(update={"max_total_tokens": max_completion_length})
     # an `AgentEnv` when environment.agent is set
     env = env_from_config(env_cfg, tokenizer, mcp_tools.tools if mcp_tools else [])
     # remote executors (None: local), ended with `closing`
@@ -253,7 +254,8 @@ def evaluate_sync(config: dict | TrainingConfig | str | Path, model: str | list[
     cfg = config if isinstance(config, TrainingConfig) else (TrainingConfig.from_dict(config, overrides=overrides)
                                                              if isinstance(config, dict)
                                                             else TrainingConfig.from_yaml(config, overrides=overrides))
-    out_dir = Path(output_dir) if output_dir else Path(cfg.output_dir) / cfg.experiment_name / f"eval-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    out_dir = (Path(output_dir) if output_dir
+               else Path(cfg.output_dir) / cfg.experiment_name / f"eval-{datetime.datetime.now():%Y%m%d-%H%M%S}")
     threads = torch.get_num_threads()
     with RunLock(out_dir), rng_kept():  # a run training in `out_dir` holds it: refused, nothing written
         try:
@@ -321,7 +323,8 @@ def eval_text(results: dict[str, Any]) -> str:
     figs = {m: _figures(results["models"][m]) for m in models}
     keep = ["success_rate", "mean_reward"] + [k for k in figs[models[0]] if k.startswith(("reward: ", "sampled "))] + \
            ["tool_call_rate", "tool_error_rate", "mean_turns", "tokens/model", "termination/final_answer"]
-    label = lambda k: "greedy success" if k == "success_rate" else k if k.startswith("reward: ") else k.replace("_", " ")
+    label = (lambda k: "greedy success" if k == "success_rate" else k if k.startswith("reward: ")
+             else k.replace("_", " "))
     w = max(12, *(len(m) for m in models))
     lines = [f"{'':28} " + " ".join(f"{m:>{w}}" for m in models)]
     lines += [f"{label(k):28} " + " ".join(f"{_cell(figs[m].get(k)):>{w}}" for m in models) for k in keep]

@@ -82,7 +82,8 @@ class TrainingHealth:
             self.floor = r if self.floor is None else min(self.floor, r)
             if self.peak is None or r > self.peak[0]: self.peak = (r, step)
         if u is not None:
-            self.garbled = self.garbled + [step] if u >= self.unreadable and self.low is not None and self.low[0] <= self.readable else []
+            self.garbled = (self.garbled + [step] if u >= self.unreadable and self.low is not None
+                            and self.low[0] <= self.readable else [])
             if len(self.garbled) >= self.patience:
                 reasons.append(f"{u:.0%} of the output is no readable action (parse errors, cut-off or empty replies) "
                                f"since step {self.garbled[0]}, after {self.low[0]:.0%} at step {self.low[1]}")

@@ -151,7 +151,8 @@ class OpenAIChat:
         body = json.dumps({"model": self.model, "messages": conversation, "max_tokens": self.max_tokens,
                            "temperature": self.temperature}).encode()
         headers = {"Content-Type": "application/json"}
-        if self.api_key_env and os.environ.get(self.api_key_env): headers["Authorization"] = f"Bearer {os.environ[self.api_key_env]}"
+        if self.api_key_env and os.environ.get(self.api_key_env):
+            headers["Authorization"] = f"Bearer {os.environ[self.api_key_env]}"
         try:
             with urllib.request.urlopen(urllib.request.Request(self.url, body, headers),
                                         timeout=self.timeout) as r: data = json.loads(r.read())

@@ -126,7 +126,8 @@ def split_cache(cache, rows: torch.Tensor):
     for l in layers:
         sl = DynamicLayer.__new__(DynamicLayer)  # a plain layer: the sub-cache serves one forward, room would be wasted
         sl.__dict__.update({k: v for k, v in l.__dict__.items() if k not in ("_kbuf", "_vbuf")})
-        if sl.is_initialized and sl.keys.numel(): sl.keys, sl.values = l.keys.index_select(0, rows), l.values.index_select(0, rows)
+        if sl.is_initialized and sl.keys.numel():
+            sl.keys, sl.values = l.keys.index_select(0, rows), l.values.index_select(0, rows)
         sub.layers.append(sl)
     return sub
 

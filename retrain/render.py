@@ -94,12 +94,14 @@ def _turn_html(t: dict, i: int, r: dict, segs: list[dict] | None) -> str:
     if t.get("final_answer") is not None: acts.append('<span class="rt-answer" title="final answer">answer '
                                                       f'{_e(t["final_answer"])}</span>')
     errs = [f for f in _FLAGS if t.get(f)]
-    if errs: acts.append(f'<span class="rt-err">{_e(", ".join(errs))}{": " + _e(t["error_message"]) if t.get("error_message") else ""}</span>')
+    if errs:
+        acts.append(f'<span class="rt-err">{_e(", ".join(errs))}{": " + _e(t["error_message"]) if t.get("error_message") else ""}</span>')
     if not acts or t.get("action") in ("text", "parse_error"): acts.append(_e(t.get("text")))
     main = (f'<div class="rt-msg rt-assistant"><span class="rt-role">assistant · turn {i} · '
             f'{_e(t.get("action", "?"))}</span>{"".join(acts)}</div>')
     if t.get("tool_result") is not None:
-        main += f'<div class="rt-msg rt-tool"><span class="rt-role">tool</span><span class="rt-result">{_e(t["tool_result"])}</span></div>'
+        main += ('<div class="rt-msg rt-tool"><span class="rt-role">tool</span><span '
+                 f'class="rt-result">{_e(t["tool_result"])}</span></div>')
     if segs: main += _tokens_html(segs)
     tr = r.get("turn_rewards") or []
     side = [f'turn reward <b>{_f(tr[i] if i < len(tr) else None)}</b>']
@@ -469,12 +471,14 @@ def log_flags(log: MetricLog, window: int | None = None, min_rise: float = 0.2,
 def flags_html(log: MetricLog, window: int | None = None) -> str:
     "The run's reward-hacking flags as an HTML fragment (`ROLLOUT_CSS` styles it)."
     if SUCCESS_KEY not in log:
-        return '<p class="rt-muted">No success rate logged (signals/success_rate), so no reward-hacking flags can be computed.</p>'
+        return ('<p class="rt-muted">No success rate logged (signals/success_rate), so no reward-hacking flags can be '
+                'computed.</p>')
     flags = log_flags(log, window)
     if not flags:
         n = len(log.series(SUCCESS_KEY)[0])
         w = min(window or max(5, n // 20), n // 2)
-        if w < 1: return f'<div class="rt-noflags">No reward-hacking flags yet: {n} step logged, too few to compare.</div>'
+        if w < 1:
+            return f'<div class="rt-noflags">No reward-hacking flags yet: {n} step logged, too few to compare.</div>'
         return (f'<div class="rt-noflags">No reward-hacking flags: no reward component rose while success fell '
                 f'(compared over windows of {w} step{"s" if w > 1 else ""}).</div>')
     items = "".join(f"<li>{_e(f)}</li>" for f in flags)

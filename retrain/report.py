@@ -152,7 +152,8 @@ def eval_table(before: dict | None, after: dict | None) -> str:
     ref = after or before or {}
     note = (f"<p class='rt-muted'>{ref.get('n', '?')} held-out rows, greedy; success: "
             f"{html.escape(str(ref.get('success_reward', '?')))} ≥ {ref.get('threshold', '?')}</p>")
-    return note + f'<table class="rp-kv" id="eval"><tr><th></th><th>before</th><th>after</th><th>change</th></tr>{rows}</table>'
+    return (note + '<table class="rp-kv" '
+                   f'id="eval"><tr><th></th><th>before</th><th>after</th><th>change</th></tr>{rows}</table>')
 
 def _svg_uri(svg: str) -> str: return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode("ascii")
 
@@ -251,7 +252,8 @@ def report_html(
                  eval_table(results.get("eval_before"), results.get("eval_after"))]
     if final: body.append("<details><summary>All metrics of the last step "
                           f"({len(final)})</summary>{_kv(list(final.items()))}</details>")
-    if config_text: body.append(f"<details><summary>config.yaml</summary><pre>{html.escape(config_text)}</pre></details>")
+    if config_text:
+        body.append(f"<details><summary>config.yaml</summary><pre>{html.escape(config_text)}</pre></details>")
     body.append("</section>")
     for title, png in (figures if figures is not None else report_figures(log)):
         body.append(f'<section><h2>{title}</h2><img alt="{title} curves" src="{_png_uri(png)}"></section>')

@@ -121,7 +121,8 @@ _BUILTIN_MODULES = {"math_verify": "retrain.math_rewards", "llm_judge": "retrain
                     "llm_judge_group": "retrain.judge"}
 
 def _lookup(table: dict, kind: str, name: str) -> RewardSpec:
-    if name not in table and kind == "reward" and name in _BUILTIN_MODULES: importlib.import_module(_BUILTIN_MODULES[name])
+    if name not in table and kind == "reward" and name in _BUILTIN_MODULES:
+        importlib.import_module(_BUILTIN_MODULES[name])
     if name in table: return table[name]
     if ":" in name:
         fn = _import_ref(name, kind)
@@ -262,7 +263,8 @@ _TRIED_CALL = (ActionKind.tool_call, ActionKind.parse_error)  # turns that attem
 def tool_call_valid(turn: Turn, rollout: RawRolloutData, tools: list[str] | None = None) -> float | None:
     "Step: 1.0 for a well-formed call (valid arguments, to one of `tools` if given), 0.0 for a bad one, None otherwise."
     if turn.action not in _TRIED_CALL: return None
-    ok = turn.action == ActionKind.tool_call and turn.tool_call is not None and not (turn.parse_error or turn.invalid_arguments)
+    ok = (turn.action == ActionKind.tool_call and turn.tool_call is not None
+          and not (turn.parse_error or turn.invalid_arguments))
     return float(ok and (tools is None or turn.tool_call.name in tools))
 
 @reward

@@ -71,7 +71,8 @@ def _holder(fd: int) -> dict[str, Any]:
 def _who(h: dict[str, Any]) -> str:
     if not h.get("pid"): return "another process"
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h["started"])) if h.get("started") else "?"
-    return f"process {h['pid']}{'' if h.get('host') == socket.gethostname() else ' on ' + str(h.get('host'))} (since {since})"
+    return (f"process {h['pid']}{'' if h.get('host') == socket.gethostname() else ' on ' + str(h.get('host'))} (since "
+            f"{since})")
 
 # %% ../nbs/07c_rundir.ipynb #ce56d38f
 class RunLock:
@@ -185,7 +186,8 @@ def _manifest_problems(ckpt: Path, man: dict) -> dict[str, str]:
     for name, rec in man.get("files", {}).items():
         p = ckpt / name
         if not p.is_file(): out[name] = "is missing"
-        elif p.stat().st_size != rec["size"]: out[name] = f"is damaged ({p.stat().st_size} bytes, {rec['size']} recorded)"
+        elif p.stat().st_size != rec["size"]:
+            out[name] = f"is damaged ({p.stat().st_size} bytes, {rec['size']} recorded)"
         elif _sha256(p) != rec["sha256"]: out[name] = "is damaged (its content differs from the recorded hash)"
     return out
 
@@ -348,7 +350,8 @@ def clear_incomplete(run_dir: str | Path, plan: StartPlan) -> None:
     run_dir = Path(run_dir)
     for p in (run_dir / "checkpoints").glob("checkpoint-*"):
         if p.is_dir() and not (p / CHECKPOINT_DONE).is_file(): shutil.rmtree(p)
-    if plan.resume_from is None and plan.step == 0 and (run_dir / "results.json").is_file(): (run_dir / "results.json").unlink()
+    if plan.resume_from is None and plan.step == 0 and (run_dir / "results.json").is_file():
+        (run_dir / "results.json").unlink()
 
 # %% ../nbs/07c_rundir.ipynb #ed6dcb11
 def json_safe(x):

@@ -126,7 +126,8 @@ def _first_process() -> bool: return int(os.environ.get("RANK", "0")) == 0
 def _process_settings(cfg: TrainingConfig) -> Iterator[None]:
     "Logger level and handler, progress bars, threads and seeded RNGs as `cfg` asks; the old ones back afterwards."
     lg, tlog = logging.getLogger("retrain"), transformers.utils.logging
-    level, handlers, bars, threads = lg.level, list(lg.handlers), tlog.is_progress_bar_enabled(), torch.get_num_threads()
+    level, handlers, bars, threads = (lg.level, list(lg.handlers),
+                                      tlog.is_progress_bar_enabled(), torch.get_num_threads())
     with rng_kept():
         try:
             tlog.disable_progress_bar()
@@ -420,7 +421,8 @@ async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or 
     lock = RunLock(run_dir)
     if _first_process(): lock.acquire()  # before anything heavy: one run (process group) at a time owns a run directory
     try:
-        # the process settings are put back, and what the run opens (MCP servers, remote executors) closed, however it ends
+        # the process settings are put back, and what the run opens (MCP servers, remote executors) closed, however it
+        # ends
         # a full disk met anywhere: one `DiskFullError` naming the file (or the run directory)
         with writing(run_dir), _process_settings(cfg), contextlib.ExitStack() as closing:
             env = cfg.environment

@@ -137,7 +137,8 @@ class HackingFlag:
     window: int  # steps in each compared window
 
     def __str__(self) -> str:
-        steps = f"step {self.first_step:g}" if self.first_step == self.last_step else f"steps {self.first_step:g}–{self.last_step:g}"
+        steps = (f"step {self.first_step:g}" if self.first_step == self.last_step
+                 else f"steps {self.first_step:g}–{self.last_step:g}")
         return (f"{steps}: {self.component} rose {self.component_before:.3g} → {self.component_after:.3g} while "
                 f"success fell {self.success_before:.3g} → {self.success_after:.3g} (means of {self.window} steps)")
 

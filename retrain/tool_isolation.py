@@ -126,7 +126,8 @@ class _Worker:
         self.conn.send((name, arguments, max_chars))
         end = time.monotonic() + timeout
         while not self.conn.poll(0.05):  # returns as soon as the answer is there
-            # a death is seen by its exit status, not by the pipe's end: a sibling forked meanwhile may hold a copy of it
+            # a death is seen by its exit status, not by the pipe's end: a sibling forked meanwhile may hold a copy of
+            # it
             if not self.proc.is_alive() and not self.conn.poll(0): raise EOFError(name)
             if time.monotonic() >= end: raise TimeoutError(f"'{name}' timed out after {timeout:.1f} s")
         return self.conn.recv()

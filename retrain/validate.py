@@ -41,7 +41,8 @@ def check_imports(cfg: TrainingConfig) -> list[str]:
     import importlib.util
     names = cfg.environment.authorized_imports
     missing = [n for n in names if n != "*" and importlib.util.find_spec(n.removesuffix(".*").split(".")[0]) is None]
-    return [f"environment.authorized_imports: {', '.join(missing)} not installed; install it or take it off the list"] if missing else []
+    return ([f"environment.authorized_imports: {', '.join(missing)} not installed; install it or take it off the list"]
+            if missing else [])
 
 def check_rewards(cfg: TrainingConfig) -> list[str]:
     "Rewards and verifiers resolve, sit at their level and take the configured params (`checks.setup_problems`)."
@@ -96,7 +97,8 @@ def fit_run_rows(cfg: TrainingConfig, tokenizer, rows: list[Row],
     if cfg.environment.agent: return rows, list(eval_rows)  # the agent renders its own prompts
     import tempfile
     from retrain.trainer import grpo_config
-    with tempfile.TemporaryDirectory() as d: budget = cfg.environment.max_total_tokens or grpo_config(cfg, d).max_completion_length
+    with tempfile.TemporaryDirectory() as d:
+        budget = cfg.environment.max_total_tokens or grpo_config(cfg, d).max_completion_length
     env, context = SmolAgentEnv.from_config(cfg.environment, tokenizer), model_context(cfg.model)
     rows = fit_prompts(rows, env, context, budget, cfg.prompt_source.too_long)
     if eval_rows:

@@ -52,7 +52,8 @@ class TrainingDashboard:
         if every < 1: raise ValueError(f"every={every}: must be >= 1")
         if max_rollouts_per_step < 2: raise ValueError(f"max_rollouts_per_step={max_rollouts_per_step}: must be >= 2 "
                                                        "(best and worst)")
-        if max_overhead is not None and not 0 < max_overhead <= 1: raise ValueError(f"max_overhead={max_overhead}: must be in (0, 1] or None")
+        if max_overhead is not None and not 0 < max_overhead <= 1:
+            raise ValueError(f"max_overhead={max_overhead}: must be in (0, 1] or None")
         self.every, self.max_rollouts_per_step, self.max_steps_kept, self.max_overhead = every, max_rollouts_per_step, max_steps_kept, max_overhead
         self.log, self.rollouts, self.step = MetricLog(), {}, None
         self.metric_selector = W.Dropdown(description="metric", options=[], layout=W.Layout(width="360px"))

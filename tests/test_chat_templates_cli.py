@@ -11,7 +11,8 @@ from retrain.cli import main
 from retrain.env import SmolAgentEnv
 from retrain.testing import IMITATION_TEMPLATES, build_tiny_model, build_tiny_tokenizer, tool_call_reply
 
-# The default run takes one template per kind of behaviour; RETRAIN_SLOW=1 runs all of them (about 5-10 s each on 2 CPU cores).
+# The default run takes one template per kind of behaviour; RETRAIN_SLOW=1 runs all of them (about 5-10 s each on 2 CPU
+# cores).
 QUICK = ["hermes", "r1_strip", "tool_followed", "llama_json", "no_tools_raise"]
 NAMES = sorted(IMITATION_TEMPLATES) if os.environ.get("RETRAIN_SLOW") else QUICK
 NO_TOOLS = {"no_tools_drop", "no_tools_raise"}  # templates without tool support: native is refused, json trains
@@ -74,7 +75,8 @@ def test_template_trains_token_exact(tmp_path, monkeypatch, caplog, capsys, name
     code = main(["run", str(cfg)])
     err = capsys.readouterr().err
     if fmt == "native" and name in NO_TOOLS:  # refused before any weights load, naming the formats that work
-        assert code == 2 and "tool_call_format" in err and "json" in err and "code" in err and "Traceback" not in err, err
+        assert (code == 2 and "tool_call_format" in err and "json" in err and "code" in err
+                and "Traceback" not in err), err
         return
     assert code == 0, err[-3000:]
     assert "mask check failed" not in caplog.text

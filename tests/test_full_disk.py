@@ -130,7 +130,8 @@ def test_logs_and_the_report_stay_whole_on_a_full_disk(tmp_path, request):
         log = RunLogger(disk)
         with pytest.raises(DiskFullError) as e:
             for step in range(3, 10_000): log.on_step(step, *demo_logs(step, 8))
-        assert str(e.value).startswith(f"no space left on device writing {disk}/") and "jsonl (" in str(e.value), e.value
+        assert (str(e.value).startswith(f"no space left on device writing {disk}/")
+                and "jsonl (" in str(e.value)), e.value
         for name in ("metrics.jsonl", "rollouts.jsonl"):
             text = (disk / name).read_text()
             assert text.endswith("\n") and all(json.loads(line) for line in text.splitlines()), name  # no torn line

@@ -48,10 +48,12 @@ def test_validate_lists_the_tools_and_names_a_bad_server(tmp_path):
     r = _retrain("validate", str(_config(tmp_path, [good, bad])), tmp_path=tmp_path, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("retrain: mcp server 'search' did not start: FileNotFoundError"), lines
+    assert (len(lines) == 1
+            and lines[0].startswith("retrain: mcp server 'search' did not start: FileNotFoundError")), lines
     clash = _config(tmp_path, [{"name": "calc", "command": sys.executable, "args": [SERVER]}], tools=["calculator"])
     r = _retrain("validate", str(clash), tmp_path=tmp_path, timeout=120)
-    assert r.returncode == 2 and "tool 'calculator' of mcp server 'calc' clashes with the one from environment.tools" in r.stderr
+    assert (r.returncode == 2
+            and "tool 'calculator' of mcp server 'calc' clashes with the one from environment.tools" in r.stderr)
 
 
 def test_two_step_run_calls_mcp_tools_and_survives_the_server_being_killed(tmp_path):
@@ -71,7 +73,8 @@ def test_two_step_run_calls_mcp_tools_and_survives_the_server_being_killed(tmp_p
     infra = [t for t in called if t["infra_error"]]
     assert answered and infra, (len(called), len(answered), len(infra))
     assert all(not t["tool_error"] and "restarted" in t["tool_result"] for t in infra)
-    # the answers came from the server: it logged each of them (and the call it died in; calls in flight then may not have reached it)
+    # the answers came from the server: it logged each of them (and the call it died in; calls in flight then may not
+    # have reached it)
     assert len(answered) + 1 <= calls.read_text().split().count("start:calculator") <= len(called)
     results = json.loads((run_dir / "results.json").read_text())
     assert results["mcp"]["calc"] == {"calls": len(called), "restarts": 1, "infra_failures": len(infra), "down": None}
@@ -91,7 +94,8 @@ def test_ctrl_c_stops_the_run_and_its_server(tmp_path):
     cfg.write_text(yaml.safe_dump(data))
     cache = Path(os.environ.get("RETRAIN_CACHE", Path.home() / ".cache" / "retrain"))
     env = {**os.environ, "RETRAIN_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
-    # Ctrl-C as in a terminal: a shell starts background jobs (and so this test, when pytest runs in one) with SIGINT ignored
+    # Ctrl-C as in a terminal: a shell starts background jobs (and so this test, when pytest runs in one) with SIGINT
+    # ignored
     p = subprocess.Popen([sys.executable, "-m", "retrain.cli", "run", str(cfg)], cwd=ROOT, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

@@ -124,13 +124,14 @@ def test_quickstart_dashboard_live(lab):
         assert n >= 2, f"{panel} was redrawn {n} times while the cell ran: {during}"
     assert len(res["step_options"]) >= 3, res["step_options"]
     assert len(res["shots"]) >= 3
-    # saved from JupyterLab, the dashboard's output carries its last state for viewers without a kernel (GitHub, nbviewer)
+    # saved from JupyterLab, the dashboard's output carries its last state for viewers without a kernel (GitHub,
+    # nbviewer)
     saved = json.loads((lab[1] / "nbs" / "quickstart.ipynb").read_text())
     outs = [o for c in saved["cells"] if "await run(cfg" in "".join(c["source"]) for o in c.get("outputs", [])
             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert len(outs) == 1, outs
     last = res["step_options"][-1].replace("\xa0", " ")  # "step 3"
-    assert "".join(outs[0]["data"]["text/plain"]).startswith(f"retrain TrainingDashboard: {last} |"), outs[0]["data"]["text/plain"]
+    assert ("".join(outs[0]["data"]["text/plain"]).startswith(f"retrain TrainingDashboard: {last} |")), outs[0]["data"]["text/plain"]
     assert "".join(outs[0]["data"]["text/html"]).count("<svg") == 4
 
 

@@ -191,7 +191,8 @@ CASES = {
                                  "raised SystemExit"),
     "reward-returns-text": ({"reward_setup.rollout_reward_configs": {"bad_rewards:text": {}}},
                             "a reward must be a number"),
-    # a scorer that raises in training: its own exception, named, with the rollout it scored (never "no running event loop")
+    # a scorer that raises in training: its own exception, named, with the rollout it scored (never "no running event
+    # loop")
     "reward-raises": ({"reward_setup.rollout_reward_configs": {"bad_rewards:keyerror": {}}},
                       ") raised KeyError: 'gold'; the run stopped in step 1"),
     "async-reward-raises": ({"reward_setup.rollout_reward_configs": {"bad_rewards:async_raises": {}}},
@@ -255,7 +256,8 @@ def test_damaged_logs_are_one_line_with_status_2(tmp_path, cache):
     (run_dir / "results.json").unlink()
     (run_dir / "metrics.jsonl").write_text('garbage\n{"step": 1}\n')
     r = _retrain("run", str(cfg), "--resume", tmp_path=tmp_path, cache=cache)
-    assert r.returncode == 2 and "metrics.jsonl:1: not a valid log line" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert (r.returncode == 2 and "metrics.jsonl:1: not a valid log line" in r.stderr
+            and "Traceback" not in r.stderr), r.stderr[-2000:]
     r = _retrain("report", str(run_dir), tmp_path=tmp_path, cache=cache)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
 
@@ -295,4 +297,5 @@ def test_long_prompts_are_cut_or_dropped_when_the_config_says_so(tmp_path, cache
                  _cfg(tmp_path, **{"algorithm.hyperparameters.max_steps": 1, "prompt_source.prompts": long + short,
                                              "prompt_source.too_long": "drop", "experiment_name": "d"}))
     r = _retrain("run", str(cfg), tmp_path=tmp_path, cache=cache)
-    assert r.returncode == 0 and "prompt_source: dropped 4 of 8 rows whose prompts are longer than 1000 tokens" in r.stderr, r.stderr[-2000:]
+    assert (r.returncode == 0
+            and "prompt_source: dropped 4 of 8 rows whose prompts are longer than 1000 tokens" in r.stderr), r.stderr[-2000:]

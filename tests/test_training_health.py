@@ -110,6 +110,7 @@ def test_non_finite_weights_stop_the_run_in_one_line_naming_the_step(tmp_path):
     r = _retrain(_cfg(tmp_path, lr=float("inf"), steps=3), tmp_path)
     assert r.returncode == 2, r.stderr[-3000:]
     line = _one_line(r.stderr)
-    assert line.startswith("retrain: step 1: training diverged: the weights are no longer finite") and "learning rate (inf)" in line, line
+    assert (line.startswith("retrain: step 1: training diverged: the weights are no longer finite")
+            and "learning rate (inf)" in line), line
     assert _metrics(tmp_path)[-1]["health/non_finite"] == 1.0
     assert not list((tmp_path / "runs" / "h" / "checkpoints").glob("checkpoint-*"))

@@ -76,7 +76,7 @@ def test_server_mode_two_steps(tmp_path):
         trainer = RecordingTrainer(policy, env, rewards, load_rows(cfg.prompt_source),
                                    args, processing_class=tok, vllm_client=client, initial=load_model(mcfg))
         assert isinstance(trainer.generator, VLLMServerGenerator)
-        held_out = load_rows(cfg.prompt_source.model_copy(update={"path": cfg.prompt_source.path.with_name("calculator_heldout.jsonl"), "limit": 8}))
+        held_out = (load_rows(cfg.prompt_source.model_copy(update={"path": cfg.prompt_source.path.with_name("calculator_heldout.jsonl"), "limit": 8})))
         # at the last step, through the server
         trainer.add_callback(held := HeldOutEvaluation(trainer, held_out, 2, batch_size=8))
         trainer.train()
@@ -90,7 +90,8 @@ def test_server_mode_two_steps(tmp_path):
                                             held_out, batch_size=8)[0])
     assert held.last_step == 2 and heldout_metrics(held.last) == local, (held.last, local)
     # sampling log-probs are those of the policy being trained, also after the first update
-    # float32 noise between a KV-cached decode and one full forward is ~1e-5 (seen: 4.9e-6 to 1.5e-5); an unsynced server is off by > 1e-3
+    # float32 noise between a KV-cached decode and one full forward is ~1e-5 (seen: 4.9e-6 to 1.5e-5); an unsynced
+    # server is off by > 1e-3
     assert max(trainer.max_lp_diff) < 5e-5, trainer.max_lp_diff
     assert trainer.max_lp_diff_initial[1] > 1e-3  # the first update moved them: a server left unsynced would be off
     rollouts = [r for step in trainer.seen for r in step]

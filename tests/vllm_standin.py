@@ -71,7 +71,8 @@ class StandInServer:
 
     def update_weights(self, body: dict) -> dict:
         info, tensors = body["update_info"], body.get("tensors")
-        if tensors is None: raise ValueError("the stand-in takes weights in the request body ('tensors'), not over NCCL")
+        if tensors is None:
+            raise ValueError("the stand-in takes weights in the request body ('tensors'), not over NCCL")
         state = {}
         for name, shape, data in zip(info["names"], info["shapes"], tensors):
             arr = np.frombuffer(base64.b64decode(data), dtype=np.float32).reshape(shape)
