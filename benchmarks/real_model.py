@@ -204,7 +204,7 @@ def worker_retrain(a) -> dict:
         # as `retrain.run`: TRL applies the adapters
         model = load_model(cfg.model.model_copy(update={"peft_config": None}))
         args = grpo_config(cfg, out)
-        env = (SmolAgentEnv.from_config(cfg.environment.model_copy(update={"max_total_tokens": args.max_completion_length}), tok))
+        env = SmolAgentEnv.from_config(cfg.environment.model_copy(update={"max_total_tokens": args.max_completion_length}), tok)
         trainer = GRPOTrainer(model, env, RewardCalculator.from_config(cfg.reward_setup),
                               load_rows(cfg.prompt_source), args,
                               processing_class=tok, peft_config=lora_config(cfg.model.peft_config))

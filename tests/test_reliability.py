@@ -297,5 +297,4 @@ def test_long_prompts_are_cut_or_dropped_when_the_config_says_so(tmp_path, cache
                  _cfg(tmp_path, **{"algorithm.hyperparameters.max_steps": 1, "prompt_source.prompts": long + short,
                                              "prompt_source.too_long": "drop", "experiment_name": "d"}))
     r = _retrain("run", str(cfg), tmp_path=tmp_path, cache=cache)
-    assert (r.returncode == 0
-            and "prompt_source: dropped 4 of 8 rows whose prompts are longer than 1000 tokens" in r.stderr), r.stderr[-2000:]
+    assert r.returncode == 0 and "prompt_source: dropped 4 of 8 rows whose prompts are longer than 1000 tokens" in r.stderr, r.stderr[-2000:]
