@@ -70,8 +70,8 @@ def timed(env, rows, model) -> tuple[float, int, float]:
     dt = time.perf_counter() - t0
     n = sum(r.n_model_tokens for r in ros)
     if isinstance(env, AgentEnv): fed = env.last_front.tokens_fed
-    else: fed = len({tuple(r.prompt_ids)
-                     for r in ros}) * len(ros[0].prompt_ids) + sum(len(r.completion_ids) for r in ros)  # prompts share a prefill
+    else:  # prompts share a prefill
+        fed = len({tuple(r.prompt_ids) for r in ros}) * len(ros[0].prompt_ids) + sum(len(r.completion_ids) for r in ros)
     return n / dt, n, fed / dt
 
 

@@ -42,7 +42,7 @@ class Sized(Tool):
 
 def rollout_seconds(tok, n_bytes: int, rows: int) -> float:
     env = SmolAgentEnv(tok, [Sized(n_bytes)], max_turns=2, max_tokens_per_turn=48, max_observation_tokens=256,
-                       generator=HFGenerator(tok.pad_token_id, share_prefill=False, drafts=False))  # a ScriptedPolicy's decoding
+                       generator=HFGenerator(tok.pad_token_id, share_prefill=False, drafts=False))  # ScriptedPolicy's
     pol = ScriptedPolicy(tok, [[CALL, "6<|end|>"] for _ in range(rows)])
     data = [{"prompt": f"What is 2*3? ({i})"} for i in range(rows)]
     t0 = time.perf_counter()

@@ -43,7 +43,7 @@ class DecodeFront:
     def __init__(self, model, tokenizer, n: int,  # n: episodes (rows)
                  sampling: SamplingConfig, greedy: bool, max_tokens: int,  # max_tokens: per call
                  stop_ids: set[int], pad_id: int, max_total_tokens: int | None = None,  # sampled tokens per episode
-                 seeds: list[int] | None = None):  # per episode, its sampling stream's seed (None: greedy or torch's RNG)
+                 seeds: list[int] | None = None):  # per episode, its sampling stream's seed (None: greedy or torch's)
         if sampling.repetition_penalty != 1.0: raise ValueError("agents: repetition_penalty is not supported (a row's "
                                                                 "cache is reused across calls)")
         self.model, self.tok, self.sampling, self.greedy = model, tokenizer, sampling, greedy

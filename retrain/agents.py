@@ -57,7 +57,7 @@ def _silence(agent: MultiStepAgent):
 class AgentEnv:
     "Episodes of a smolagents agent's own loop on the policy, batched across episodes and token-exact."
     trains_calls = True  # the trainer trains an episode whose calls do not extend each other one sequence per call
-    def __init__(self, tokenizer, factory: str | Callable,  # 'package.module:factory' or the function: (model, tools, **kw) -> agent
+    def __init__(self, tokenizer, factory: str | Callable,  # 'package.module:factory' or (model, tools, **kw) -> agent
                  tools: list = (),  # smolagents Tools (or registry names) handed to the factory
                  agent_kwargs: dict | None = None,  # more keyword arguments for the factory
                  max_tokens_per_turn: int = 128,  # tokens per model call

@@ -183,7 +183,7 @@ def step(self: DecodeBatch, model, feeds: list[TokenIds], pad_id: int, sampling:
 def speculate(self: DecodeBatch, model, feeds: list[TokenIds], drafts: list[TokenIds], pad_id: int,
               sampling: SamplingConfig,
               greedy: bool = False,
-              u: torch.Tensor | None = None,  # (B, k+1): row r's uniform numbers for its next k+1 tokens; None: drawn here
+              u: torch.Tensor | None = None,  # (B, k+1): row r's uniforms for its next k+1 tokens; None: drawn here
               ) -> tuple[list[list[int]], list[list[float]]]:
     "Feed each row its token (`feeds`: one each) and `drafts`; per row, the accepted drafts plus one drawn token."
     if not self.drafts or self.cache is None or sampling.repetition_penalty != 1.0:

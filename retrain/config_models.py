@@ -203,9 +203,10 @@ class MCPServerConfig(_Section):
         return self
 
 # %% ../nbs/01_config.ipynb #be2ced32
+# settings of retrain's own loop, refused with `agent`
 _OWN_LOOP = {"tool_call_format", "system_prompt", "plain_text_is_final", "tool_parser", "reasoning_tags", "max_turns",
              "tool_timeout", "authorized_imports", "max_observation_tokens", "code_state_budget", "draft_tokens",
-             "code_executor", "code_executor_kwargs", "code_executor_workers", "tool_isolation"}  # settings of retrain's own loop, refused with `agent`
+             "code_executor", "code_executor_kwargs", "code_executor_workers", "tool_isolation"}
 
 # %% ../nbs/01_config.ipynb #489fcf3f
 class SmolAgentEnvConfig(_Section):

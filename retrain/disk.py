@@ -98,7 +98,7 @@ def _filename(e: BaseException) -> str | None:
 
 def as_disk_full(e: BaseException,
                  path: str | Path | None = None,  # what was being written (default: the file the error names)
-                 probe: bool = True,  # ask the disk (`probe_space`) when the error looks like a failed write but does not say why
+                 probe: bool = True,  # ask the disk (`probe_space`) when it looks like a failed write that says not why
                  then: str = AGAIN,  # what to do once space is freed
                  ) -> DiskFullError | None:
     "`e` as a `DiskFullError` when a full disk or quota caused it (None otherwise)."
@@ -113,7 +113,7 @@ def as_disk_full(e: BaseException,
 @contextlib.contextmanager
 def writing(path: str | Path,  # the file or folder the block writes
             then: str = AGAIN,  # what to do once space is freed
-            on_full: Callable[[], None] | None = None,  # called before the error is raised (e.g. to remove a partial write)
+            on_full: Callable[[], None] | None = None,  # called before raising (e.g. to remove a partial write)
             ) -> Iterator[None]:
     "Raise a full disk met inside the block as a `DiskFullError` naming `path` (or the file the error names)."
     try: yield

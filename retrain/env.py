@@ -80,20 +80,20 @@ class SmolAgentEnv:
         max_turns: int = 4,  # model replies per episode
         max_tokens_per_turn: int = 128,  # tokens per reply
         max_total_tokens: int | None = None,  # completion budget (model + environment tokens); None: unbounded
-        system_prompt: str | None = None,  # None: the format's default; '' for none; json/code: the tools at `{tools}` or after it
+        system_prompt: str | None = None,  # None: the format's; '' for none; json/code: the tools at `{tools}` or after
         sampling: SamplingConfig | None = None,  # temperature, top_p, top_k, repetition_penalty
         tool_timeout: float = 10.0,  # seconds per tool call or code action
         authorized_imports: list[str] | tuple = (),  # modules code actions may import
         max_observation_tokens: int = 256,  # tool output is cut to this many tokens
         plain_text_is_final: bool | None = None,  # a reply without an action is the final answer; None: in native only
-        draft_tokens: int = 3,  # drafted tokens per step when few episodes are left (see `DecodeBatch.speculate`); 0: off
+        draft_tokens: int = 3,  # drafted tokens a step when few episodes are left (`DecodeBatch.speculate`); 0: off
         code_state_budget: int = 2**20,  # pickled bytes of variables a code action carries to the episode's next one
-        tool_parser: str = "auto",  # native: 'hermes', 'llama_json', 'mistral', or 'auto' (recognised from the template)
-        reasoning_tags: tuple[str, str] | None = ("<think>", "</think>"),  # reasoning block, removed from parsed text; None: off
+        tool_parser: str = "auto",  # native: 'hermes', 'llama_json', 'mistral' or 'auto' (recognised from the template)
+        reasoning_tags: tuple[str, str] | None = ("<think>", "</think>"),  # reasoning block, not parsed; None: off
         chat_template_kwargs: dict | None = None,  # more template variables (e.g. enable_thinking)
-        generator: Generator | None = None,  # where turns are sampled (default: `HFGenerator`, this loop's own decoding)
-        code_runner=None,  # runs code actions elsewhere (a `retrain.code_executors.RemoteCodeRunner`); None: the local executor
-        tool_runner=None,  # runs tool calls (a `retrain.tool_isolation.ToolRunner`: worker processes, captured prints); None: threads here
+        generator: Generator | None = None,  # where turns are sampled (default: `HFGenerator`, this loop's decoding)
+        code_runner=None,  # runs code actions elsewhere (`code_executors.RemoteCodeRunner`); None: locally
+        tool_runner=None,  # runs tool calls (`tool_isolation.ToolRunner`: worker processes, prints kept); None: threads
     ):
         if max_turns < 1 or max_tokens_per_turn < 1: raise ValueError("max_turns and max_tokens_per_turn must be >= 1")
         self.tokenizer = tokenizer

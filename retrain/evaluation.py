@@ -98,7 +98,7 @@ def evaluate_policy(env: SmolAgentEnv, rewards: RewardCalculator, model, rows: l
                     samples: int = 0,  # K sampled episodes per prompt (for pass@k, mean@k); 0: greedy only
                     success_reward: str | None = None, threshold: float = 1.0, batch_size: int = 64,
                     on_batch=None,  # called with the number of episodes after each batch
-                    generator=None,  # where turns are sampled (default: the environment's); several ranks: rows split, results gathered
+                    generator=None,  # where turns are sampled (default: the environment's); several ranks: rows split
                     ) -> tuple[dict[str, Any], list[ProcessedTrajectory], list[ProcessedTrajectory]]:
     "Summary of `model` on `rows` (greedy, and K samples per prompt), with the greedy and sampled trajectories."
     if not rows: raise ValueError("evaluation has no prompts")
@@ -217,7 +217,7 @@ def build_env(cfg: TrainingConfig, tokenizer,
               mcp_tools: MCPTools | None,  # the open MCP servers' tools, if the config names any
               closing: contextlib.ExitStack,  # remote code executors are closed with it
               tools: list[str] | None = None,  # other tools than `environment.tools` (a warm start's demonstrations)
-              log_dir: Path | None = None,  # the run directory: what tools print goes to its `tool_output.jsonl`; None: not captured
+              log_dir: Path | None = None,  # run directory: tools' prints go to its `tool_output.jsonl`
               ) -> SmolAgentEnv:
     "The environment of a run or an evaluation, as `cfg.environment` says (the one place it is built from a config)."
     env_cfg = cfg.environment if tools is None else cfg.environment.model_copy(update={"tools": tools})
@@ -227,9 +227,9 @@ def build_env(cfg: TrainingConfig, tokenizer,
     env = env_from_config(env_cfg, tokenizer, mcp_tools.tools if mcp_tools else [])
     # remote executors (None: local), ended with `closing`
     env.code_runner = code_runner_for(env_cfg, env.tools, closing)
-    env.tool_runner = tool_runner_for(env_cfg, env.tools, closing,
+    env.tool_runner = tool_runner_for(env_cfg, env.tools, closing,  # MCP tools stay here, with their connection
                                       tool_output_log(log_dir, rank()) if log_dir else None,
-                                      in_process=[t.name for t in mcp_tools.tools] if mcp_tools else ())  # MCP tools: their connection is here
+                                      in_process=[t.name for t in mcp_tools.tools] if mcp_tools else ())
     return env
 
 def _records(trajs: list[ProcessedTrajectory], tok, label: str, mode: str, per: int, name: str,
@@ -306,7 +306,7 @@ def _evaluate(cfg: TrainingConfig, model: str | list[str] | None, samples: int, 
     return results
 
 async def evaluate(config: dict | TrainingConfig | str | Path,  # a config dict, a `TrainingConfig`, or a YAML path
-                   model: str | list[str] | None = None,  # model(s) or run directories (see `eval_targets`); None: the config's
+                   model: str | list[str] | None = None,  # model(s) or run dirs (`eval_targets`); None: the config's
                    *, samples: int = 0,  # K sampled episodes per prompt for pass@k and mean@k (0: greedy only)
                    output_dir: str | Path | None = None,  # where eval.json, eval_rollouts.jsonl, eval.html go
                    overrides: list[str] | None = None,  # dotted `key=value` config overrides
@@ -344,7 +344,7 @@ def heldout_metrics(summary: dict[str, Any]) -> dict[str, float]:
 # %% ../nbs/09a_evaluation.ipynb #60d170fe
 class HeldOutEvaluation(TrainerCallback):
     "Evaluates a `GRPOTrainer`'s policy on held-out rows every `every_n_steps` steps; figures join that step's metrics."
-    def __init__(self, trainer,  # a `retrain.trainer.GRPOTrainer`: its environment, rewards and generator play the episodes
+    def __init__(self, trainer,  # a `retrain.trainer.GRPOTrainer`: its environment, rewards and generator play
                  rows: list[Row],  # the held-out rows
                  every_n_steps: int,
                  *, success_reward: str | None = None, threshold: float = 1.0, batch_size: int = 64):

@@ -71,7 +71,7 @@ class HFGenerator(Generator):
     "The model in this process, decoded by `DecodeBatch` a step at a time; `complete` steps to every turn's end."
     stepwise, name = True, "hf"
     def __init__(self, pad_id: int = 0,
-                 share_prefill: bool = True,  # see `DecodeBatch`; False for a model that is not a causal LM of a row's tokens
+                 share_prefill: bool = True,  # see `DecodeBatch`; False for a model not a causal LM of a row's tokens
                  drafts: bool = True):  # see `DecodeBatch.speculate`; False: plain steps only
         self.pad_id, self.share_prefill, self.drafts = pad_id, share_prefill, drafts
 
@@ -212,7 +212,7 @@ def make_generator(backend: str, vllm_generation=None, pad_id: int = 0) -> Gener
 # %% ../nbs/03f_generation.ipynb #f95595af
 class ClientVLLMGeneration(VLLMGeneration):
     "TRL's `VLLMGeneration` in server mode over a given client (TRL's weight sync and prefix-cache reset as they are)."
-    def __init__(self, client, **kwargs):  # `client`: a `VLLMClient` on the main process (None elsewhere); kwargs: `VLLMGeneration`'s
+    def __init__(self, client, **kwargs):  # a `VLLMClient` on the main process (else None); kwargs: `VLLMGeneration`'s
         self._given_client = client
         super().__init__(mode="server", **kwargs)
 

@@ -141,7 +141,7 @@ class MCPServer:
     "One MCP server of a run: connected once, its tools as smolagents `Tool`s, restarted if it dies."
     def __init__(self, cfg: MCPServerConfig,
                  call_timeout: float = 30.0,  # seconds per request to the server
-                 log_dir: str | Path | None = None):  # where a stdio server's stderr goes (`NAME.stderr.log`); None: a temp dir
+                 log_dir: str | Path | None = None):  # a stdio server's stderr goes here (`NAME.stderr.log`); None: tmp
         _require_mcp()
         self.cfg, self.call_timeout = cfg, call_timeout
         self.log_path = Path(log_dir or tempfile.mkdtemp(prefix="retrain-mcp-")) / f"{cfg.name}.stderr.log"

@@ -50,7 +50,7 @@ def step_memory() -> dict[str, float]:
 # %% ../nbs/07e_memory.ipynb #783ecf08
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
-def return_freed_memory(threshold: int = 1 << 20,  # bytes: blocks this large are mapped on their own and returned when freed
+def return_freed_memory(threshold: int = 1 << 20,  # bytes: blocks this large are mapped alone and returned when freed
                         ) -> bool:
     "Have glibc's allocator return freed blocks of `threshold` bytes or more to the system at once (process-wide)."
     import ctypes, ctypes.util

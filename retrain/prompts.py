@@ -62,7 +62,7 @@ def _read_hf(cfg: HFDatasetPromptSource) -> list[dict[str, Any]]:
 
 # %% ../nbs/07_prompts.ipynb #f0470a84
 def load_rows(cfg: PromptSourceConfig, seed: int = 0,
-              check: Callable[[list[Row]], None] | None = None,  # called on every row, in the source's order, before shuffling
+              check: Callable[[list[Row]], None] | None = None,  # called on every row, in order, before shuffling
               ) -> list[Row]:
     "The rows of a prompt source: `{'prompt': ..., **fields}`."
     if isinstance(cfg,

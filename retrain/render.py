@@ -203,7 +203,7 @@ class Panel:
 
 def _comp(k: str) -> bool: return k.startswith("rewards/") and k.endswith("/mean")
 def _held(k: str) -> bool: return k.startswith("eval/")  # held-out evaluation during training (every N steps)
-def _both(*names: str) -> Callable[[str], bool]: return lambda k: k.removeprefix("eval/") in names  # training and held-out
+def _both(*names: str) -> Callable[[str], bool]: return lambda k: k.removeprefix("eval/") in names  # train, held-out
 def _hl(label: Callable[[str], str]) -> Callable[[str], str]:
     return lambda k: f"{label(k.removeprefix('eval/'))} (held-out)" if _held(k) else label(k)
 def _twin(k: str) -> str:

@@ -312,7 +312,7 @@ def _set_aside(chk: CheckpointCheck) -> str:
 def plan_start(run_dir: str | Path,
                *, resume: bool,  # continue the run the directory holds
                max_steps: int,  # the config's max_steps (<= 0: epochs decide)
-               fresh_state: bool = False,  # accept a checkpoint whose optimizer/scheduler/RNG state is missing or damaged
+               fresh_state: bool = False,  # accept a checkpoint whose optimizer/scheduler/RNG state is missing/damaged
                ) -> StartPlan:
     "Decide what a start does with `run_dir`; a `RunDirError` saying what to do when it must not go on."
     st = inspect_run(run_dir)

@@ -409,10 +409,10 @@ async def _run(cfg: TrainingConfig, run_dir: Path, *, resume: bool = False, fres
 # %% ../nbs/10_run.ipynb #7790d47e
 async def run(config: dict | TrainingConfig,  # a config dict (as from YAML) or a validated `TrainingConfig`
               *, resume: bool = False,  # continue from the latest complete checkpoint in the run directory
-              fresh_state: bool = False,  # with `resume`: accept a checkpoint whose optimizer/scheduler/RNG state is missing or damaged
+              fresh_state: bool = False,  # with `resume`: accept a checkpoint with missing or damaged optimizer/RNG
               dashboard: bool | None = None,  # show the live dashboard (default: inside a notebook kernel)
               progress: bool | None = None,  # show a terminal progress bar (default: outside notebooks)
-              vllm_client=None,  # vllm_server backend: a `VLLMClient`, or a function making one, instead of the one TRL starts
+              vllm_client=None,  # vllm_server: a `VLLMClient` (or a function making one), not the one TRL starts
               ) -> dict[str, Any]:
     "Train an agent as `config` says; returns the run directory, final metrics and evaluation results."
     cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)  # the one coercion

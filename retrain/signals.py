@@ -160,7 +160,7 @@ def _windows(x: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def hacking_flags(success: tuple[Sequence[float], Sequence[float]],  # (steps, success rate)
                   components: dict[str, tuple[Sequence[float], Sequence[float]]],  # name -> (steps, mean value)
-                  window: int | None = None,  # steps in each compared window (None: 5, or a twentieth of a longer run; at most half)
+                  window: int | None = None,  # steps per compared window (None: 5, or 1/20 of a longer run; <= half)
                   min_rise: float = 0.2,  # a rise of at least this share of the component's range over the run
                   min_drop: float = 0.1,  # a fall of the success rate of at least this (absolute)
                   min_z: float = 2.0,  # and each change at least this many standard errors (spread within the windows)

@@ -132,7 +132,7 @@ _SPLIT = ("{%- set c = m.content or '' -%}{%- set r = '' -%}"
 
 def imitation_template(
     system: str = "{%- if ns.sys -%}<|system|>{{ ns.sys }}<|end|>{%- endif -%}",  # how the system block is written
-    assistant: str = "{{ m.content or '' }}",  # the assistant's content (`c`, `r`: content and reasoning after `_SPLIT`)
+    assistant: str = "{{ m.content or '' }}",  # the assistant's content (`c`, `r`: content, reasoning after `_SPLIT`)
     calls: str = _HERMES_CALLS,  # how an assistant's tool calls are written
     tool: str = "<|tool|>{{ m.content }}<|end|>",  # how a tool result is written
     generation: str = "<|assistant|>",  # the generation prompt

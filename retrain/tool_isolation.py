@@ -144,9 +144,9 @@ def _end_all(workers: set):
 class ToolRunner:
     "Runs an environment's tool calls where `isolation` says and captures what each call prints."
     def __init__(self, tools: list[Tool],  # the environment's tools
-                 isolation: ToolIsolation = "none",  # 'none': on a thread of this process; 'process': in worker processes
-                 output_log: Callable[[dict], None] | None = None,  # gets one record per call that printed; None: not captured here
-                 in_process: Iterable[str] = ("final_answer",),  # tools that always run in this process (e.g. MCP tools)
+                 isolation: ToolIsolation = "none",  # 'none': a thread of this process; 'process': worker processes
+                 output_log: Callable[[dict], None] | None = None,  # a record per call that printed; None: not captured
+                 in_process: Iterable[str] = ("final_answer",),  # tools always run in this process (e.g. MCP tools)
                  output_limit: int = TOOL_OUTPUT_LIMIT,  # bytes kept per call
                  log_limit: int = TOOL_OUTPUT_LOG_LIMIT):  # bytes kept over all calls
         if isolation not in ("none", "process"):
@@ -225,8 +225,8 @@ def close(self: ToolRunner):
 def tool_runner_for(env: Any,  # the `environment` section (a `SmolAgentEnvConfig`)
                     tools: list[Tool],  # the environment's tools, final_answer included
                     closing: contextlib.ExitStack,  # the runner's workers are ended with it
-                    output_log: Callable[[dict], None] | None = None,  # where captured output goes (the run directory's writer)
-                    in_process: Iterable[str] = ()) -> ToolRunner | None:  # more tools that stay in this process (MCP tools)
+                    output_log: Callable[[dict], None] | None = None,  # gets captured output (the run dir's writer)
+                    in_process: Iterable[str] = ()) -> ToolRunner | None:  # tools kept in this process (MCP tools)
     "The `ToolRunner` for `env.tool_isolation` (None: tools run here, nothing captured), closed with `closing`."
     if env.tool_isolation == "none" and output_log is None: return None
     runner = ToolRunner(tools, env.tool_isolation, output_log, in_process=["final_answer", *in_process])

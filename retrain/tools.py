@@ -277,7 +277,7 @@ def cut_chars(text: str, max_chars: int) -> str:
     return text if len(text) <= max_chars else text[:max_chars] + f" …(cut from {len(text)} characters)"
 
 def start_tool_call(tool: Tool, arguments: dict[str, Any], timeout: float = 10.0,
-                    max_chars: int | None = None) -> ToolRun:  # the result is cut to this many characters in the tool's thread
+                    max_chars: int | None = None) -> ToolRun:  # result cut to this many chars in the tool's thread
     "Validate one tool call and start it in a thread with a timeout (invalid arguments: an outcome at once)."
     if (bad := _check_args(tool, arguments)) is not None: return ToolRun(tool.name, None, outcome=bad)
     if max_chars is None: return ToolRun(tool.name, lambda: tool(**arguments), timeout)

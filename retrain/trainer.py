@@ -50,7 +50,7 @@ _OWNED = {"reward_weights": "reward weights come from reward_setup (each functio
 CHECKPOINTING_FROM = 50_000_000  # parameters: smaller models (the embedded tiny ones) only lose time recomputing
 
 def grpo_config(cfg: TrainingConfig, output_dir: str,
-                n_params: int | None = None,  # the model's parameter count, when known: decides activation checkpointing
+                n_params: int | None = None,  # the model's parameter count, if known: decides activation checkpointing
                 ) -> GRPOConfig:
     "The `trl.GRPOConfig` for a run: CPU/GPU-aware defaults, overridden by `algorithm.hyperparameters`."
     hp = dict(cfg.algorithm.hyperparameters)
@@ -213,12 +213,12 @@ class GRPOTrainer(_TRLGRPOTrainer):
                  *, peft_config=None,  # a `peft.LoraConfig`, or None to train all weights
                  sinks: list[StepSink] | None = None,  # receive every logged step
                  step_coef: float = 1.0,  # scale of step-reward advantages on their turn's tokens
-                 mask_check_every: int = 1,  # run `check_rollout` on one rollout (the longest) every N generation steps (0: never)
+                 mask_check_every: int = 1,  # `check_rollout` on the longest rollout every N generation steps (0: no)
                  callbacks: list | None = None,
-                 vllm_client=None,  # vllm_server: a `VLLMClient` (or a function making one) instead of the one TRL starts
-                 success_reward: str | None = None,  # component deciding success in `signals/success_rate` (None: the first rollout-level one)
+                 vllm_client=None,  # vllm_server: a `VLLMClient` (or a function making one), not the one TRL starts
+                 success_reward: str | None = None,  # decides `signals/success_rate` (None: first rollout-level one)
                  success_threshold: float = 1.0,  # success: that component at or above this
-                 logprob_tiles: Tiles | None = None,  # the tile of TRL's chunked log-probabilities (None: `default_tiles` for the device)
+                 logprob_tiles: Tiles | None = None,  # TRL's log-prob tile (None: `default_tiles` for the device)
                  ):
         if not train_rows: raise ValueError("train_rows is empty: give the trainer at least one prompt row")
         return_freed_memory()  # process-wide: freed activations go back to the system (see retrain.memory)

@@ -76,7 +76,7 @@ def _find(seq: list[int], sub: list[int]) -> int:
 
 # %% ../nbs/08c_warm_start.ipynb #ce4cabe9
 def demonstrations(env: SmolAgentEnv, rows: list[Row],
-                   solve: Callable[[Row], list[tuple[str, dict]]],  # row -> [(tool, arguments), ..., ("final_answer", {...})]
+                   solve: Callable[[Row], list[tuple[str, dict]]],  # row -> [(tool, args), ..., ("final_answer", {..})]
                    keep: Callable[[RawRolloutData], bool] | None = None,  # a demonstration is taught only if this holds
                    ) -> list[RawRolloutData]:
     "Episodes that play `solve`'s actions with `env`'s real tools, rendered as rollouts (those `keep` accepts)."
@@ -151,7 +151,7 @@ def warm_start_key(cfg: TrainingConfig) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 def warm_started(model, tokenizer, cfg: TrainingConfig,
-                 make_env: Callable[[list[str] | None], SmolAgentEnv],  # the run's environment, with these tools instead (None: its own)
+                 make_env: Callable[[list[str] | None], SmolAgentEnv],  # the run's env with these tools (None: its own)
                  train_rows: list[Row],
                  keep: Callable[[RawRolloutData], bool] | None = None) -> tuple[Any, dict[str, Any]]:
     "The model after `cfg.warm_start` (loaded from the cache when this exact warm start ran before), and its summary."

@@ -37,8 +37,8 @@ def _cfg(tmp_path: Path, model: str = "retrain/tiny-calculator-agent", lr: float
 
 def _retrain(cfg: Path, tmp_path: Path, cache: Path | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "RETRAIN_DEBUG"}
-    env.update(HF_HUB_OFFLINE="1", TRL_EXPERIMENTAL_SILENCE="1",
-               RETRAIN_CACHE=str(cache or os.environ.get("RETRAIN_CACHE", Path.home() / ".cache" / "retrain")),  # the agent, built once
+    env.update(HF_HUB_OFFLINE="1", TRL_EXPERIMENTAL_SILENCE="1",  # RETRAIN_CACHE: the agent, built once
+               RETRAIN_CACHE=str(cache or os.environ.get("RETRAIN_CACHE", Path.home() / ".cache" / "retrain")),
                PYTHONPATH=os.pathsep.join([str(tmp_path / "mods"), env.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable, "-m", "retrain.cli", "run", str(cfg)],
                           capture_output=True, text=True, cwd=ROOT,
