@@ -111,8 +111,8 @@ def _steps_by_call(agent: MultiStepAgent, by_input: dict[int, int], out: dict, t
     "Call number -> (memory step, whether the step is the top agent's), over the agent and its managed agents."
     for st in agent.memory.steps:
         raw = getattr(getattr(st, "model_output_message", None), "raw", None)
-        k = raw["retrain_call"] if isinstance(raw,
-                                              dict) and "retrain_call" in raw else by_input.get(id(getattr(st, "model_input_messages", None)))
+        k = (raw["retrain_call"] if isinstance(raw, dict) and "retrain_call" in raw
+             else by_input.get(id(getattr(st, "model_input_messages", None))))
         if k is not None and k not in out: out[k] = (st, top)
     for a in getattr(agent, "managed_agents", {}).values(): _steps_by_call(a, by_input, out, False)
     return out
@@ -172,7 +172,8 @@ def episode_from_calls(calls: list[ModelCall], turns: list[Turn], row: Row) -> R
 def _episode(self: AgentEnv, pm: PolicyModel, agent: MultiStepAgent | None, result, error: BaseException | None,
              row: Row) -> RawRolloutData:
     if not pm.calls:
-        raise RuntimeError(f"the agent made no model call{f': {type(error).__name__}: {error}' if error else ''}") from error
+        why = f": {type(error).__name__}: {error}" if error else ""
+        raise RuntimeError(f"the agent made no model call{why}") from error
     found = _steps_by_call(agent, pm.by_input, {}) if agent is not None else {}
     max_steps = error is None and getattr(result, "state", None) == "max_steps_error"
     turns = [_turn(k, c, self.tokenizer, found.get(k), k == len(pm.calls) - 1, max_steps) for k,

@@ -79,7 +79,8 @@ def _nanmean(xs) -> float:
 class _Lane:
     "Calls of one function, made one after another on a daemon thread (a call that hangs is abandoned, never joined)."
     def __init__(self, jobs: list, idx: list[int]):
-        self.jobs, self.idx, self.values, self.error, self.current, self.t0, self.done = jobs, idx, {}, None, None, None, False
+        self.jobs, self.idx, self.values, self.error = jobs, idx, {}, None
+        self.current, self.t0, self.done = None, None, False
 
     def run(self):
         try:

@@ -175,7 +175,8 @@ def _mask_problems(ro: RawRolloutData, renderer: ChatRenderer) -> list[str]:
         if renderer.tokenizer.decode(t.token_ids, skip_special_tokens=False) != t.text:
             probs.append(f"turn {t.index}: decoding the sampled tokens does not give the turn's text")
         c, pos = b, b + len(t.observation_ids)
-        if ro.completion_ids[c:pos] != t.observation_ids or ro.env_mask[c:pos] != [0] * (pos - c) or any(ro.logprobs[c:pos]):
+        if (ro.completion_ids[c:pos] != t.observation_ids or ro.env_mask[c:pos] != [0] * (pos - c)
+                or any(ro.logprobs[c:pos])):
             probs.append(f"turn {t.index}: completion[{c}:{pos}] is not the observation with env_mask 0 and log-prob 0")
         m += 1
         if t.tool_result is not None:
@@ -216,7 +217,8 @@ def _check_calls(ro: RawRolloutData, tokenizer, strict: bool = False) -> Rollout
             probs.append(f"call {k}: the text the agent got is not the sampled tokens' decoding")
         if ro.one_sequence and k:
             env = c.prompt_ids[len(ro.calls[k - 1].prompt_ids) + len(ro.calls[k - 1].token_ids):]
-            if ro.completion_ids[pos:pos + len(env)] != env or any(ro.env_mask[pos:pos + len(env)]) or any(ro.logprobs[pos:pos + len(env)]):
+            span = slice(pos, pos + len(env))
+            if ro.completion_ids[span] != env or any(ro.env_mask[span]) or any(ro.logprobs[span]):
                 probs.append(f"call {k}: the tokens before it are not its prompt's new tokens with env_mask 0 and "
                              "log-prob 0")
             pos += len(env)

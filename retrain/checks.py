@@ -102,8 +102,8 @@ def prompt_problem(p: Any, prompt_field: str = "prompt") -> str | None:
         return f"'{prompt_field}' is a {type(p).__name__} ({_show(p)}), not a string or a list of chat messages"
     if not p: return f"'{prompt_field}' is an empty list of messages"
     for k, m in enumerate(p):
-        if not isinstance(m,
-                          dict): return f"message {k} of '{prompt_field}' is a {type(m).__name__}, not a mapping with 'role' and 'content'"
+        if not isinstance(m, dict):
+            return f"message {k} of '{prompt_field}' is a {type(m).__name__}, not a mapping with 'role' and 'content'"
         if not isinstance(m.get("role"),
                           str): return f"message {k} of '{prompt_field}' has no string 'role' (keys: {sorted(m)})"
         if "content" not in m: return f"message {k} of '{prompt_field}' has no 'content'"

@@ -60,7 +60,8 @@ def _memory_lines(cfg: TrainingConfig, built: bool = False):
     from retrain.validate import memory_estimate
     # validate loads no weights: an embedded model is not built here
     if cfg.model.name_or_path in EMBEDDED_MODELS and not built:
-        print("# memory: for an embedded model, add --show-prompt (it builds the model if needed) to see the estimate"); return
+        print("# memory: for an embedded model, add --show-prompt (it builds the model if needed) to see the estimate")
+        return
     try: e = memory_estimate(cfg)
     except Exception as ex:  # a hub id offline, a config transformers cannot read: no estimate, not a failure
         print(f"# memory: no estimate ({str(ex).splitlines()[0]})"); return
@@ -188,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         from retrain.disk import DiskFullError, as_disk_full
         e = as_disk_full(e, probe=False) or e  # a full disk, wherever it was met
         if not isinstance(e, user_errors()): raise
-        if isinstance(e,
-                      DiskFullError) and args.command != "run": e = DiskFullError(e.path, e.free, e.quota, then="run the command again")
+        if isinstance(e, DiskFullError) and args.command != "run":
+            e = DiskFullError(e.path, e.free, e.quota, then="run the command again")
         if debug: traceback.print_exc()
         print(f"retrain: {'invalid config' + chr(10) if isinstance(e, ConfigError) else ''}{e}", file=sys.stderr)
         return getattr(e, "exit_code", 2)  # `Preempted`: 143

@@ -119,7 +119,8 @@ def run(self: RemoteCodeRunner, code: str, state: dict[str, Any] | None = None) 
             saved = None if out.is_final_answer else ex(_SAVE).logs
         except Exception as e:
             self._discard(ex)
-            raise ToolInfrastructureError(f"the {self.kind} executor failed: {type(e).__name__}: {_last_line(str(e))}") from None
+            raise ToolInfrastructureError(f"the {self.kind} executor failed: "
+                                          f"{type(e).__name__}: {_last_line(str(e))}") from None
         self._idle.put(ex)
     s = time.perf_counter() - t0
     if out.is_final_answer: return ToolOutcome(str(out.output), is_final=True,

@@ -278,8 +278,9 @@ class SmolAgentEnvConfig(_Section):
             return self
         if ":" not in self.agent: raise ValueError(f"agent must be 'package.module:factory', got {self.agent!r}")
         own = sorted(set(self.model_fields_set) & _OWN_LOOP)
-        if own: raise ValueError(f"{', '.join(own)} describe retrain's own agent loop; with agent set, the smolagents "
-                                 "agent's own loop runs (its prompts, formats, max_steps and tools decide): remove them")
+        if own:
+            raise ValueError(f"{', '.join(own)} describe retrain's own agent loop; with agent set, the smolagents "
+                             "agent's own loop runs (its prompts, formats, max_steps and tools decide): remove them")
         if self.generation.backend != "hf":
             raise ValueError(f"agent: generation.backend '{self.generation.backend}' is not supported yet; agents "
                              "sample with 'hf'")
@@ -350,7 +351,8 @@ class RewardSetupConfig(_Section):
     @model_validator(mode="after")
     def _some_reward(self):
         if not (self.step_reward_configs or self.rollout_reward_configs):
-            raise ValueError("no reward functions: add at least one under step_reward_configs or rollout_reward_configs")
+            raise ValueError("no reward functions: "
+                             "add at least one under step_reward_configs or rollout_reward_configs")
         both = set(self.step_reward_configs) & set(self.rollout_reward_configs)
         if both: raise ValueError(f"{sorted(both)} appear as both step and rollout rewards; give each component one "
                                   "level")

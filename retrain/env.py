@@ -110,11 +110,13 @@ class SmolAgentEnv:
         close = tokenizer(self.reasoning_tags[1], add_special_tokens=False)["input_ids"] if self.reasoning_tags else []
         self.reasoning_close_id = close[0] if len(close) == 1 else None
         self.system_prompt = self.parser.system_prompt(system_prompt)
-        self.max_turns, self.max_tokens_per_turn, self.max_total_tokens = max_turns, max_tokens_per_turn, max_total_tokens
+        self.max_turns, self.max_tokens_per_turn = max_turns, max_tokens_per_turn
+        self.max_total_tokens = max_total_tokens
         self.sampling = sampling or SamplingConfig()
         self.tool_timeout, self.authorized_imports = tool_timeout, list(authorized_imports)
         self.max_observation_tokens = max_observation_tokens
-        self.plain_text_is_final = (tool_call_format == "native") if plain_text_is_final is None else plain_text_is_final
+        self.plain_text_is_final = (tool_call_format == "native" if plain_text_is_final is None
+                                    else plain_text_is_final)
         self.draft_tokens, self.code_state_budget = draft_tokens, code_state_budget
         self.max_observation_chars = max_observation_tokens * OBSERVATION_CHARS_PER_TOKEN
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

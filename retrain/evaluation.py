@@ -183,8 +183,8 @@ def eval_html(results: dict[str, Any], records: list[dict[str, Any]], max_questi
         + "</tr>" for k in keys) + "</table>")
     success = " → ".join(f'{html.escape(m)} <b>{fmt_value(figs[m].get("success_rate"), "success")}</b>' for m in models)
     headline = (f'<section id="headline" class="rp-headline"><p class="rp-big">greedy success {success}</p>'
-                f"<p>{results['n_prompts']} held-out prompts · success: {html.escape(str(results['success_reward']))} ≥ "
-                f"{results['threshold']}</p></section>")
+                f"<p>{results['n_prompts']} held-out prompts · success: "
+                f"{html.escape(str(results['success_reward']))} ≥ {results['threshold']}</p></section>")
     greedy = {(r["model"], r["prompt_index"]): r for r in records if r["mode"] == "greedy"}
     qs = sorted({r["prompt_index"] for r in records if r["mode"] == "greedy"})
     split = lambda q: len({greedy[(m, q)]["success"] for m in models if (m, q) in greedy}) > 1
@@ -273,8 +273,8 @@ def _evaluate(cfg: TrainingConfig, model: str | list[str] | None, samples: int, 
     if ev is None: _log.warning("the config has no evaluation section: evaluating on the training prompts")
     rows = load_rows(ev.prompt_source if ev else cfg.prompt_source, seed=cfg.seed)
     rewards = RewardCalculator.from_config(cfg.reward_setup)
-    name, thr, bs = success_reward_name(rewards,
-                                        ev and ev.success_reward), ev.success_threshold if ev else 1.0, ev.batch_size if ev else 64
+    name = success_reward_name(rewards, ev and ev.success_reward)
+    thr, bs = (ev.success_threshold, ev.batch_size) if ev else (1.0, 64)
     targets = eval_targets(model, cfg)
     max_completion = grpo_config(cfg, str(out_dir)).max_completion_length
     results = {"prompt_source": (ev.prompt_source if ev

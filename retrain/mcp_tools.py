@@ -52,7 +52,8 @@ def _require_mcp():
         import mcp  # noqa: F401
         import mcpadapt.smolagents_adapter  # noqa: F401
     except ImportError as e:
-        raise ImportError(f"environment.mcp_servers needs the optional MCP packages: pip install 'retrain[mcp]' ({e})") from None
+        raise ImportError("environment.mcp_servers needs the optional MCP packages: "
+                          f"pip install 'retrain[mcp]' ({e})") from None
 
 # %% ../nbs/03g_mcp_tools.ipynb #6bfef538
 @asynccontextmanager
@@ -177,7 +178,8 @@ class MCPServer:
             raise MCPServerError(f"mcp server '{self.cfg.name}' did not answer within {self.cfg.connect_timeout:g} s "
                                  f"(connect_timeout){self._stderr_tail(start)}") from None
         except Exception as e:
-            raise MCPServerError(f"mcp server '{self.cfg.name}' did not start: {_describe(e)}{self._stderr_tail(start)}") from None
+            raise MCPServerError(f"mcp server '{self.cfg.name}' did not start: "
+                                 f"{_describe(e)}{self._stderr_tail(start)}") from None
         return conn
 
     def _stderr_tail(self, start: int) -> str:

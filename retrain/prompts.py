@@ -25,7 +25,8 @@ def _read_file(path: Path, fmt: str) -> list[dict[str, Any]]:
                                                    f"read from {Path.cwd()})")
     try: text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise PromptSourceError(f"{path}: not valid UTF-8 (byte {e.start}: {e.reason}); save the file as UTF-8") from None
+        raise PromptSourceError(f"{path}: not valid UTF-8 (byte {e.start}: {e.reason}); "
+                                "save the file as UTF-8") from None
     try:
         if fmt == "jsonl": return [_json_line(path, n, line) for n,
                                    line in enumerate(text.splitlines(), 1) if line.strip()]

@@ -81,7 +81,8 @@ def _msg_html(m: dict) -> str:
 
 def _tokens_html(segs: list[dict]) -> str:
     spans = "".join(f'<span class="{"rt-trained" if s.get("trained") else "rt-masked"}" '
-                    f'title="{"model tokens (trained)" if s.get("trained") else "environment tokens (masked)"}">{_e(s.get("text"))}</span>'
+                    f'title="{"model tokens (trained)" if s.get("trained") else "environment tokens (masked)"}">'
+                    f'{_e(s.get("text"))}</span>'
                     for s in segs)
     return f'<div class="rt-tokens">{spans}</div>'
 
@@ -95,7 +96,8 @@ def _turn_html(t: dict, i: int, r: dict, segs: list[dict] | None) -> str:
                                                       f'{_e(t["final_answer"])}</span>')
     errs = [f for f in _FLAGS if t.get(f)]
     if errs:
-        acts.append(f'<span class="rt-err">{_e(", ".join(errs))}{": " + _e(t["error_message"]) if t.get("error_message") else ""}</span>')
+        why = ": " + _e(t["error_message"]) if t.get("error_message") else ""
+        acts.append(f'<span class="rt-err">{_e(", ".join(errs))}{why}</span>')
     if not acts or t.get("action") in ("text", "parse_error"): acts.append(_e(t.get("text")))
     main = (f'<div class="rt-msg rt-assistant"><span class="rt-role">assistant · turn {i} · '
             f'{_e(t.get("action", "?"))}</span>{"".join(acts)}</div>')
@@ -138,7 +140,8 @@ def rollout_html(
         rows = "".join(f'<tr><td>{_e(k)}</td><td>{_f(v)}</td><td>{_f(wt.get(k))}</td>'
                        f'<td>{_f(v * wt[k] if _real(v) and _real(wt.get(k)) else None)}</td></tr>'
                        for k, v in rw.items())
-        out.append(f'<table class="rt-table"><tr><th>component</th><th>reward</th><th>weight</th><th>weighted</th></tr>{rows}</table>')
+        out.append('<table class="rt-table"><tr><th>component</th><th>reward</th><th>weight</th><th>weighted</th></tr>'
+                   f'{rows}</table>')
     if r.get("verifier_outcomes"):
         out.append('<div>' + "".join(f'<span class="{"rt-answer" if ok else "rt-err"}">{_e(k)} '
                                      f'{"pass" if ok else "fail"}</span>'

@@ -244,7 +244,8 @@ def report_html(
     final = results.get("final_metrics") or ({k: log.last(k) for k in log.keys()} if log.keys() else {})
     body = [f"<h1>retrain report · {html.escape(str(name))}</h1>",
             f'<p class="rt-muted">{html.escape(str(run_dir.resolve()))} · written '
-            f'{datetime.datetime.now().isoformat(timespec="seconds")} by retrain {html.escape(retrain.__version__)}</p>',
+            f'{datetime.datetime.now().isoformat(timespec="seconds")} by retrain '
+            f'{html.escape(retrain.__version__)}</p>',
             _headline(results, log), _flags_section(log),
             "<section><h2>Summary</h2>", _summary(config, results, log, len(ext))]
     if results.get("eval_before") or results.get("eval_after"):

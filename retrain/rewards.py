@@ -166,7 +166,8 @@ class _FrozenList(list):
         super().__init__(items)
         self._path, self._trip = path, trip or Tripwire()
     def _no(self, *a, **k): _refuse(self._trip, self._path)
-    append = extend = insert = pop = remove = clear = sort = reverse = __setitem__ = __delitem__ = __iadd__ = __imul__ = _no
+    append = extend = insert = pop = remove = clear = sort = reverse = _no
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _no
     def __reduce_ex__(self, protocol): return (list, (list(self),))  # a copy (deepcopy, pickle) is an ordinary list
 
 class _FrozenDict(dict):

@@ -25,7 +25,8 @@ from trl import GRPOTrainer as _TRLGRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
 from .config_models import ConfigError, TrainingConfig
-from .distributed import LockStep, all_gather_objects, any_rank, gather_objects, is_main, rank, sum_over_ranks, world_size
+from .distributed import (LockStep, all_gather_objects, any_rank, gather_objects, is_main, rank,
+                                 sum_over_ranks, world_size)
 from .env import SmolAgentEnv
 from .generation import ClientVLLMGeneration, make_generator, trl_vllm_settings
 from .calculator import RewardCalculator, success_reward_name
@@ -236,7 +237,8 @@ class GRPOTrainer(_TRLGRPOTrainer):
                                      "row_index": list(range(len(self.rows)))})
         given = vllm_client is not None
         if given and not (args.use_vllm and args.vllm_mode == "server"):
-            raise ValueError("vllm_client is for the vllm_server generation backend (use_vllm=True, vllm_mode='server')")
+            raise ValueError("vllm_client is for the vllm_server generation backend "
+                             "(use_vllm=True, vllm_mode='server')")
         if given: args.use_vllm = False  # TRL would start a client of its own
         try:
             super().__init__(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,

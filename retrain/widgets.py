@@ -27,8 +27,8 @@ from .health import health_html
 __all__ = ['MAIN_PANELS', 'MORE_PANELS', 'TrainingDashboard']
 
 # %% ../nbs/09_widgets.ipynb #e2811668
-def _num(x: Any) -> str: return f"{x:.2f}" if isinstance(x,
-                                                         Real) and not isinstance(x, bool) and not math.isnan(x) else "—"
+def _num(x: Any) -> str:
+    return f"{x:.2f}" if isinstance(x, Real) and not isinstance(x, bool) and not math.isnan(x) else "—"
 
 # the panels a run is read by first, shown open; the rest sit in "more curves", drawn while it is open
 MAIN_PANELS = {"reward": REWARD_PANELS[0], "held-out success": REWARD_PANELS[2], "tool use": HEALTH_PANELS[0],
@@ -54,7 +54,8 @@ class TrainingDashboard:
                                                        "(best and worst)")
         if max_overhead is not None and not 0 < max_overhead <= 1:
             raise ValueError(f"max_overhead={max_overhead}: must be in (0, 1] or None")
-        self.every, self.max_rollouts_per_step, self.max_steps_kept, self.max_overhead = every, max_rollouts_per_step, max_steps_kept, max_overhead
+        self.every, self.max_rollouts_per_step = every, max_rollouts_per_step
+        self.max_steps_kept, self.max_overhead = max_steps_kept, max_overhead
         self.log, self.rollouts, self.step = MetricLog(), {}, None
         self.metric_selector = W.Dropdown(description="metric", options=[], layout=W.Layout(width="360px"))
         self.panels: dict[str, Panel] = {**MAIN_PANELS, **MORE_PANELS,
