@@ -103,7 +103,7 @@ def token_advantages(
     scale_rewards: ScaleRewards | bool = "group",  # as `trl.GRPOConfig.scale_rewards`
     step_coef: float = 1.0,  # λ, the weight of the step term
     eps: float = 1e-4,  # added to the std (TRL's value)
-    batch: list[RolloutRewards] | None = None,  # every rank's `rollout_rewards` in order, when `trajectories` is a share
+    batch: list[RolloutRewards] | None = None,  # all ranks' `rollout_rewards`, when `trajectories` is one rank's
     offset: int = 0,  # where `trajectories` start in `batch`
 ) -> Advantages:
     "Turn-level credit: the group-normalised rollout advantage on each model token plus its turn's step reward."

@@ -169,7 +169,9 @@ class SamplingConfig(_Section):
 # %% ../nbs/01_config.ipynb #0e2457d6
 class GenerationConfig(_Section):
     "Where rollouts are generated: the environment's own decode loop, or vLLM through TRL."
-    backend: Literal["hf", "vllm_server", "vllm_colocate"] = Field("hf", description="'hf': the training model in this process; 'vllm_server': a vLLM server (TRL's server mode); 'vllm_colocate': a vLLM engine beside each training process (TRL's colocate mode)")
+    backend: Literal["hf", "vllm_server", "vllm_colocate"] = Field(
+        "hf", description="'hf': the training model in this process; 'vllm_server': a vLLM server (TRL's server mode); "
+                          "'vllm_colocate': a vLLM engine beside each training process (TRL's colocate mode)")
 
 # %% ../nbs/01_config.ipynb #c23e4fd0
 class MCPServerConfig(_Section):
@@ -224,8 +226,11 @@ class SmolAgentEnvConfig(_Section):
                                                   "where it says `{tools}`, else after it")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="Sampling settings")
     tool_timeout: float = Field(10.0, gt=0, description="Wall-clock seconds per tool call or code action")
-    tool_isolation: Literal["none", "process"] = Field("none",
-                                                       description="Where tool calls run: 'none' on a thread of the trainer's process; 'process' in worker processes, where a tool that crashes (os._exit, a segfault) fails only its call, as an infrastructure failure (see `retrain.tool_isolation`); code actions always run in a process of their own")
+    tool_isolation: Literal["none", "process"] = Field(
+        "none", description="Where tool calls run: 'none' on a thread of the trainer's process; 'process' in worker "
+                            "processes, where a tool that crashes (os._exit, a segfault) fails only its call, as an "
+                            "infrastructure failure (see `retrain.tool_isolation`); code actions always run in a "
+                            "process of their own")
     authorized_imports: list[str] = Field(default_factory=list, description="Modules a code action may import")
     max_observation_tokens: int = Field(256, ge=1, description="Tool output longer than this is truncated")
     code_state_budget: int = Field(2**20, ge=0,
@@ -233,17 +238,20 @@ class SmolAgentEnvConfig(_Section):
                                                "next one; larger ones are dropped with a note to the model")
     plain_text_is_final: bool | None = Field(None, description="A reply with no action is the final answer; None: yes "
                                                                "in native, no in json and code")
-    tool_parser: Literal["auto", "hermes", "llama_json", "mistral"] = Field("auto", description="Native format: how tool calls are written; auto: recognised from the chat template")
+    tool_parser: Literal["auto", "hermes", "llama_json", "mistral"] = Field(
+        "auto", description="Native format: how tool calls are written; auto: recognised from the chat template")
     reasoning_tags: tuple[str, str] | None = Field(("<think>", "</think>"),
-                                                   description="Reasoning block delimiters: removed from answers and parsed text (kept in the trained tokens); None: no reasoning")
+                                                   description="Reasoning block delimiters: removed from answers and "
+                                                               "parsed text (kept in the trained tokens); None: no "
+                                                               "reasoning")
     chat_template_kwargs: dict[str, Any] = Field(default_factory=dict,
                                                  description="Extra variables for the chat template (e.g. "
                                                              "enable_thinking: false)")
     draft_tokens: int = Field(3, ge=0, description="When few episodes are left, tokens drafted per step from each "
                                                    "one's own history and checked in one forward (exact); 0: off")
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Where turns are sampled")
-    mcp_servers: list[MCPServerConfig] = Field(default_factory=list,
-                                               description="MCP servers whose tools join `tools` (needs `retrain[mcp]`)")
+    mcp_servers: list[MCPServerConfig] = Field(
+        default_factory=list, description="MCP servers whose tools join `tools` (needs `retrain[mcp]`)")
     code_executor: str = Field("local", description="Where code actions run: 'local' (a convenience, not a security "
                                "boundary), 'docker', 'e2b' or 'modal' (smolagents' remote executors; see "
                                "`retrain.code_executors`)")
@@ -297,8 +305,9 @@ class _SourceBase(_Section):
     column_mapping: dict[str, str] = Field(default_factory=dict, description="Rename columns: {old: new}")
     limit: int | None = Field(None, ge=1, description="Use at most this many rows")
     shuffle: bool = Field(False, description="Shuffle rows (with the run's seed)")
-    too_long: Literal["refuse", "truncate", "drop"] = Field("refuse",
-                                                            description="A row whose prompt leaves no room for the completion budget within the model's context: refuse the run, cut its last user message, or drop the row")
+    too_long: Literal["refuse", "truncate", "drop"] = Field(
+        "refuse", description="A row whose prompt leaves no room for the completion budget within the model's "
+                              "context: refuse the run, cut its last user message, or drop the row")
 
 class ListPromptSource(_SourceBase):
     "Prompts written in the config."

@@ -160,5 +160,6 @@ def health_html(log) -> str:
     "The findings of `log` as a red box ('' when there are none); it needs no stylesheet."
     notes = health_notes(log)
     if not notes: return ""
-    return ('<div class="rt-health" style="background:#ffebe9;border:2px solid #cf222e;border-radius:6px;padding:6px '
-            '12px;margin:8px 0"><b style="color:#cf222e">Training health</b><br>' + "<br>".join(html.escape(n) for n in notes) + "</div>")
+    style = "background:#ffebe9;border:2px solid #cf222e;border-radius:6px;padding:6px 12px;margin:8px 0"
+    return (f'<div class="rt-health" style="{style}"><b style="color:#cf222e">Training health</b><br>'
+            + "<br>".join(html.escape(n) for n in notes) + "</div>")

@@ -32,30 +32,38 @@ __all__ = ['ROLLOUT_CSS', 'REWARD_PANELS', 'HEALTH_PANELS', 'SIGNAL_PANELS', 'PA
 
 # %% ../nbs/08a_render.ipynb #f0c12199
 ROLLOUT_CSS = """
-.rt-rollout{font:13px/1.4 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1f2328;border:1px solid #d0d7de;border-radius:6px;padding:8px 10px;margin:6px 0;background:#fff;text-align:left}
+.rt-rollout{font:13px/1.4 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1f2328;border:1px solid #d0d7de;
+  border-radius:6px;padding:8px 10px;margin:6px 0;background:#fff;text-align:left}
 .rt-head{display:flex;flex-wrap:wrap;gap:4px 16px;align-items:baseline;margin-bottom:6px}
 .rt-title{font-weight:600}.rt-good{color:#1a7f37;font-weight:600}.rt-bad{color:#cf222e;font-weight:600}
 .rt-table{border-collapse:collapse;font-size:12px;margin:2px 0 6px}
 .rt-table td,.rt-table th{border:1px solid #d0d7de;padding:1px 6px;text-align:left}
-.rt-msg{border-left:4px solid #8c959f;padding:3px 8px;margin:4px 0;white-space:pre-wrap;word-break:break-word;border-radius:0 4px 4px 0}
+.rt-msg{border-left:4px solid #8c959f;padding:3px 8px;margin:4px 0;white-space:pre-wrap;word-break:break-word;
+  border-radius:0 4px 4px 0}
 .rt-role{font-size:10px;font-weight:700;letter-spacing:.04em;text-transform:uppercase;color:#57606a;margin-right:8px}
 .rt-system{background:#f6f8fa}.rt-user{border-color:#0969da;background:#ddf4ff}
 .rt-assistant{border-color:#1a7f37;background:#f0fff4}.rt-tool{border-color:#9a6700;background:#fff8c5}
-.rt-turn{display:grid;grid-template-columns:minmax(0,1fr) 190px;gap:8px;border-top:1px dashed #d0d7de;padding-top:4px;margin-top:4px}
+.rt-turn{display:grid;grid-template-columns:minmax(0,1fr) 190px;gap:8px;border-top:1px dashed #d0d7de;padding-top:4px;
+  margin-top:4px}
 .rt-side{font-size:12px;background:#f6f8fa;border-radius:4px;padding:4px 6px}
-.rt-call,.rt-result,.rt-answer,.rt-err{font-family:ui-monospace,Menlo,Consolas,monospace;border-radius:4px;padding:1px 6px;display:inline-block;margin:1px 4px 1px 0}
+.rt-call,.rt-result,.rt-answer,.rt-err{font-family:ui-monospace,Menlo,Consolas,monospace;border-radius:4px;
+  padding:1px 6px;display:inline-block;margin:1px 4px 1px 0}
 .rt-call{background:#fbefff;border:1px solid #8250df}.rt-result{background:#fff8c5;border:1px solid #9a6700}
-.rt-answer{background:#dafbe1;border:1px solid #1a7f37}.rt-err{background:#ffebe9;border:1px solid #cf222e;color:#82071e}
-.rt-tokens{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;white-space:pre-wrap;word-break:break-all;line-height:1.7;margin:3px 0}
+.rt-answer{background:#dafbe1;border:1px solid #1a7f37}.rt-err{background:#ffebe9;border:1px solid #cf222e;
+  color:#82071e}
+.rt-tokens{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;white-space:pre-wrap;word-break:break-all;
+  line-height:1.7;margin:3px 0}
 .rt-trained{background:#dafbe1;border-bottom:2px solid #1a7f37}
 .rt-masked{background:#eaeef2;color:#57606a;border-bottom:2px dotted #6e7781}
 .rt-muted{color:#6e7781;font-size:11px}
 .rt-rollout.rt-failed{border:2px solid #cf222e;background:#fff8f8}
-.rt-failbox{background:#ffebe9;border:1px solid #cf222e;color:#82071e;border-radius:4px;padding:3px 8px;margin:2px 0 6px;font-weight:600}
+.rt-failbox{background:#ffebe9;border:1px solid #cf222e;color:#82071e;border-radius:4px;padding:3px 8px;
+  margin:2px 0 6px;font-weight:600}
 .rt-annot{font-size:12px;background:#f6f8fa;border:1px solid #d0d7de;border-radius:4px;padding:3px 8px;margin:4px 0}
 .rt-annot-text{font-family:ui-monospace,Menlo,Consolas,monospace;white-space:pre-wrap;word-break:break-word}
 .rt-flags{background:#ffebe9;border:2px solid #cf222e;border-radius:6px;padding:6px 12px;margin:8px 0;color:#1f2328}
-.rt-flags b.rt-flag-title{color:#cf222e}.rt-noflags{background:#dafbe1;border:1px solid #1a7f37;border-radius:6px;padding:6px 12px;margin:8px 0}
+.rt-flags b.rt-flag-title{color:#cf222e}.rt-noflags{background:#dafbe1;border:1px solid #1a7f37;border-radius:6px;
+  padding:6px 12px;margin:8px 0}
 """
 
 def _e(x: Any) -> str: return html.escape("" if x is None else str(x.value if isinstance(x, Enum) else x))

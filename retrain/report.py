@@ -78,12 +78,14 @@ main{max-width:1240px;margin:0 auto;padding:16px 24px 48px}
 h1{font-size:24px;margin:8px 0 0}h2{font-size:18px;border-bottom:1px solid #d0d7de;padding-bottom:4px;margin-top:28px}
 h3{font-size:15px;margin:18px 0 4px}
 section>img{max-width:100%;background:#fff;border:1px solid #d0d7de;border-radius:6px}
-.rp-kv{border-collapse:collapse;background:#fff}.rp-kv td,.rp-kv th{border:1px solid #d0d7de;padding:3px 10px;text-align:left}
+.rp-kv{border-collapse:collapse;background:#fff}.rp-kv td,.rp-kv th{border:1px solid #d0d7de;padding:3px 10px;
+  text-align:left}
 .rp-kv td.rp-num{text-align:right;font-variant-numeric:tabular-nums}
 .rp-pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:12px}
 .rp-headline{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:12px 16px;margin:12px 0}
 .rp-big{font-size:22px;margin:0 0 4px}.rp-big b{font-size:26px}
-.rp-curves{display:flex;flex-wrap:wrap;gap:8px;margin-top:8px}.rp-curves img{flex:1 1 420px;max-width:560px;border:1px solid #eaeef2;border-radius:6px}
+.rp-curves{display:flex;flex-wrap:wrap;gap:8px;margin-top:8px}.rp-curves img{flex:1 1 420px;max-width:560px;
+  border:1px solid #eaeef2;border-radius:6px}
 details{margin:10px 0}summary{cursor:pointer;font-weight:600}
 pre{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:8px;overflow:auto;font-size:12px}
 """
