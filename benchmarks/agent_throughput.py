@@ -1,4 +1,5 @@
-"""Model tokens/s of a smolagents `ToolCallingAgent` trained as it is (`retrain.agents.AgentEnv`) against `SmolAgentEnv`.
+"""Model tokens/s of a smolagents `ToolCallingAgent` trained as it is (`retrain.agents.AgentEnv`) against
+`SmolAgentEnv`.
 
 Same model, same task, same batch: the untrained tiny Llama from `retrain.testing.build_tiny_model` (seed 0), 32
 episodes of "What is a*b?" with a `multiply` tool, temperature 1.0, at most 32 tokens a model call and 3 model calls

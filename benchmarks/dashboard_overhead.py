@@ -83,7 +83,8 @@ def main():
     print(f"training step: {step.mean():.3f} s mean (generation {np.mean(gen_t):.3f} s, forward+backward+update "
           f"{fb.mean():.3f} s)")
     print(f"dashboard.on_step: {1e3 * dash_s.mean():.2f} ms mean, {1e3 * np.median(dash_s):.2f} ms median, "
-          f"{1e3 * dash_s.max():.1f} ms max; {dash.renders} figure renders, {dash.render_seconds:.2f} s rendering in all")
+          f"{1e3 * dash_s.max():.1f} ms max; {dash.renders} figure renders, "
+          f"{dash.render_seconds:.2f} s rendering in all")
     print(f"against forward+backward+update alone: {(fb.sum() + dash_s.sum()) / fb.sum():.4f}")
     print(f"RESULT dashboard_overhead={(step.sum() + dash_s.sum()) / step.sum():.4f}")
 

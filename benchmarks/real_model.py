@@ -1,4 +1,5 @@
-"""retrain on a real model (SmolLM2-135M-Instruct) against its baselines: TRL, a plain training loop, raw `generate`, 1 process.
+"""retrain on a real model (SmolLM2-135M-Instruct) against its baselines: TRL, a plain training loop, raw `generate`,
+1 process.
 
 The setting of issue 22: LoRA r=16 on all linear layers, the json tool format, the built-in `calculator`, 16 rollouts a
 step (4 prompts x 4 generations), at most 3 turns of 48 tokens and 192 completion tokens, `--threads` torch threads,
@@ -13,8 +14,8 @@ everything offline. Each figure is measured against its baseline in the same run
   high-water mark (`'5'` written to `/proc/self/clear_refs`), at its end it reads `VmHWM` from `/proc/self/status`:
   the peak resident set of that step alone (on CUDA, `torch.cuda.max_memory_allocated` is reset and read likewise and
   is the figure used); the peak reached by the end of TRL's `_prepare_inputs` (rollouts, rewards, scoring) is printed
-  beside it, to tell a rollout peak from a training one. Step 1 is warm-up; the figures are over steps 2..`--steps` (step time: the median; memory: the
-  highest step peak). With `--steps 1` the single step is used for both.
+  beside it, to tell a rollout peak from a training one. Step 1 is warm-up; the figures are over steps 2..`--steps`
+  (step time: the median; memory: the highest step peak). With `--steps 1` the single step is used for both.
 - `train_vs_plain`: the training phase of the retrain step -- step time minus the time in TRL's `_prepare_inputs`
   (rollouts, rewards, scoring), i.e. the loss forward + backward + optimizer step -- as trained (model) tokens per
   second, against a plain LoRA loop (forward with `logits_to_keep`, log-softmax, masked mean NLL, backward, AdamW step)
@@ -204,7 +205,8 @@ def worker_retrain(a) -> dict:
         # as `retrain.run`: TRL applies the adapters
         model = load_model(cfg.model.model_copy(update={"peft_config": None}))
         args = grpo_config(cfg, out)
-        env = SmolAgentEnv.from_config(cfg.environment.model_copy(update={"max_total_tokens": args.max_completion_length}), tok)
+        env_cfg = cfg.environment.model_copy(update={"max_total_tokens": args.max_completion_length})
+        env = SmolAgentEnv.from_config(env_cfg, tok)
         trainer = GRPOTrainer(model, env, RewardCalculator.from_config(cfg.reward_setup),
                               load_rows(cfg.prompt_source), args,
                               processing_class=tok, peft_config=lora_config(cfg.model.peft_config))
@@ -496,7 +498,8 @@ def main():
             res["mem_vs_trl"] = max(rt["peak"]) / max(trl["peak"])
             res["step_vs_trl"] = med(rt["step"]) / med(trl["step"])
             print(f"retrain: median step {med(rt['step']):.1f} s, peak {max(rt['peak']):.0f} MB; TRL (single-turn, "
-                  f"{rt['len']} completion tokens): median step {med(trl['step']):.1f} s, peak {max(trl['peak']):.0f} MB")
+                  f"{rt['len']} completion tokens): median step {med(trl['step']):.1f} s, "
+                  f"peak {max(trl['peak']):.0f} MB")
         if "train" in a.figures:
             res["train_vs_plain"] = med(rt["train_tok_s"]) / med(rt["plain_tok_s"])
             print(f"training phase: retrain {med(rt['train_tok_s']):.0f} trained tokens/s, plain loop over the same "

@@ -60,7 +60,8 @@ class Checking(GRPOTrainer):
         with torch.no_grad():
             for t in self._trajs:
                 raw = t.raw
-                lp = torch.log_softmax(model(torch.tensor([raw.prompt_ids + raw.completion_ids])).logits[0, len(raw.prompt_ids) - 1:-1], -1)
+                logits = model(torch.tensor([raw.prompt_ids + raw.completion_ids])).logits
+                lp = torch.log_softmax(logits[0, len(raw.prompt_ids) - 1:-1], -1)
                 got = lp.gather(1, torch.tensor(raw.completion_ids)[:, None])[:, 0]
                 m = torch.tensor(raw.env_mask, dtype=torch.bool)
                 worst = max(worst, float((got[m] - torch.tensor(raw.logprobs)[m]).abs().max()))

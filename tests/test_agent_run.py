@@ -28,16 +28,18 @@ def add(a: int, b: int) -> int:
     return a + b
 
 def build(model, tools, max_steps=2):
-    # a short system prompt of the agent's own (smolagents' default is ~7,000 tokens of the tiny tokenizer, slow on a
-    # CPU)
+    # a short system prompt of the agent's own (smolagents' default: ~7,000 tiny-tokenizer tokens, slow on a CPU)
     t = yaml.safe_load(importlib.resources.files("smolagents.prompts").joinpath("code_agent.yaml").read_text())
-    t["system_prompt"] = "Solve the task in Python inside <code></code>; call final_answer(x) at the end. {{ custom_instructions }}"
-    return CodeAgent(tools=[add, *tools], model=model, instructions="Use add for sums.", max_steps=max_steps, prompt_templates=t)
+    t["system_prompt"] = ("Solve the task in Python inside <code></code>; call final_answer(x) at the end. "
+                          "{{ custom_instructions }}")
+    return CodeAgent(tools=[add, *tools], model=model, instructions="Use add for sums.", max_steps=max_steps,
+                     prompt_templates=t)
 
 def build_caller(model, tools, max_steps=2):
     t = yaml.safe_load(importlib.resources.files("smolagents.prompts").joinpath("toolcalling_agent.yaml").read_text())
     t["system_prompt"] = "Call one tool a reply, as JSON. {{ custom_instructions }}"
-    return ToolCallingAgent(tools=[add, *tools], model=model, instructions="Use add for sums.", max_steps=max_steps, prompt_templates=t)
+    return ToolCallingAgent(tools=[add, *tools], model=model, instructions="Use add for sums.", max_steps=max_steps,
+                            prompt_templates=t)
 '''
 
 

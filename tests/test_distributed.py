@@ -1,6 +1,6 @@
 """Two real processes (`torchrun`, gloo on CPU): the collectives, advantages split over ranks, lock-stepped decoding
-over an FSDP2-sharded model, the vLLM server generator serving both ranks through rank 0, and infrastructure failures left out of a group that
-straddles two ranks."""
+over an FSDP2-sharded model, the vLLM server generator serving both ranks through rank 0, and infrastructure failures
+left out of a group that straddles two ranks."""
 import json
 import os
 import subprocess

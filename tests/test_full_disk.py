@@ -21,7 +21,8 @@ STEPS = 4
 
 def _can_mount_here(request) -> bool:
     """True when this process may mount a tmpfs (it is root, perhaps of a namespace of its own). Otherwise the test
-    runs again as root of its own user and mount namespace (`unshare -rm`, no privilege needed) and False is returned."""
+    runs again as root of its own user and mount namespace (`unshare -rm`, no privilege needed) and False is
+    returned."""
     if os.geteuid() == 0: return True
     if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"],
                                                          capture_output=True).returncode != 0:

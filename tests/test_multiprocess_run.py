@@ -60,7 +60,8 @@ def _kill_tree(p):
 
 def test_two_processes_killed_then_resumed(tmp_path, monkeypatch):
     """kill -9 of the whole two-process run after step 2 is logged, then `--resume`: steps 1..5 exactly once, and the
-    held-out evaluation every 2 steps (rows split over the ranks) exactly at steps 2 and 4, with the figures of one process."""
+    held-out evaluation every 2 steps (rows split over the ranks) exactly at steps 2 and 4, with the figures of one
+    process."""
     import time
     import yaml
     total, per_device = 5, 4

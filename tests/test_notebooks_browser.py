@@ -131,7 +131,8 @@ def test_quickstart_dashboard_live(lab):
             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert len(outs) == 1, outs
     last = res["step_options"][-1].replace("\xa0", " ")  # "step 3"
-    assert "".join(outs[0]["data"]["text/plain"]).startswith(f"retrain TrainingDashboard: {last} |"), outs[0]["data"]["text/plain"]
+    plain = "".join(outs[0]["data"]["text/plain"])
+    assert plain.startswith(f"retrain TrainingDashboard: {last} |"), plain
     assert "".join(outs[0]["data"]["text/html"]).count("<svg") == 4
 
 

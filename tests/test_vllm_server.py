@@ -76,7 +76,8 @@ def test_server_mode_two_steps(tmp_path):
         trainer = RecordingTrainer(policy, env, rewards, load_rows(cfg.prompt_source),
                                    args, processing_class=tok, vllm_client=client, initial=load_model(mcfg))
         assert isinstance(trainer.generator, VLLMServerGenerator)
-        held_out = load_rows(cfg.prompt_source.model_copy(update={"path": cfg.prompt_source.path.with_name("calculator_heldout.jsonl"), "limit": 8}))
+        heldout_path = cfg.prompt_source.path.with_name("calculator_heldout.jsonl")
+        held_out = load_rows(cfg.prompt_source.model_copy(update={"path": heldout_path, "limit": 8}))
         # at the last step, through the server
         trainer.add_callback(held := HeldOutEvaluation(trainer, held_out, 2, batch_size=8))
         trainer.train()
