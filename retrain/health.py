@@ -73,8 +73,8 @@ class TrainingHealth:
         if isinstance(r, (int, float)) and math.isfinite(r):
             floor = r <= (r if self.floor is None
                           else self.floor) + 1e-9 and self.peak is not None and self.peak[0] > r + 1e-9
-            self.at_floor = self.at_floor + [step] if floor and isinstance(g,
-                                                                           (int, float)) and g <= self.zero_grad else []
+            low_grad = isinstance(g, (int, float)) and g <= self.zero_grad
+            self.at_floor = self.at_floor + [step] if floor and low_grad else []
             if len(self.at_floor) >= self.patience:
                 reasons.append(f"the reward has sat at its floor ({r:.3g}) with zero gradient since step "
                                f"{self.at_floor[0]}, after reaching {self.peak[0]:.3g} at step {self.peak[1]}")

@@ -19,8 +19,8 @@ __all__ = ['reference_text', 'parse_math', 'math_verify']
 # %% ../nbs/05b_math_rewards.ipynb #1eb134e6
 def reference_text(answer: Any) -> str:
     "The reference answer in a row's `answer`: what follows the last `####` (GSM8K), else the whole text."
-    if isinstance(answer,
-                  bool) or answer is None: raise ValueError(f"the row's answer {answer!r} is not a reference answer")
+    if isinstance(answer, bool) or answer is None:
+        raise ValueError(f"the row's answer {answer!r} is not a reference answer")
     text = str(answer)
     if "####" in text:
         text = text.rsplit("####", 1)[1].strip().replace(",", "")

@@ -174,8 +174,8 @@ class CodeParser(ActionParser):
     code_tags = ("<code>", "</code>")
 
     def parse(self, text: str) -> ParsedAction:
-        code = extract_code_from_text(text,
-                                      self.code_tags) or extract_code_from_text(text, ("```(?:python|py)", "\n```"))
+        code = (extract_code_from_text(text, self.code_tags)
+                or extract_code_from_text(text, ("```(?:python|py)", "\n```")))
         if code is None:
             if "<code>" in text or "```" in text: return _perr("the code block is not closed")
             return self._text(text)

@@ -66,8 +66,8 @@ def load_rows(cfg: PromptSourceConfig, seed: int = 0,
               check: Callable[[list[Row]], None] | None = None,  # called on every row, in order, before shuffling
               ) -> list[Row]:
     "The rows of a prompt source: `{'prompt': ..., **fields}`."
-    if isinstance(cfg,
-                  ListPromptSource): raw = [p if isinstance(p, dict) else {cfg.prompt_field: p} for p in cfg.prompts]
+    if isinstance(cfg, ListPromptSource):
+        raw = [p if isinstance(p, dict) else {cfg.prompt_field: p} for p in cfg.prompts]
     elif isinstance(cfg, FilePromptSource):
         raw = _read_file(Path(cfg.path), cfg.format or Path(cfg.path).suffix.lstrip("."))
         if (cfg.format or Path(cfg.path).suffix.lstrip(".")) == "txt": raw = [{cfg.prompt_field: r["prompt"]}

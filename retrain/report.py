@@ -99,8 +99,8 @@ def fmt_value(x: Any, key: str = "") -> str:
         if k.endswith("seconds"): return f"{x:,.1f} s"
         if k.endswith("_mb"): return f"{x:,.0f} MB"
         if "rate" in k and "learning" not in k or k.startswith(("success", "termination/", "eval/")): return f"{x:.2f}"
-        if isinstance(x,
-                      int) or float(x).is_integer() and abs(x) >= 1: return f"{int(x):,}" if abs(x) >= 1e4 else f"{x:g}"
+        if isinstance(x, int) or float(x).is_integer() and abs(x) >= 1:
+            return f"{int(x):,}" if abs(x) >= 1e4 else f"{x:g}"
         return f"{x:.4g}"
     if isinstance(x, dict): return _kv(list(x.items())) if x else "—"
     if isinstance(x, (list, tuple)) and all(not isinstance(v, (dict, list, tuple))
@@ -206,8 +206,8 @@ def _heldout_section(log: MetricLog, max_rows: int = 50) -> str:
     "Held-out evaluations during training: a note on the curve and a table, one row per evaluated step ('' when none)."
     if "eval/success_rate" not in log: return ""
     keys = [k for k in log.keys() if k.startswith("eval/")]
-    keys = sorted(keys,
-                  key=lambda k: (k != "eval/success_rate", k != "eval/mean_reward", not k.startswith("eval/rewards/")))
+    keys = sorted(keys, key=lambda k: (k != "eval/success_rate", k != "eval/mean_reward",
+                                       not k.startswith("eval/rewards/")))
     vals = {k: dict(zip(*log.series(k))) for k in keys}
     steps = spaced_steps(sorted(vals["eval/success_rate"]), max_rows)
     head = "".join(f"<th>{html.escape(k[5:].removeprefix('rewards/').replace('_', ' '))}</th>" for k in keys)

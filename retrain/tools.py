@@ -124,8 +124,8 @@ def resolve_tool(name_or_ref: str) -> Tool:
     mod_name, attr = name_or_ref.split(":", 1)
     try: mod = importlib.import_module(mod_name)
     except ImportError as e: raise ImportError(f"tool '{name_or_ref}': cannot import module '{mod_name}': {e}") from e
-    if not hasattr(mod,
-                   attr): raise AttributeError(f"tool '{name_or_ref}': module '{mod_name}' has no attribute '{attr}'")
+    if not hasattr(mod, attr):
+        raise AttributeError(f"tool '{name_or_ref}': module '{mod_name}' has no attribute '{attr}'")
     obj = getattr(mod, attr)
     if callable(obj) and not isinstance(obj, (Tool, type)):
         raise TypeError(f"tool '{name_or_ref}' is a plain function: decorate it with smolagents' @tool")

@@ -87,8 +87,8 @@ def grpo_config(cfg: TrainingConfig, output_dir: str,
               "trust_remote_code": cfg.model.trust_remote_code,  # TRL hands it to a vllm_colocate engine
               **trl_vllm_settings(cfg.environment.generation.backend)}  # TRL's use_vllm / vllm_mode
     try: return GRPOConfig(**kwargs)
-    except (ValueError,
-            TypeError) as e: raise ConfigError(f"algorithm.hyperparameters: trl.GRPOConfig rejects them: {e}") from None
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"algorithm.hyperparameters: trl.GRPOConfig rejects them: {e}") from None
 
 # %% ../nbs/08_trainer.ipynb #1d96bb93
 def rollout_counts(rollouts: list[RawRolloutData]) -> dict[str, float]:

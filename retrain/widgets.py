@@ -37,9 +37,8 @@ MORE_PANELS = {"reward components": REWARD_PANELS[1], **{p.title: p for p in HEA
                **{f"signals: {p.title}": p for p in SIGNAL_PANELS}}
 
 def _grid(children: list) -> W.GridBox:
-    return W.GridBox(children,
-                     layout=W.Layout(grid_template_columns="repeat(auto-fill, minmax(340px, 1fr))", grid_gap="4px 8px",
-                                               width="100%"))
+    return W.GridBox(children, layout=W.Layout(grid_template_columns="repeat(auto-fill, minmax(340px, 1fr))",
+                                               grid_gap="4px 8px", width="100%"))
 
 class TrainingDashboard:
     "Live reward curves, health figures and a rollout browser, fed by the trainer after every step."
