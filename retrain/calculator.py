@@ -341,8 +341,8 @@ async def score(self: RewardCalculator, rollouts: list[RawRolloutData]) -> list[
         rewards, steps = {}, {}
         for c, vals, gate in zip(comps, values, gates):
             if c.step: steps[c.name] = [math.nan] * len(r.turns) if r.failed else vals[i]
-            rewards[c.name] = math.nan if r.failed else (_nanmean(vals[i]) if gate[i]
-                                                         else c.cfg.verifier_penalty) if c.step else vals[i]
+            rewards[c.name] = (math.nan if r.failed else (_nanmean(vals[i]) if gate[i] else c.cfg.verifier_penalty)
+                               if c.step else vals[i])
         turn_rewards = [_nansum(weights[k] * v[t] for k, v in steps.items())
                         for t in range(len(r.turns))] if steps else []
         out.append(ProcessedTrajectory(

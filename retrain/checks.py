@@ -104,8 +104,8 @@ def prompt_problem(p: Any, prompt_field: str = "prompt") -> str | None:
     for k, m in enumerate(p):
         if not isinstance(m, dict):
             return f"message {k} of '{prompt_field}' is a {type(m).__name__}, not a mapping with 'role' and 'content'"
-        if not isinstance(m.get("role"),
-                          str): return f"message {k} of '{prompt_field}' has no string 'role' (keys: {sorted(m)})"
+        if not isinstance(m.get("role"), str):
+            return f"message {k} of '{prompt_field}' has no string 'role' (keys: {sorted(m)})"
         if "content" not in m: return f"message {k} of '{prompt_field}' has no 'content'"
     return None
 
@@ -217,8 +217,8 @@ def fit_prompts(rows: list[Row],  # prompt rows as loaded
     long = [i for i in maybe if n[i] > limit]
     if not long: return rows
     if too_long == "refuse":
-        listed = ", ".join(f"row {i} ({n[i]} tokens)" for i in long[:show]) + (f" and {len(long) - show} more"
-                                                                               if len(long) > show else "")
+        more = f" and {len(long) - show} more" if len(long) > show else ""
+        listed = ", ".join(f"row {i} ({n[i]} tokens)" for i in long[:show]) + more
         raise PromptSourceError(f"{what}: {len(long)} of {len(rows)} rows have prompts longer than {limit} tokens "
                                 f"({why}): {listed}; shorten them, lower the budget, or set {what}.too_long: truncate "
                                 "or drop")

@@ -211,10 +211,10 @@ def _show_step(self: TrainingDashboard, step: int, pos: int | None = None):
     rs = self.rollouts.get(step, [])
     self._quiet = True
     with self.rollout_selector.hold_sync():
-        self.rollout_selector.options = [(f"#{r.get('index', i)} · " + ("FAILED (infrastructure)"
-                                                                        if r.get("infra_error") is not None else
-                                          f"reward {_num(r.get('total_reward'))}") + f" · {r.get('termination', '?')}",
-                                          i) for i, r in enumerate(rs)]
+        what = lambda r: ("FAILED (infrastructure)" if r.get("infra_error") is not None
+                          else f"reward {_num(r.get('total_reward'))}")
+        self.rollout_selector.options = [(f"#{r.get('index', i)} · {what(r)} · {r.get('termination', '?')}", i)
+                                         for i, r in enumerate(rs)]
         if rs: self.rollout_selector.value = best_worst(rs)[0] if pos is None else pos
     self._quiet = False
     self._show_rollout()
