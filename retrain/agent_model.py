@@ -139,8 +139,8 @@ def serve(self: DecodeFront):
             fed = [bool(s.feed) for s in live]
             if not any(fed): continue
             batch.maybe_compact()
-            u = None if self.greedy else torch.tensor(
-                [s.uniforms.take(s.drawn, 1) if f and s.uniforms else [float(torch.rand(1))] for s, f in zip(live, fed)])
+            u = None if self.greedy else torch.tensor([s.uniforms.take(s.drawn, 1) if f and s.uniforms
+                                                      else [float(torch.rand(1))] for s, f in zip(live, fed)])
             t0 = time.perf_counter()
             toks, lps = batch.step(self.model, [s.feed for s in live], self.pad_id, self.sampling, self.greedy, u)
             share = (time.perf_counter() - t0) / sum(fed)
