@@ -211,8 +211,8 @@ def _check_calls(ro: RawRolloutData, tokenizer, strict: bool = False) -> Rollout
     if len(ro.turns) != len(ro.calls): probs.append(f"{len(ro.turns)} turns for {len(ro.calls)} model calls")
     if ro.prompt_ids != ro.calls[0].prompt_ids: probs.append("the prompt is not the first call's prompt")
     for k, (c, t) in enumerate(zip(ro.calls, ro.turns)):
-        if not c.token_ids or len(c.token_ids) != len(c.logprobs): probs.append(f"call {k}: {len(c.token_ids)} tokens, "
-                                                                                f"{len(c.logprobs)} log-probs")
+        if not c.token_ids or len(c.token_ids) != len(c.logprobs):
+            probs.append(f"call {k}: {len(c.token_ids)} tokens, {len(c.logprobs)} log-probs")
         if not tokenizer.decode(c.token_ids, skip_special_tokens=True).startswith(c.text):
             probs.append(f"call {k}: the text the agent got is not the sampled tokens' decoding")
         if ro.one_sequence and k:
@@ -223,8 +223,8 @@ def _check_calls(ro: RawRolloutData, tokenizer, strict: bool = False) -> Rollout
                              "log-prob 0")
             pos += len(env)
         a, b = pos, pos + len(c.token_ids)
-        if t.completion_start != a or t.token_ids != c.token_ids: probs.append(f"turn {k} is not call {k}'s sampled "
-                                                                               f"tokens at {a}")
+        if t.completion_start != a or t.token_ids != c.token_ids:
+            probs.append(f"turn {k} is not call {k}'s sampled tokens at {a}")
         if ro.completion_ids[a:b] != c.token_ids or ro.env_mask[a:b] != [1] * (b - a) or ro.logprobs[a:b] != c.logprobs:
             probs.append(f"call {k}: completion[{a}:{b}] is not its sampled tokens with env_mask 1 and their log-probs")
         pos = b

@@ -292,8 +292,8 @@ class SmolAgentEnvConfig(_Section):
         if self.generation.backend != "hf":
             raise ValueError(f"agent: generation.backend '{self.generation.backend}' is not supported yet; agents "
                              "sample with 'hf'")
-        if self.sampling.repetition_penalty != 1.0: raise ValueError("agent: sampling.repetition_penalty is not "
-                                                                     "supported (leave it at 1.0)")
+        if self.sampling.repetition_penalty != 1.0:
+            raise ValueError("agent: sampling.repetition_penalty is not supported (leave it at 1.0)")
         return self
 
 EnvironmentConfig = SmolAgentEnvConfig  # a tagged union once there is a second environment type

@@ -137,8 +137,8 @@ class OpenAIChat:
                  retries: int = 2,  # more attempts after a timeout, connection error, 408, 429 or 5xx
                  max_tokens: int = 512, temperature: float = 0.0, max_concurrency: int = 16,
                  backoff: float = 0.5):  # seconds before the first retry, doubled after each
-        if timeout <= 0 or retries < 0 or max_concurrency < 1: raise ValueError("OpenAIChat needs timeout > 0, retries "
-                                                                                ">= 0, max_concurrency >= 1")
+        if timeout <= 0 or retries < 0 or max_concurrency < 1:
+            raise ValueError("OpenAIChat needs timeout > 0, retries >= 0, max_concurrency >= 1")
         self.url, self.model = base_url.rstrip("/") + "/chat/completions", model
         self.api_key_env, self.timeout, self.retries, self.backoff = api_key_env, timeout, retries, backoff
         self.max_tokens, self.temperature, self.max_concurrency = max_tokens, temperature, max_concurrency

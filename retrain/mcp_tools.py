@@ -199,8 +199,8 @@ def call(self: MCPServer, tool_name: str, arguments: dict | None = None):
     "Call one tool on the server; its `CallToolResult`."
     conn = self._conn
     with self._lock: self.calls += 1
-    if self.down is not None or conn is None: return self._infra(self.down or f"mcp server '{self.cfg.name}' is not "
-                                                                              "started")
+    if self.down is not None or conn is None:
+        return self._infra(self.down or f"mcp server '{self.cfg.name}' is not started")
     try: result = conn.run(lambda s: s.call_tool(tool_name, arguments or {}), self.call_timeout)
     except Exception as e:
         # a live server: its timeout or protocol error is the call's

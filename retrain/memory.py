@@ -99,8 +99,8 @@ class MemoryEstimate:
     runtime: float  # interpreter, torch, transformers
 
     @property
-    def total(self) -> float: return self.weights + self.optimizer + max(self.activations + self.logprob_tiles,
-                                                                         self.kv_cache) + self.runtime
+    def total(self) -> float:
+        return self.weights + self.optimizer + max(self.activations + self.logprob_tiles, self.kv_cache) + self.runtime
 
     def lines(self) -> list[str]:
         "One line per part, then the total."

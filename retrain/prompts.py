@@ -32,8 +32,8 @@ def _read_file(path: Path, fmt: str) -> list[dict[str, Any]]:
                                    line in enumerate(text.splitlines(), 1) if line.strip()]
         if fmt == "json":
             data = json.loads(text)
-            if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())),
-                                                                        list): data = next(iter(data.values()))
+            if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
+                data = next(iter(data.values()))
             if not isinstance(data, list): raise PromptSourceError(f"{path}: expected a JSON list of rows")
             return data
         if fmt == "csv": return list(csv.DictReader(text.splitlines()))
@@ -70,8 +70,8 @@ def load_rows(cfg: PromptSourceConfig, seed: int = 0,
         raw = [p if isinstance(p, dict) else {cfg.prompt_field: p} for p in cfg.prompts]
     elif isinstance(cfg, FilePromptSource):
         raw = _read_file(Path(cfg.path), cfg.format or Path(cfg.path).suffix.lstrip("."))
-        if (cfg.format or Path(cfg.path).suffix.lstrip(".")) == "txt": raw = [{cfg.prompt_field: r["prompt"]}
-                                                                              for r in raw]
+        if (cfg.format or Path(cfg.path).suffix.lstrip(".")) == "txt":
+            raw = [{cfg.prompt_field: r["prompt"]} for r in raw]
     else: raw = _read_hf(cfg)
     if not raw: raise PromptSourceError(f"prompt_source ({cfg.type}): no rows")
     rows = []

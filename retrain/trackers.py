@@ -111,8 +111,8 @@ class TrackerSink:
         if held := {f"heldout/{k}": float(metrics[f"eval/{k}"]) for k in HELDOUT_KEYS
                     if metrics.get(f"eval/{k}") is not None}:
             self._send("scalars", step, held)  # an evaluation during training (`evaluation.every_n_steps`)
-        if rows := rollout_table(rollouts, self.rollouts_per_step): self._send("table", step,
-                                                                               "train/rollouts", ROLLOUT_COLUMNS, rows)
+        if rows := rollout_table(rollouts, self.rollouts_per_step):
+            self._send("table", step, "train/rollouts", ROLLOUT_COLUMNS, rows)
 
     def heldout(self, step: int, results: dict[str, Any]):
         "Send a held-out evaluation's figures (an `evaluate_policy` summary) at `step`."

@@ -175,8 +175,9 @@ def refresh(self: TrainingDashboard):
 @patch
 def _header(self: TrainingDashboard):
     L, parts = self.log.last, [f"<b>step {html.escape(str(self.step)) if self.step is not None else '—'}</b>"]
-    if "reward" in self.log: parts.append(f"reward <b>{L('reward'):.3f}</b>" + (f" ± {L('reward_std'):.3f}"
-                                                                                if "reward_std" in self.log else ""))
+    if "reward" in self.log:
+        std = f" ± {L('reward_std'):.3f}" if "reward_std" in self.log else ""
+        parts.append(f"reward <b>{L('reward'):.3f}</b>{std}")
     for k, name in (("tool_call_rate", "tool calls"), ("tool_error_rate", "tool errors"),
                     ("parse_error_rate", "parse errors")):
         if k in self.log: parts.append(f"{name} {100 * L(k):.0f}%")
