@@ -37,8 +37,8 @@ def normalize_rewards(
 ) -> torch.Tensor:
     "Group-normalised advantages of each column of `rewards` (TRL's GRPO formula); NaN entries get 0."
     scale = {True: "group", False: "none"}.get(scale_rewards, scale_rewards)
-    if scale not in ("group", "batch", "none"): raise ValueError("scale_rewards must be 'group', 'batch' or 'none', "
-                                                                 f"got {scale_rewards!r}")
+    if scale not in ("group", "batch", "none"):
+        raise ValueError(f"scale_rewards must be 'group', 'batch' or 'none', got {scale_rewards!r}")
     B, K = rewards.shape
     if num_generations < 1 or B % num_generations:
         raise ValueError(f"{B} rollouts do not split into groups of num_generations={num_generations}")

@@ -44,8 +44,8 @@ class DecodeFront:
                  sampling: SamplingConfig, greedy: bool, max_tokens: int,  # max_tokens: per call
                  stop_ids: set[int], pad_id: int, max_total_tokens: int | None = None,  # sampled tokens per episode
                  seeds: list[int] | None = None):  # per episode, its sampling stream's seed (None: greedy or torch's)
-        if sampling.repetition_penalty != 1.0: raise ValueError("agents: repetition_penalty is not supported (a row's "
-                                                                "cache is reused across calls)")
+        if sampling.repetition_penalty != 1.0:
+            raise ValueError("agents: repetition_penalty is not supported (a row's cache is reused across calls)")
         self.model, self.tok, self.sampling, self.greedy = model, tokenizer, sampling, greedy
         self.max_tokens, self.stop_ids, self.pad_id = max_tokens, stop_ids, pad_id
         self.slots = [_Slot(_Uniforms(s) if s is not None and not greedy else None, max_total_tokens)
@@ -183,8 +183,8 @@ class PolicyModel(Model):
     def generate(self, messages: list, stop_sequences: list[str] | None = None, response_format: dict | None = None,
                  tools_to_call_from: list[Tool] | None = None, **kwargs) -> ChatMessage:
         "Sample a reply from the policy; the text smolagents gets is the sampled tokens' decoding."
-        if response_format is not None: raise ValueError("PolicyModel does not support structured outputs "
-                                                         "(response_format)")
+        if response_format is not None:
+            raise ValueError("PolicyModel does not support structured outputs (response_format)")
         ids = self.render(messages, tools_to_call_from)
         if self.front.slots[self.slot].budget is not None and self.front.slots[self.slot].budget <= 0:
             self.spent = True

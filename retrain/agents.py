@@ -200,8 +200,8 @@ def _play(self: AgentEnv, front: DecodeFront, slot: int, row: Row, prompt_field:
     pm, agent, result, error = PolicyModel(front, slot, self.tokenizer, self.chat_template_kwargs), None, None, None
     try:
         task = row.get(prompt_field)
-        if not isinstance(task, str): raise TypeError(f"an agent's task is a string: row['{prompt_field}'] is "
-                                                      f"{type(task).__name__}")
+        if not isinstance(task, str):
+            raise TypeError(f"an agent's task is a string: row['{prompt_field}'] is {type(task).__name__}")
         agent = self.make_agent(pm)
         result = agent.run(task, return_full_result=True)
     except (TypeError, ValueError) as e:
@@ -228,8 +228,8 @@ def rollout_sync(self: AgentEnv, rows: list[Row], model, *, prompt_field: str = 
     if generator is not None and not getattr(generator, "stepwise", False):
         raise NotImplementedError("environment.agent samples with the policy in this process (generation.backend: "
                                   f"hf), not {generator.name}")
-    if lockstep is not None: raise NotImplementedError("environment.agent does not run on sharded models (FSDP, "
-                                                       "ZeRO-3) yet")
+    if lockstep is not None:
+        raise NotImplementedError("environment.agent does not run on sharded models (FSDP, ZeRO-3) yet")
     if not rows: return []
     seeds = None if greedy else torch.randint(0, 2**62, (len(rows),)).tolist()
     front = self.front_cls(model, self.tokenizer, len(rows), self.sampling, greedy, self.max_tokens_per_turn,

@@ -57,14 +57,14 @@ def _as_float(v: Any, what: tuple) -> float:
     try: f = float(v)
     except (TypeError, ValueError,
             RuntimeError) as e: raise RewardError(f"{_describe(*what)} returned {v!r}, not one number ({e})") from None
-    if not math.isfinite(f): raise RewardError(f"{_describe(*what)} returned {f}; a reward must be finite (None means "
-                                               "'not applicable')")
+    if not math.isfinite(f):
+        raise RewardError(f"{_describe(*what)} returned {f}; a reward must be finite (None means 'not applicable')")
     return f
 
 def _as_bool(v: Any, what: tuple) -> bool:
     if v is _INFRA: return False
-    if not isinstance(v, (bool, np.bool_)): raise RewardError(f"{_describe(*what)} returned {v!r}; a verifier returns "
-                                                              "True or False")
+    if not isinstance(v, (bool, np.bool_)):
+        raise RewardError(f"{_describe(*what)} returned {v!r}; a verifier returns True or False")
     return bool(v)
 
 def _nansum(xs) -> float:
@@ -363,8 +363,8 @@ def score_sync(self: RewardCalculator, rollouts: list[RawRolloutData]) -> list[P
 def success_reward_name(rewards: RewardCalculator, name: str | None = None, required: bool = True) -> str | None:
     "The reward component that decides success: `name`, else the first rollout-level one (None: none, not `required`)."
     name = name or next((n for n in rewards.component_names if n not in rewards.step_names), None)
-    if name is None and required: raise ValueError("evaluation needs a rollout-level reward (or "
-                                                   "evaluation.success_reward)")
+    if name is None and required:
+        raise ValueError("evaluation needs a rollout-level reward (or evaluation.success_reward)")
     if name is not None and name not in rewards.component_names:
         raise ValueError(f"evaluation.success_reward '{name}' is not a reward component {rewards.component_names}")
     return name

@@ -133,8 +133,8 @@ def check_tool_support(self: ChatRenderer, tool_names: list[str]) -> None:
     "Raise `TemplateError` unless the template shows the tools and renders 'tool' messages (what `native` needs)."
     user = [{"role": "user", "content": "x"}]
     try: t = self.text(user, add_generation_prompt=True)
-    except Exception as e: raise TemplateError(f"the chat template fails when given tools ({_first_line(e)}); "
-                                               f"{_NO_TOOLS_FIX}") from None
+    except Exception as e:
+        raise TemplateError(f"the chat template fails when given tools ({_first_line(e)}); {_NO_TOOLS_FIX}") from None
     missing = [n for n in tool_names if n not in t]
     if missing: raise TemplateError(f"the chat template ignores `tools` (the model would never see {missing}); "
                                     f"{_NO_TOOLS_FIX}")
@@ -142,10 +142,12 @@ def check_tool_support(self: ChatRenderer, tool_names: list[str]) -> None:
     conv = [*user, {"role": "assistant", "content": "", "tool_calls": [call]},
             {"role": "tool", "name": tool_names[0], "content": _SENTINEL}]
     try: t = self.text(conv, add_generation_prompt=True)
-    except Exception as e: raise TemplateError(f"the chat template raises on a 'tool' message ({_first_line(e)}); "
-                                               f"{_NO_TOOLS_FIX}") from None
-    if _SENTINEL not in t: raise TemplateError("the chat template drops 'tool' messages (the model would never see a "
-                                               f"tool result); {_NO_TOOLS_FIX}")
+    except Exception as e:
+        raise TemplateError(f"the chat template raises on a 'tool' message ({_first_line(e)}); "
+                            f"{_NO_TOOLS_FIX}") from None
+    if _SENTINEL not in t:
+        raise TemplateError("the chat template drops 'tool' messages (the model would never see a tool result); "
+                            f"{_NO_TOOLS_FIX}")
 
 # %% ../nbs/03a_chat.ipynb #78eee0b8
 @dataclass
@@ -182,11 +184,11 @@ def _mask_problems(ro: RawRolloutData, renderer: ChatRenderer) -> list[str]:
         if t.tool_result is not None:
             if t.observation_ids:
                 want = renderer.env_ids_after_turn(t.token_ids, msgs[:m], msgs[m])
-                if want != t.observation_ids: probs.append(f"turn {t.index}: the observation tokens differ from a "
-                                                           "fresh rendering")
+                if want != t.observation_ids:
+                    probs.append(f"turn {t.index}: the observation tokens differ from a fresh rendering")
             m += 1
-    if pos != len(ro.completion_ids): probs.append(f"completion has {len(ro.completion_ids) - pos} tokens after the "
-                                                   "last turn")
+    if pos != len(ro.completion_ids):
+        probs.append(f"completion has {len(ro.completion_ids) - pos} tokens after the last turn")
     return probs
 
 # %% ../nbs/03a_chat.ipynb #47796c20
@@ -228,8 +230,8 @@ def _check_calls(ro: RawRolloutData, tokenizer, strict: bool = False) -> Rollout
         if ro.completion_ids[a:b] != c.token_ids or ro.env_mask[a:b] != [1] * (b - a) or ro.logprobs[a:b] != c.logprobs:
             probs.append(f"call {k}: completion[{a}:{b}] is not its sampled tokens with env_mask 1 and their log-probs")
         pos = b
-    if pos != len(ro.completion_ids): probs.append(f"completion has {len(ro.completion_ids) - pos} tokens after the "
-                                                   "last call")
+    if pos != len(ro.completion_ids):
+        probs.append(f"completion has {len(ro.completion_ids) - pos} tokens after the last call")
     res = RolloutCheck(not probs, ro.one_sequence, ro.one_sequence, None, probs, note)
     if strict and not res.ok: raise ValueError("rollout check failed:\n" + "\n".join(probs))
     return res

@@ -123,8 +123,8 @@ def run(self: RemoteCodeRunner, code: str, state: dict[str, Any] | None = None) 
                                           f"{type(e).__name__}: {_last_line(str(e))}") from None
         self._idle.put(ex)
     s = time.perf_counter() - t0
-    if out.is_final_answer: return ToolOutcome(str(out.output), is_final=True,
-                                               final_answer=str(out.output), seconds=s, state=state)
+    if out.is_final_answer:
+        return ToolOutcome(str(out.output), is_final=True, final_answer=str(out.output), seconds=s, state=state)
     new_state = next((json.loads(ln[len(_MARK):]) for ln in saved.splitlines() if ln.startswith(_MARK)), state)
     parts = [out.logs.rstrip("\n")] if out.logs.strip() else []
     if out.output is not None: parts.append(str(out.output))

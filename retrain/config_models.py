@@ -429,8 +429,8 @@ class TrainingConfig(_Section):
     @classmethod
     def from_dict(cls, data: dict, *, source: str = "config", overrides: list[str] | None = None) -> TrainingConfig:
         "Validate a dict (after applying dotted `overrides`); errors raise `ConfigError`."
-        if not isinstance(data, dict): raise ConfigError(f"{source}: expected a mapping at the top level, got "
-                                                         f"{type(data).__name__}")
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
         data = apply_overrides(data, overrides or [], source=source)
         try: return cls.model_validate(data)
         except ValidationError as e: raise ConfigError(_format_errors(e, source)) from None

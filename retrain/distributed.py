@@ -65,8 +65,8 @@ def gather_objects(obj: Any) -> list[Any] | None:
 def scatter_objects(objs: list[Any] | None) -> Any:
     "This rank's item of `objs` (one per rank, given on the main process; None elsewhere)."
     if not initialized():
-        if objs is None or len(objs) != 1: raise ValueError("scatter_objects on one process needs a list of exactly "
-                                                            "one item")
+        if objs is None or len(objs) != 1:
+            raise ValueError("scatter_objects on one process needs a list of exactly one item")
         return objs[0]
     if is_main() and (objs is None or len(objs) != world_size()):
         raise ValueError(f"scatter_objects: the main process must give one item per rank ({world_size()})")

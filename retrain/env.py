@@ -307,8 +307,8 @@ async def _run(self: SmolAgentEnv, eps: list[_Episode], model, greedy: bool, gen
             lockstep.idle(model); await asyncio.sleep(0); continue
         if not feeding:  # every episode waits for a tool (in lock step: or this rank has none left)
             runs = [e.run for e in live if e.run is not None]
-            if live and not runs: raise RuntimeError("rollout loop: live episodes with neither tokens to feed nor a "
-                                                     "tool call")
+            if live and not runs:
+                raise RuntimeError("rollout loop: live episodes with neither tokens to feed nor a tool call")
             if runs: await wait_runs(runs, all_of=False, timeout=None if lockstep is None else 0.01)
             else: await asyncio.sleep(0.001)
             continue
@@ -402,8 +402,8 @@ async def _run_turns(self: SmolAgentEnv, eps: list[_Episode], model, greedy: boo
     collective = gen.collective and world_size() > 1
     while any_rank(bool(live)) if collective else live:
         asking = [e for e in live if e.feed]
-        if live and not asking: raise RuntimeError("rollout loop: live episodes with neither a turn to sample nor a "
-                                                   "tool call")
+        if live and not asking:
+            raise RuntimeError("rollout loop: live episodes with neither a turn to sample nor a tool call")
         t0 = time.perf_counter()
         outs = gen.complete(model, [e.data.prompt_ids + e.data.completion_ids for e in asking],
                             [e.turn_limit for e in asking],

@@ -53,8 +53,8 @@ def pass_at_k(n: int,  # samples drawn
               c: int,  # samples that succeeded
               k: int) -> float:
     "Unbiased pass@k from `n` samples with `c` successes: 1 - C(n-c, k) / C(n, k)."
-    if not (0 <= c <= n and 1 <= k <= n): raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, "
-                                                           f"c={c}, k={k}")
+    if not (0 <= c <= n and 1 <= k <= n):
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
     return 1.0 if n - c < k else 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 def k_values(n: int) -> list[int]:

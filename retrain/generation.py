@@ -195,16 +195,16 @@ VLLM_MODES = {"hf": None, "vllm_server": "server", "vllm_colocate": "colocate"}
 
 def trl_vllm_settings(backend: str) -> dict[str, Any]:
     "TRL's `use_vllm` / `vllm_mode` for a generation backend."
-    if backend not in VLLM_MODES: raise ValueError(f"unknown generation backend '{backend}': use one of "
-                                                   f"{sorted(VLLM_MODES)}")
+    if backend not in VLLM_MODES:
+        raise ValueError(f"unknown generation backend '{backend}': use one of {sorted(VLLM_MODES)}")
     mode = VLLM_MODES[backend]
     return {"use_vllm": False} if mode is None else {"use_vllm": True, "vllm_mode": mode}
 
 def make_generator(backend: str, vllm_generation=None, pad_id: int = 0) -> Generator:
     "The generator for `backend`; vLLM backends take TRL's `VLLMGeneration` (its client or engine)."
     if backend == "hf": return HFGenerator(pad_id)
-    if vllm_generation is None: raise ValueError(f"generation backend '{backend}' needs TRL's vLLM generation "
-                                                 "(use_vllm=True)")
+    if vllm_generation is None:
+        raise ValueError(f"generation backend '{backend}' needs TRL's vLLM generation (use_vllm=True)")
     if backend == "vllm_server": return VLLMServerGenerator(getattr(vllm_generation, "vllm_client", None))
     if backend == "vllm_colocate": return VLLMColocateGenerator(vllm_generation.llm)
     raise ValueError(f"unknown generation backend '{backend}': use one of {sorted(VLLM_MODES)}")

@@ -152,8 +152,9 @@ def health_notes(log) -> list[str]:
     for k, what in HEALTH_KEYS.items():
         if k not in log: continue
         steps = [int(s) for s, v in zip(*log.series(k)) if v]
-        if steps: out.append(f"{what}: flagged at step {steps[0]}" + (f" and {len(steps) - 1} steps after it"
-                                                                      if len(steps) > 1 else ""))
+        if steps:
+            out.append(f"{what}: flagged at step {steps[0]}" + (f" and {len(steps) - 1} steps after it"
+                                                                if len(steps) > 1 else ""))
     return out
 
 def health_html(log) -> str:

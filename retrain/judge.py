@@ -165,8 +165,8 @@ class OpenAIChat:
                 ConnectionError) as e: raise _Retryable(f"{type(e).__name__}: {e}") from None
         except json.JSONDecodeError as e: raise _Retryable(f"a reply that is not JSON ({e})") from None
         try: return str(data["choices"][0]["message"]["content"] or "")
-        except (KeyError, IndexError, TypeError): raise _Retryable("a reply without choices[0].message.content: "
-                                                                   f"{_clip(str(data), 200)}") from None
+        except (KeyError, IndexError, TypeError):
+            raise _Retryable(f"a reply without choices[0].message.content: {_clip(str(data), 200)}") from None
 
     async def _one(self, conversation: list[Message], sem: asyncio.Semaphore) -> str:
         for attempt in range(self.retries + 1):
@@ -192,8 +192,8 @@ class LocalChat:
         if isinstance(model, str):
             cfg = ModelConfig(name_or_path=model)
             tokenizer, model = tokenizer or load_tokenizer(cfg), load_model(cfg)
-        elif tokenizer is None: raise ValueError("LocalChat: a loaded model needs its tokenizer (LocalChat(model, "
-                                                 "tokenizer))")
+        elif tokenizer is None:
+            raise ValueError("LocalChat: a loaded model needs its tokenizer (LocalChat(model, tokenizer))")
         self.model, self.tokenizer, self.temperature = model.eval(), tokenizer, temperature
         self.env = SmolAgentEnv(tokenizer, [], tool_call_format="json", max_turns=1, max_tokens_per_turn=max_tokens,
                                 system_prompt="", sampling=SamplingConfig(temperature=max(temperature, 1e-5)))
@@ -220,10 +220,10 @@ class LLMJudge:
                  *, scale: int = 10,  # scores are integers 0..scale, mapped to [0, 1]
                  retries: int = 2,  # re-asks after an unreadable reply (sampling judges only)
                  max_chars: int = 2000):  # each transcript message is cut to this many characters
-        if not rubric or not rubric.strip(): raise ValueError("LLMJudge needs a rubric: say in plain words what a good "
-                                                              "attempt is")
-        if scale < 1 or retries < 0: raise ValueError(f"LLMJudge needs scale >= 1 and retries >= 0, got {scale}, "
-                                                      f"{retries}")
+        if not rubric or not rubric.strip():
+            raise ValueError("LLMJudge needs a rubric: say in plain words what a good attempt is")
+        if scale < 1 or retries < 0:
+            raise ValueError(f"LLMJudge needs scale >= 1 and retries >= 0, got {scale}, {retries}")
         self.chat, self.rubric, self.scale, self.retries, self.max_chars = chat, rubric, scale, retries, max_chars
 
     async def _ask(self, conversations: list[list[Message]], parse) -> list[tuple[Any, str, int]]:

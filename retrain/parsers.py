@@ -139,8 +139,8 @@ class MistralParser(ActionParser):
                 name, _, args = body.partition("[ARGS]")
                 calls = [{"name": name.strip(), "arguments": json.loads(args)}]
             else: calls = json.loads(body)
-        except json.JSONDecodeError as e: return _perr(f"the tool call after {self.tag} is not valid JSON ({e.msg} at "
-                                                       f"char {e.pos})")
+        except json.JSONDecodeError as e:
+            return _perr(f"the tool call after {self.tag} is not valid JSON ({e.msg} at char {e.pos})")
         if isinstance(calls, dict): calls = [calls]
         if not isinstance(calls, list) or not calls or not all(isinstance(c, dict) for c in calls):
             return _perr(f'{self.tag} must be followed by a JSON list of {{"name": ..., "arguments": {{...}}}} objects')
@@ -242,8 +242,8 @@ def make_parser(
     if tool_call_format not in PARSERS:
         raise ValueError(f"unknown tool_call_format '{tool_call_format}': choose one of {sorted(PARSERS)}")
     if tool_call_format != "native": return PARSERS[tool_call_format](tools)
-    if tool_parser == "auto": tool_parser = (detect_tool_parser(tokenizer, template_kwargs)
-                                             if tokenizer is not None else None) or "hermes"
+    if tool_parser == "auto":
+        tool_parser = (detect_tool_parser(tokenizer, template_kwargs) if tokenizer is not None else None) or "hermes"
     if tool_parser not in NATIVE_PARSERS:
         raise ValueError(f"unknown tool_parser '{tool_parser}': choose 'auto' or one of {sorted(NATIVE_PARSERS)}")
     return NATIVE_PARSERS[tool_parser](tools)

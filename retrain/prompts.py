@@ -21,8 +21,9 @@ __all__ = ['load_rows']
 
 # %% ../nbs/07_prompts.ipynb #17596f7c
 def _read_file(path: Path, fmt: str) -> list[dict[str, Any]]:
-    if not path.is_file(): raise PromptSourceError(f"prompt_source.path: no such file '{path}' (relative paths are "
-                                                   f"read from {Path.cwd()})")
+    if not path.is_file():
+        raise PromptSourceError(f"prompt_source.path: no such file '{path}' (relative paths are read from "
+                                f"{Path.cwd()})")
     try: text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise PromptSourceError(f"{path}: not valid UTF-8 (byte {e.start}: {e.reason}); "
@@ -76,8 +77,8 @@ def load_rows(cfg: PromptSourceConfig, seed: int = 0,
     if not raw: raise PromptSourceError(f"prompt_source ({cfg.type}): no rows")
     rows = []
     for i, r in enumerate(raw):
-        if not isinstance(r, dict): raise PromptSourceError(f"prompt_source row {i}: expected a mapping, got "
-                                                            f"{type(r).__name__}")
+        if not isinstance(r, dict):
+            raise PromptSourceError(f"prompt_source row {i}: expected a mapping, got {type(r).__name__}")
         r = {cfg.column_mapping.get(k, k): v for k, v in r.items()}
         if cfg.prompt_field not in r:
             raise PromptSourceError(f"prompt_source.prompt_field: row {i} has no column '{cfg.prompt_field}' "

@@ -100,8 +100,8 @@ _FLAGS = ("parse_error", "tool_error", "invalid_arguments", "timed_out")
 def _turn_html(t: dict, i: int, r: dict, segs: list[dict] | None) -> str:
     acts = []
     if t.get("tool_call"): acts.append(_call_html(t["tool_call"]))
-    if t.get("final_answer") is not None: acts.append('<span class="rt-answer" title="final answer">answer '
-                                                      f'{_e(t["final_answer"])}</span>')
+    if t.get("final_answer") is not None:
+        acts.append(f'<span class="rt-answer" title="final answer">answer {_e(t["final_answer"])}</span>')
     errs = [f for f in _FLAGS if t.get(f)]
     if errs:
         why = ": " + _e(t["error_message"]) if t.get("error_message") else ""
@@ -370,8 +370,8 @@ def svg_panel(
         x, y = log.series(k)
         ok = np.isfinite(y)
         x, y = x[ok], y[ok]
-        if len(x) > max_points: i = np.unique(np.linspace(0, len(x) - 1,
-                                                          max_points).round().astype(int)); x, y = x[i], y[i]
+        if len(x) > max_points:
+            i = np.unique(np.linspace(0, len(x) - 1, max_points).round().astype(int)); x, y = x[i], y[i]
         bk = panel.band(k)
         s = None
         if bk is not None and bk in log:

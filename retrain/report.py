@@ -236,11 +236,11 @@ def report_html(
     cfg_path, res_path = run_dir / "config.yaml", run_dir / "results.json"
     config_text = cfg_path.read_text(encoding="utf-8") if cfg_path.exists() else None
     try: config = yaml.safe_load(config_text) if config_text else None
-    except yaml.YAMLError as e: raise ValueError(f"{cfg_path} is not valid YAML ({e}); fix or remove it to write the "
-                                                 "report") from e
+    except yaml.YAMLError as e:
+        raise ValueError(f"{cfg_path} is not valid YAML ({e}); fix or remove it to write the report") from e
     try: results = json.loads(res_path.read_text(encoding="utf-8")) if res_path.exists() else None
-    except json.JSONDecodeError as e: raise ValueError(f"{res_path} is not valid JSON ({e}); fix or remove it to write "
-                                                       "the report") from e
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{res_path} is not valid JSON ({e}); fix or remove it to write the report") from e
     name = (config or {}).get("experiment_name") or run_dir.resolve().name
     results = results if isinstance(results, dict) else {}
     final = results.get("final_metrics") or ({k: log.last(k) for k in log.keys()} if log.keys() else {})

@@ -71,12 +71,12 @@ def _infer_level(fn: Callable) -> str:
 def _register(table: dict, kind: str, fn: Callable, name: str | None, level: str | None) -> Callable:
     if not callable(fn): raise TypeError(f"a {kind} must be callable, got {fn!r}")
     name = name or getattr(fn, "__name__", None)
-    if not name or name == "<lambda>": raise ValueError(f"this {kind} has no usable name: register_{kind}(fn, "
-                                                        "name='...')")
+    if not name or name == "<lambda>":
+        raise ValueError(f"this {kind} has no usable name: register_{kind}(fn, name='...')")
     if ":" in name: raise ValueError(f"{kind} name {name!r}: ':' is reserved for 'package.module:function' references")
     level = level or _infer_level(fn)
-    if level not in _N_POSITIONAL: raise ValueError(f"{kind} {name!r}: level must be 'rollout', 'step', 'batch' or "
-                                                    f"'group', got {level!r}")
+    if level not in _N_POSITIONAL:
+        raise ValueError(f"{kind} {name!r}: level must be 'rollout', 'step', 'batch' or 'group', got {level!r}")
     table[name] = RewardSpec(name, fn, level)
     return fn
 
@@ -214,8 +214,8 @@ def read_only(x: Any,  # a rollout, turn, list, dict, or anything else (returned
         # token ids, masks, log-probs: one C copy
         if not x or isinstance(x[0], (int, float, str)): return _FrozenList(x, path, trip)
         return _FrozenList((read_only(v, f"{path}[{i}]", trip) for i, v in enumerate(x)), path, trip)
-    if isinstance(x, dict): return _FrozenDict(((k, read_only(v, f"{path}[{k!r}]", trip)) for k,
-                                                v in x.items()), path, trip)
+    if isinstance(x, dict):
+        return _FrozenDict(((k, read_only(v, f"{path}[{k!r}]", trip)) for k, v in x.items()), path, trip)
     if is_dataclass(x) and not isinstance(x, type) and "_ro" not in x.__dict__:
         v = object.__new__(_view_class(type(x)))
         object.__setattr__(v, "_ro", (x, path, trip))

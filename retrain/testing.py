@@ -286,15 +286,15 @@ def _demo_rollout(rng: random.Random, step: int, index: int, group: int, p_good:
              "parse_error": False, "tool_error": False, "invalid_arguments": False,
              "timed_out": False, "error_message": None}
         t.update(kw); turns.append(t); segs.append({"text": text, "trained": True, "turn": t["index"]})
-        if t["tool_result"] is not None: segs.append({"text": obs(t["tool_result"]),
-                                                      "trained": False, "turn": t["index"]})
+        if t["tool_result"] is not None:
+            segs.append({"text": obs(t["tool_result"]), "trained": False, "turn": t["index"]})
         if t["tool_call"]: msgs.append({"role": "assistant", "content": "",
                                         "tool_calls": [{"type": "function", "function": t["tool_call"]}]})
         else: msgs.append({"role": "assistant", "content": text.removesuffix("<|end|>")})
         if t["tool_result"] is not None: msgs.append({"role": "tool", "content": t["tool_result"]})
     if kind in ("tool", "loop"):
-        for _ in range(3 if kind == "loop" else 1): turn(tc_text(f"{a}*{b}"), "tool_call",
-                                                         tool_call=call(f"{a}*{b}"), tool_result=ans)
+        for _ in range(3 if kind == "loop" else 1):
+            turn(tc_text(f"{a}*{b}"), "tool_call", tool_call=call(f"{a}*{b}"), tool_result=ans)
         if kind == "tool":
             final = ans if rng.random() < .9 else ans[:-1] + str((int(ans[-1]) + 1) % 10)
             turn(final + "<|end|>", "final_answer", final_answer=final)

@@ -444,8 +444,8 @@ def _save_checkpoint(self: GRPOTrainer, model, trial):
             # manifest, then marker
             if self.args.should_save and os.path.isdir(ckpt): seal_checkpoint(ckpt, self.state.global_step)
     finally: self.args.save_total_limit = limit
-    if self.args.should_save: rotate_checkpoints(self.args.output_dir, limit,
-                                                 self.state.best_model_checkpoint, use_mtime=True)
+    if self.args.should_save:
+        rotate_checkpoints(self.args.output_dir, limit, self.state.best_model_checkpoint, use_mtime=True)
 
 
 # %% ../nbs/08_trainer.ipynb #502c63e3

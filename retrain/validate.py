@@ -132,8 +132,8 @@ def check_run(cfg: TrainingConfig, tokenizer=None,
 # %% ../nbs/09c_validate.ipynb #6e2f9d43
 def first_prompt(cfg: TrainingConfig, tokenizer=None) -> str:
     "The first training row's prompt exactly as the model will see it."
-    if cfg.environment.agent: raise ValueError("environment.agent: the agent renders its own prompts; run it to see "
-                                               "them")
+    if cfg.environment.agent:
+        raise ValueError("environment.agent: the agent renders its own prompts; run it to see them")
     from retrain.models import load_tokenizer
     tokenizer = tokenizer or load_tokenizer(cfg.model)
     env = SmolAgentEnv.from_config(cfg.environment, tokenizer)

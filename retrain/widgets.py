@@ -49,8 +49,8 @@ class TrainingDashboard:
                  max_overhead: float | None = 0.02,  # share of wall time drawing may take (None: no limit)
                  ):
         if every < 1: raise ValueError(f"every={every}: must be >= 1")
-        if max_rollouts_per_step < 2: raise ValueError(f"max_rollouts_per_step={max_rollouts_per_step}: must be >= 2 "
-                                                       "(best and worst)")
+        if max_rollouts_per_step < 2:
+            raise ValueError(f"max_rollouts_per_step={max_rollouts_per_step}: must be >= 2 (best and worst)")
         if max_overhead is not None and not 0 < max_overhead <= 1:
             raise ValueError(f"max_overhead={max_overhead}: must be in (0, 1] or None")
         self.every, self.max_rollouts_per_step = every, max_rollouts_per_step
