@@ -50,6 +50,7 @@ check-export: install
 
 lint: install
 	$(BIN)/ruff check --select F821,F822,F823,F401,E9 retrain tests benchmarks
+	$(BIN)/python tests/tools/check_line_length.py retrain tests benchmarks
 
 # the tutorials run in pytest (tests/test_tutorial_outputs.py), which also checks what they print
 nbtest: install

@@ -1,4 +1,5 @@
-"""Model tokens/s of a smolagents `ToolCallingAgent` trained as it is (`retrain.agents.AgentEnv`) against `SmolAgentEnv`.
+"""Model tokens/s of a smolagents `ToolCallingAgent` trained as it is (`retrain.agents.AgentEnv`) against
+`SmolAgentEnv`.
 
 Same model, same task, same batch: the untrained tiny Llama from `retrain.testing.build_tiny_model` (seed 0), 32
 episodes of "What is a*b?" with a `multiply` tool, temperature 1.0, at most 32 tokens a model call and 3 model calls
@@ -70,7 +71,8 @@ def timed(env, rows, model) -> tuple[float, int, float]:
     dt = time.perf_counter() - t0
     n = sum(r.n_model_tokens for r in ros)
     if isinstance(env, AgentEnv): fed = env.last_front.tokens_fed
-    else: fed = len({tuple(r.prompt_ids) for r in ros}) * len(ros[0].prompt_ids) + sum(len(r.completion_ids) for r in ros)  # prompts share a prefill
+    else:  # prompts share a prefill
+        fed = len({tuple(r.prompt_ids) for r in ros}) * len(ros[0].prompt_ids) + sum(len(r.completion_ids) for r in ros)
     return n / dt, n, fed / dt
 
 

@@ -80,9 +80,11 @@ def main():
     fb = np.array(train_t)
     print(f"threads={args.threads} steps={args.steps} batch={B} max_overhead={budget} "
           f"{'inside a kernel, dashboard displayed' if args.display else 'in process'}")
-    print(f"training step: {step.mean():.3f} s mean (generation {np.mean(gen_t):.3f} s, forward+backward+update {fb.mean():.3f} s)")
+    print(f"training step: {step.mean():.3f} s mean (generation {np.mean(gen_t):.3f} s, forward+backward+update "
+          f"{fb.mean():.3f} s)")
     print(f"dashboard.on_step: {1e3 * dash_s.mean():.2f} ms mean, {1e3 * np.median(dash_s):.2f} ms median, "
-          f"{1e3 * dash_s.max():.1f} ms max; {dash.renders} figure renders, {dash.render_seconds:.2f} s rendering in all")
+          f"{1e3 * dash_s.max():.1f} ms max; {dash.renders} figure renders, "
+          f"{dash.render_seconds:.2f} s rendering in all")
     print(f"against forward+backward+update alone: {(fb.sum() + dash_s.sum()) / fb.sum():.4f}")
     print(f"RESULT dashboard_overhead={(step.sum() + dash_s.sum()) / step.sum():.4f}")
 
@@ -101,13 +103,15 @@ def run_in_kernel(argv: list[str]):
     kc.start_channels()
     try:
         kc.wait_for_ready(timeout=120)
-        msg_id = kc.execute(f"import runpy, sys; sys.argv = {[__file__, *argv]!r}; runpy.run_path(sys.argv[0], run_name='__main__')")
+        msg_id = kc.execute(f"import runpy, sys; sys.argv = {[__file__, *argv]!r}; runpy.run_path(sys.argv[0], "
+                            "run_name='__main__')")
         while True:
             msg = kc.get_iopub_msg(timeout=900)
             if msg["parent_header"].get("msg_id") != msg_id: continue
             kind, content = msg["msg_type"], msg["content"]
             if kind == "stream": print(content["text"], end="", flush=True)
-            elif kind == "error": sys.exit("the benchmark failed inside the kernel:\n" + "\n".join(content["traceback"]))
+            elif kind == "error":
+                sys.exit("the benchmark failed inside the kernel:\n" + "\n".join(content["traceback"]))
             elif kind == "status" and content["execution_state"] == "idle": break
     finally:
         kc.stop_channels()

@@ -33,7 +33,8 @@ class Sized(Tool):
 
     def __init__(self, n_bytes: int):
         super().__init__()
-        self.payload = "6" + "7" * (n_bytes - 1)  # built once: what is measured is retrain's handling, not the tool's work
+        # built once: what is measured is retrain's handling, not the tool's work
+        self.payload = "6" + "7" * (n_bytes - 1)
 
     def forward(self, expression: str) -> str:
         return self.payload
@@ -41,7 +42,7 @@ class Sized(Tool):
 
 def rollout_seconds(tok, n_bytes: int, rows: int) -> float:
     env = SmolAgentEnv(tok, [Sized(n_bytes)], max_turns=2, max_tokens_per_turn=48, max_observation_tokens=256,
-                       generator=HFGenerator(tok.pad_token_id, share_prefill=False, drafts=False))  # a ScriptedPolicy's decoding
+                       generator=HFGenerator(tok.pad_token_id, share_prefill=False, drafts=False))  # ScriptedPolicy's
     pol = ScriptedPolicy(tok, [[CALL, "6<|end|>"] for _ in range(rows)])
     data = [{"prompt": f"What is 2*3? ({i})"} for i in range(rows)]
     t0 = time.perf_counter()

@@ -38,7 +38,8 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--slow", type=float, default=0.2)
     a = ap.parse_args()
-    srv = MCPServer(MCPServerConfig(name="bench", command=sys.executable, args=[SERVER], env={"MCP_SLOW_SECONDS": str(a.slow)}))
+    srv = MCPServer(MCPServerConfig(name="bench", command=sys.executable, args=[SERVER],
+                                    env={"MCP_SLOW_SECONDS": str(a.slow)}))
     t0 = time.perf_counter()
     calc, slow = srv.start()
     print(f"server start + tool list: {time.perf_counter() - t0:.2f} s")
@@ -48,7 +49,8 @@ def main():
         for i in range(a.batch): call_tool(slow, {"expression": f"{i}+1"})
         one_by_one = time.perf_counter() - t0
         t0 = time.perf_counter()
-        with ThreadPoolExecutor(a.batch) as ex: list(ex.map(lambda i: call_tool(slow, {"expression": f"{i}+1"}), range(a.batch)))
+        with ThreadPoolExecutor(a.batch) as ex: list(ex.map(lambda i: call_tool(slow, {"expression": f"{i}+1"}),
+                                                            range(a.batch)))
         together = time.perf_counter() - t0
     finally:
         srv.close()

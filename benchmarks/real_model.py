@@ -1,4 +1,5 @@
-"""retrain on a real model (SmolLM2-135M-Instruct) against its baselines: TRL, a plain training loop, raw `generate`, 1 process.
+"""retrain on a real model (SmolLM2-135M-Instruct) against its baselines: TRL, a plain training loop, raw `generate`,
+1 process.
 
 The setting of issue 22: LoRA r=16 on all linear layers, the json tool format, the built-in `calculator`, 16 rollouts a
 step (4 prompts x 4 generations), at most 3 turns of 48 tokens and 192 completion tokens, `--threads` torch threads,
@@ -13,8 +14,8 @@ everything offline. Each figure is measured against its baseline in the same run
   high-water mark (`'5'` written to `/proc/self/clear_refs`), at its end it reads `VmHWM` from `/proc/self/status`:
   the peak resident set of that step alone (on CUDA, `torch.cuda.max_memory_allocated` is reset and read likewise and
   is the figure used); the peak reached by the end of TRL's `_prepare_inputs` (rollouts, rewards, scoring) is printed
-  beside it, to tell a rollout peak from a training one. Step 1 is warm-up; the figures are over steps 2..`--steps` (step time: the median; memory: the
-  highest step peak). With `--steps 1` the single step is used for both.
+  beside it, to tell a rollout peak from a training one. Step 1 is warm-up; the figures are over steps 2..`--steps`
+  (step time: the median; memory: the highest step peak). With `--steps 1` the single step is used for both.
 - `train_vs_plain`: the training phase of the retrain step -- step time minus the time in TRL's `_prepare_inputs`
   (rollouts, rewards, scoring), i.e. the loss forward + backward + optimizer step -- as trained (model) tokens per
   second, against a plain LoRA loop (forward with `logits_to_keep`, log-softmax, masked mean NLL, backward, AdamW step)
@@ -93,7 +94,8 @@ def run_config(model: str, steps: int, per_device: int, threads: int, out: str, 
 def resolve_model(name: str) -> str:
     "A local model directory for `--model`: an existing directory, or an embedded model built into retrain's cache."
     if Path(name).is_dir():
-        if not (Path(name) / "config.json").is_file(): raise SystemExit(f"--model {name}: the folder holds no config.json")
+        if not (Path(name) / "config.json").is_file(): raise SystemExit(f"--model {name}: the folder holds no "
+                                                                        "config.json")
         return name
     from retrain.models import EMBEDDED_MODELS, resolve_model_path
     if name in EMBEDDED_MODELS:
@@ -124,7 +126,8 @@ def step_probe(trainer, record: dict):
     "Per step: seconds, peak RSS (and CUDA peak), seconds in `_prepare_inputs`, the trained batch (kept on CPU)."
     import torch
     from transformers import TrainerCallback
-    record.update(step_s=[], peak_mb=[], prepare_peak_mb=[], start_mb=[], cuda_peak_mb=[], prepare_s=[], tokens=[], batches=[], completion_len=[])
+    record.update(step_s=[], peak_mb=[], prepare_peak_mb=[], start_mb=[], cuda_peak_mb=[], prepare_s=[], tokens=[],
+                  batches=[], completion_len=[])
     cuda = torch.cuda.is_available()
     state = {"prep": 0.0, "t0": 0.0}
     inner = trainer._prepare_inputs
@@ -137,7 +140,8 @@ def step_probe(trainer, record: dict):
         mask = out["completion_mask"] * out["tool_mask"] if "tool_mask" in out else out["completion_mask"]
         record["tokens"].append(int(mask.sum()))
         record["completion_len"].append(float(out["completion_mask"].sum(1).float().mean()))
-        record["batches"].append({k: out[k].detach().cpu() for k in ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")}
+        record["batches"].append({k: out[k].detach().cpu()
+                                  for k in ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")}
                                  | {"trained_mask": mask.detach().cpu()})
         return out
 
@@ -198,10 +202,13 @@ def worker_retrain(a) -> dict:
         cfg = TrainingConfig.from_dict(run_config(a.model, a.steps, BATCH, a.threads, out, "bench"))
         torch.manual_seed(0)
         tok = load_tokenizer(cfg.model)
-        model = load_model(cfg.model.model_copy(update={"peft_config": None}))  # as `retrain.run`: TRL applies the adapters
+        # as `retrain.run`: TRL applies the adapters
+        model = load_model(cfg.model.model_copy(update={"peft_config": None}))
         args = grpo_config(cfg, out)
-        env = SmolAgentEnv.from_config(cfg.environment.model_copy(update={"max_total_tokens": args.max_completion_length}), tok)
-        trainer = GRPOTrainer(model, env, RewardCalculator.from_config(cfg.reward_setup), load_rows(cfg.prompt_source), args,
+        env_cfg = cfg.environment.model_copy(update={"max_total_tokens": args.max_completion_length})
+        env = SmolAgentEnv.from_config(env_cfg, tok)
+        trainer = GRPOTrainer(model, env, RewardCalculator.from_config(cfg.reward_setup),
+                              load_rows(cfg.prompt_source), args,
                               processing_class=tok, peft_config=lora_config(cfg.model.peft_config))
         rec: dict = {}
         step_probe(trainer, rec)
@@ -224,7 +231,8 @@ def worker_trl(a) -> dict:
     from retrain.config_models import ModelConfig
     torch.set_num_threads(a.threads)
     tok = load_tokenizer(ModelConfig(name_or_path=a.model))
-    env = SmolAgentEnv(tok, ["calculator"], tool_call_format="json", max_turns=1)  # only for its rendering of the prompt
+    # only for its rendering of the prompt
+    env = SmolAgentEnv(tok, ["calculator"], tool_call_format="json", max_turns=1)
     rows = [json.loads(x) for x in DATA.read_text().splitlines()[:256]]
     texts = [tok.decode(env.renderer.prompt_ids([{"role": "system", "content": env.system_prompt},
                                                   {"role": "user", "content": r["prompt"]}])) for r in rows]
@@ -234,14 +242,16 @@ def worker_trl(a) -> dict:
 
     cuda = torch.cuda.is_available()
     with tempfile.TemporaryDirectory() as out:
-        args = GRPOConfig(output_dir=out, per_device_train_batch_size=BATCH, num_generations=GENERATIONS, max_steps=a.steps,
+        args = GRPOConfig(output_dir=out, per_device_train_batch_size=BATCH,
+                          num_generations=GENERATIONS, max_steps=a.steps,
                           max_completion_length=a.length, generation_kwargs={"min_new_tokens": a.length},
                           learning_rate=LR, lr_scheduler_type="constant", temperature=1.0, logging_steps=1,
                           save_strategy="no", report_to="none", disable_tqdm=True, seed=0,
                           use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported())
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32)
-        trainer = TRLGRPOTrainer(model, reward_funcs=[noise], args=args, train_dataset=Dataset.from_list([{"prompt": t} for t in texts]),
+        trainer = TRLGRPOTrainer(model, reward_funcs=[noise], args=args,
+                                 train_dataset=Dataset.from_list([{"prompt": t} for t in texts]),
                                  processing_class=tok, peft_config=lora_config(LORA))
         trainer.remove_callback(PrinterCallback)
         rec: dict = {}
@@ -256,8 +266,8 @@ def demo_rows(n_calls: int, rng: random.Random) -> dict:
     "A task needing `n_calls` calculator calls (one per reply), then the last result as the answer."
     exprs = [f"{rng.randint(100, 999)}*{rng.randint(10, 99)}" for _ in range(n_calls)]
     if n_calls == 1: prompt = f"What is {exprs[0]}?"
-    else: prompt = ("Compute each of these with the calculator, one call per reply, in order, then give the last result "
-                    "as the final answer: " + ", ".join(exprs))
+    else: prompt = ("Compute each of these with the calculator, one call per reply, in order, then give the last "
+                    "result as the final answer: " + ", ".join(exprs))
     from retrain.tools import calculate
     return {"prompt": prompt, "exprs": exprs, "answer": calculate(exprs[-1])}
 
@@ -266,7 +276,7 @@ def action(name: str, args: dict) -> str: return "Action:\n" + json.dumps({"name
 
 
 def sft_model(model_dir: str, threads: int, max_calls: int):
-    "The model with LoRA adapters fitted on rendered demonstrations (1 call, or 1 to `max_calls` calls, then the answer), merged; cached."
+    "The model with LoRA adapters fitted on demonstrations (1 call or up to `max_calls`, then answer), merged; cached."
     import torch
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
@@ -297,12 +307,14 @@ def sft_model(model_dir: str, threads: int, max_calls: int):
                     text = action("calculator", {"expression": e})
                     reply = env.renderer.encode(text) + [eos]
                     msgs.append({"role": "assistant", "content": text})
-                    obs = env.renderer.env_ids_after_turn(reply, msgs, {"role": "user", "content": "Observation:\n" + calc(e)})
+                    obs = env.renderer.env_ids_after_turn(reply, msgs,
+                                                          {"role": "user", "content": "Observation:\n" + calc(e)})
                     msgs.append({"role": "user", "content": "Observation:\n" + calc(e)})
                     ids, lab = ids + reply + obs, lab + reply + [-100] * len(obs)
                 reply = env.renderer.encode(action("final_answer", {"answer": r["answer"]})) + [eos]
                 seqs.append(ids + reply); labels.append(lab + reply)
-            for j in range(0, SFT_BATCH, SFT_MICRO):  # micro-batches: the full-vocabulary logits of 8 long demos are GBs
+            # micro-batches: the full-vocabulary logits of 8 long demos are GBs
+            for j in range(0, SFT_BATCH, SFT_MICRO):
                 ss, ls = seqs[j:j + SFT_MICRO], labels[j:j + SFT_MICRO]
                 n = max(map(len, ss))
                 x = torch.tensor([[eos] * (n - len(s)) + s for s in ss])
@@ -312,7 +324,8 @@ def sft_model(model_dir: str, threads: int, max_calls: int):
                 (loss * len(ss) / SFT_BATCH).backward()
             opt.step(); opt.zero_grad()
             if step % 8 == 7 or step == SFT_STEPS - 1:
-                print(f"  warm start ({max_calls} call(s) at most) step {step + 1}/{SFT_STEPS}: loss {loss.item():.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+                print(f"  warm start ({max_calls} call(s) at most) step {step + 1}/{SFT_STEPS}: loss {loss.item():.4f} "
+                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
         model.merge_and_unload().save_pretrained(tmp)
         tok.save_pretrained(tmp)
 
@@ -353,8 +366,10 @@ def worker_rollout(a) -> dict:
                     k = sum(r.n_model_tokens for r in res)
                 else:
                     with torch.no_grad():
-                        model.generate(input_ids=gen_in, attention_mask=(gen_in != tok.pad_token_id).long(), do_sample=True,
-                                       temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=per_row, min_new_tokens=per_row,
+                        model.generate(input_ids=gen_in,
+                                       attention_mask=(gen_in != tok.pad_token_id).long(), do_sample=True,
+                                       temperature=1.0, top_k=0, top_p=1.0,
+                                       max_new_tokens=per_row, min_new_tokens=per_row,
                                        pad_token_id=tok.pad_token_id)
                     k = per_row * BATCH
                 times[kind].append(time.perf_counter() - t0); toks[kind].append(k)
@@ -364,16 +379,19 @@ def worker_rollout(a) -> dict:
                     gen_in = torch.tensor([[tok.pad_token_id] * (n - len(c)) + c for c in ctx])
                     per_row = max(1, round(statistics.median(r.n_model_tokens for r in res)))
                     with torch.no_grad():  # warm-up at these shapes
-                        model.generate(input_ids=gen_in, attention_mask=(gen_in != tok.pad_token_id).long(), do_sample=True,
+                        model.generate(input_ids=gen_in,
+                                       attention_mask=(gen_in != tok.pad_token_id).long(), do_sample=True,
                                        max_new_tokens=2, min_new_tokens=2, pad_token_id=tok.pad_token_id)
-                    info = {"tool_path": sum(r.num_tool_calls == turns - 1 and r.termination.value == "final_answer" for r in res) / BATCH,
+                    info = {"tool_path": sum(r.num_tool_calls == turns - 1
+                                             and r.termination.value == "final_answer" for r in res) / BATCH,
                             "mean_turns": statistics.mean(len(r.turns) for r in res),
                             "model_tokens_median": per_row, "model_tokens_max": max(r.n_model_tokens for r in res),
                             "env_tokens_mean": statistics.mean(r.n_env_tokens for r in res),
                             "prompt_tokens_mean": statistics.mean(len(r.prompt_ids) for r in res),
                             "correct": sum(r.final_answer == r.row["answer"] for r in res) / BATCH}
         rate = {m: statistics.median(k / t for k, t in zip(toks[m], times[m])) for m in times}
-        out[str(turns)] = {**info, "env_tok_s": rate["env"], "generate_tok_s": rate["generate"], "n": len(times["generate"])}
+        out[str(turns)] = {**info, "env_tok_s": rate["env"], "generate_tok_s": rate["generate"],
+                           "n": len(times["generate"])}
     return out
 
 
@@ -382,7 +400,8 @@ def worker_rollout(a) -> dict:
 def spawn(kind: str, a, **extra) -> dict:
     "Run one worker in a fresh process; its JSON result."
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f: res = f.name
-    cmd = [sys.executable, __file__, "--worker", kind, "--model", a.model_dir, "--threads", str(a.threads), "--steps", str(a.steps),
+    cmd = [sys.executable, __file__, "--worker", kind, "--model", a.model_dir, "--threads",
+           str(a.threads), "--steps", str(a.steps),
            "--rounds", str(a.rounds), "--skip", ",".join(a.skip) or "none", "--result", res,
            *[x for k, v in extra.items() for x in (f"--{k}", str(v))]]
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "PYTHONWARNINGS": "ignore"}
@@ -417,7 +436,8 @@ def main():
     p.add_argument("--model", default=DEFAULT_MODEL, help="embedded model name or a local model directory")
     p.add_argument("--threads", type=int, default=2, help="torch threads per process (2proc: always 1 per process)")
     p.add_argument("--steps", type=int, default=3, help="training steps per run (the first is warm-up)")
-    p.add_argument("--rounds", type=int, default=2, help="alternating rounds per comparison (rollouts: 3 repetitions a round)")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="alternating rounds per comparison (rollouts: 3 repetitions a round)")
     p.add_argument("--skip", default="", help=f"comma-separated figures to skip: {','.join(FIGURES)}")
     p.add_argument("--turns", default="", help="point 5: also compare the rollout at these turn counts, e.g. 2,5,9")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -426,7 +446,8 @@ def main():
     p.add_argument("--turn-list", default="2", help=argparse.SUPPRESS)
     a = p.parse_args()
     a.skip = [s for s in a.skip.split(",") if s and s != "none"]
-    if bad := set(a.skip) - set(FIGURES): raise SystemExit(f"--skip {','.join(sorted(bad))}: the figures are {','.join(FIGURES)}")
+    if bad := set(a.skip) - set(FIGURES): raise SystemExit(f"--skip {','.join(sorted(bad))}: the figures are "
+                                                           f"{','.join(FIGURES)}")
     a.figures = [f for f in FIGURES if f not in a.skip]
     if a.worker:
         a.turn_list, a.reps = [int(x) for x in a.turn_list.split(",")], 3 * a.rounds
@@ -463,22 +484,26 @@ def main():
                     rt["train_tok_s"] += [k / (s - q) for k, s, q in zip(toks, steps, prep)]
                     rt["plain_tok_s"] += [k / t for k, t in zip(toks, rec.get("plain_s", []))]
                     if rec.get("plain_s"):
-                        print(f"round {r} retrain training phase {med([s - q for s, q in zip(steps, prep)]):.1f} s a step, "
-                              f"plain loop {med(rec['plain_s']):.1f} s over the same batches", flush=True)
+                        print(f"round {r} retrain training phase {med([s - q for s, q in zip(steps, prep)]):.1f} s a "
+                              f"step, plain loop {med(rec['plain_s']):.1f} s over the same batches", flush=True)
                 print(f"round {r} {kind:7s}: step {med(steps):.1f} s (prepare {med(prep):.1f} s), peak "
-                      f"{max(peaks):.0f} MB{' CUDA' if cuda else ' RSS'} (at step begin {max(rec['start_mb'][timed]):.0f} MB, by the end of prepare {max(rec['prepare_peak_mb'][timed]):.0f} MB){'' if rec.get('hwm_reset', True) else ' (whole process: clear_refs refused)'}, "
-                      f"completion {statistics.mean(rec['completion_len'][timed]):.0f} tokens, "
-                      f"{statistics.mean(toks):.0f} trained tokens a step, checkpointing {rec['checkpointing']}, load {os.getloadavg()[0]:.2f}",
+                      f"{max(peaks):.0f} MB{' CUDA' if cuda else ' RSS'} (at step begin "
+                      f"{max(rec['start_mb'][timed]):.0f} MB, by the end of prepare "
+                      f"{max(rec['prepare_peak_mb'][timed]):.0f} "
+                      f"MB){'' if rec.get('hwm_reset', True) else ' (whole process: clear_refs refused)'}, completion "
+                      f"{statistics.mean(rec['completion_len'][timed]):.0f} tokens, {statistics.mean(toks):.0f} "
+                      f"trained tokens a step, checkpointing {rec['checkpointing']}, load {os.getloadavg()[0]:.2f}",
                       flush=True)
         if "trl" in a.figures:
             res["mem_vs_trl"] = max(rt["peak"]) / max(trl["peak"])
             res["step_vs_trl"] = med(rt["step"]) / med(trl["step"])
             print(f"retrain: median step {med(rt['step']):.1f} s, peak {max(rt['peak']):.0f} MB; TRL (single-turn, "
-                  f"{rt['len']} completion tokens): median step {med(trl['step']):.1f} s, peak {max(trl['peak']):.0f} MB")
+                  f"{rt['len']} completion tokens): median step {med(trl['step']):.1f} s, "
+                  f"peak {max(trl['peak']):.0f} MB")
         if "train" in a.figures:
             res["train_vs_plain"] = med(rt["train_tok_s"]) / med(rt["plain_tok_s"])
-            print(f"training phase: retrain {med(rt['train_tok_s']):.0f} trained tokens/s, plain loop over the same batches "
-                  f"{med(rt['plain_tok_s']):.0f} tokens/s")
+            print(f"training phase: retrain {med(rt['train_tok_s']):.0f} trained tokens/s, plain loop over the same "
+                  f"batches {med(rt['plain_tok_s']):.0f} tokens/s")
 
     turn_list = sorted({2, *(int(x) for x in a.turns.split(",") if x)})
     if "rollout" in a.figures or a.turns:
@@ -499,14 +524,16 @@ def main():
                 for n in ((1, 2) if r % 2 == 0 else (2, 1)):
                     t = cli_run(n, a, tmp, f"r{r}-p{n}")
                     times[n] += t
-                    print(f"round {r}, {n} process(es): median step {med(t):.1f} s over {len(t)} steps, load {os.getloadavg()[0]:.2f}",
+                    print(f"round {r}, {n} process(es): median step {med(t):.1f} s over {len(t)} steps, load "
+                          f"{os.getloadavg()[0]:.2f}",
                           flush=True)
         finally: shutil.rmtree(tmp, ignore_errors=True)
         res["speedup_2proc"] = med(times[1]) / med(times[2])
 
     print(f"total {time.perf_counter() - t_start:.0f} s, load at end {os.getloadavg()[0]:.2f}")
     if a.turns:
-        print("RESULT_TURNS " + " ".join(f"turns{t}={rec[str(t)]['env_tok_s'] / rec[str(t)]['generate_tok_s']:.3f}" for t in turn_list))
+        print("RESULT_TURNS " + " ".join(f"turns{t}={rec[str(t)]['env_tok_s'] / rec[str(t)]['generate_tok_s']:.3f}"
+                                         for t in turn_list))
     print("RESULT " + " ".join(f"{k}={v:.3f}" for k, v in res.items()))
 
 

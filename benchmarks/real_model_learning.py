@@ -57,7 +57,8 @@ def main():
     logging.basicConfig(level=logging.WARNING)
     os.chdir(ROOT)  # the configs' data paths are relative to the repository
     over = [f"seed={a.seed}", f"num_threads={a.threads}", f"experiment_name={a.task}-seed{a.seed}"]
-    if a.steps: over += [f"algorithm.hyperparameters.max_steps={a.steps}", f"algorithm.hyperparameters.save_steps={a.steps}"]
+    if a.steps: over += [f"algorithm.hyperparameters.max_steps={a.steps}",
+                         f"algorithm.hyperparameters.save_steps={a.steps}"]
     cfg = TrainingConfig.from_yaml(CONFIGS[a.task], overrides=over)
     if cfg.warm_start is not None: shutil.rmtree(cache_dir() / "warm-starts" / warm_start_key(cfg), ignore_errors=True)
     out = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="real-model-"))

@@ -70,7 +70,8 @@ def warm_start(model, env: SmolAgentEnv, steps: int, seed: int, batch: int = 16)
             p = env.renderer.prompt_ids(msgs)
             call = tok.encode(CALL % r["expression"])
             msgs += [{"role": "assistant", "content": "", "tool_calls": [
-                {"type": "function", "function": {"name": "calculator", "arguments": {"expression": r["expression"]}}}]}]
+                {"type": "function",
+                 "function": {"name": "calculator", "arguments": {"expression": r["expression"]}}}]}]
             obs = env.renderer.env_ids_after_turn(call, msgs, {"role": "tool", "content": r["answer"]})
             ans = tok.encode(r["answer"] + "<|end|>")
             seqs.append(p + call + obs + ans)
@@ -149,7 +150,8 @@ def main():
     model, _ = build_tiny_model(tok, seed=a.seed)
     max_completion = 96  # both loops: two replies (a call, an answer) of at most 48 tokens, the tool result between
     env = SmolAgentEnv(tok, [CalculatorTool()], max_turns=2, max_tokens_per_turn=48, max_total_tokens=max_completion)
-    env_plain = SmolAgentEnv(tok, [CalculatorTool()], max_turns=2, max_tokens_per_turn=48, max_total_tokens=max_completion,
+    env_plain = SmolAgentEnv(tok, [CalculatorTool()], max_turns=2, max_tokens_per_turn=48,
+                             max_total_tokens=max_completion,
                              draft_tokens=0)  # for information: the same without drafts for the tail
     cached = cache_dir() / "benchmarks" / f"tiny-calculator-sft{a.sft_steps}-seed{a.seed}.pt"
     if cached.exists() and not a.no_cache:
@@ -230,8 +232,9 @@ def main():
             rate = {m: statistics.median(k / t for k, t in zip(toks[m], times[m])) for m in times}
             best = {m: max(k / t for k, t in zip(toks[m], times[m])) for m in times}
             results[B] = rate
-            print(f"B={B}: best of {a.reps} tokens/s env {best['env']:.0f}, generate {best['generate']:.0f}, trl {best['trl']:.0f} "
-                  f"(ratios of bests: vs generate {best['env'] / best['generate']:.2f}, vs trl {best['env'] / best['trl']:.2f})")
+            print(f"B={B}: best of {a.reps} tokens/s env {best['env']:.0f}, generate {best['generate']:.0f}, trl "
+                  f"{best['trl']:.0f} (ratios of bests: vs generate {best['env'] / best['generate']:.2f}, vs trl "
+                  f"{best['env'] / best['trl']:.2f})")
             print(f"B={B}: longest episode env {statistics.median(longest):.0f} tokens median, {max(longest)} max "
                   f"(sampled replies vary), generate: every row exactly {per_row} tokens")
             print(f"B={B}: model tokens/s (median of {a.reps}) env {rate['env']:.0f}, generate {rate['generate']:.0f}, "
@@ -244,7 +247,8 @@ def main():
                   f"with drafts, same seeds, a rollout is x{paired:.2f} faster (median of {a.reps} pairs)")
     print(f"torch threads {torch.get_num_threads()}, total {time.perf_counter() - t_start:.0f} s")
     r = {f"vs_{m}_b{B}": results[B]["env"] / results[B][m] for m in ("generate", "trl") for B in (8, 32)}
-    print("RESULT " + " ".join(f"{k}={r[k]:.2f}" for k in ("vs_generate_b8", "vs_generate_b32", "vs_trl_b8", "vs_trl_b32")))
+    print("RESULT " + " ".join(f"{k}={r[k]:.2f}"
+                               for k in ("vs_generate_b8", "vs_generate_b32", "vs_trl_b8", "vs_trl_b32")))
 
 
 if __name__ == "__main__":

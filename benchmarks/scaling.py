@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def run(nproc: int, steps: int, batch: int, out: Path, name: str) -> list[float]:
     "Step times (seconds) of one training run on `nproc` processes, first step dropped."
     per_device = batch // nproc
-    sets = [f"algorithm.hyperparameters.max_steps={steps}", f"algorithm.hyperparameters.per_device_train_batch_size={per_device}",
+    sets = [f"algorithm.hyperparameters.max_steps={steps}",
+            f"algorithm.hyperparameters.per_device_train_batch_size={per_device}",
             "algorithm.hyperparameters.save_steps=100000", "evaluation=null", "num_threads=1",
             f"output_dir={out}", f"experiment_name={name}"]
     args = [a for s in sets for a in ("--set", s)]
@@ -34,7 +35,8 @@ def run(nproc: int, steps: int, batch: int, out: Path, name: str) -> list[float]
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), "-m", "retrain"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1",
            "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
-    r = subprocess.run([*launcher, "run", "configs/quickstart.yaml", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    r = subprocess.run([*launcher, "run", "configs/quickstart.yaml", *args], cwd=ROOT, env=env,
+                       capture_output=True, text=True)
     if r.returncode != 0: raise SystemExit(f"{nproc}-process run failed:\n{r.stderr[-3000:]}")
     lines = [json.loads(x) for x in (out / name / "metrics.jsonl").read_text().splitlines()]
     if [m["step"] for m in lines] != list(range(1, steps + 1)):
@@ -56,11 +58,13 @@ def main():
             for n in (1, 2):
                 t = run(n, a.steps, a.batch, tmp, f"r{r}-p{n}")
                 times[n] += t
-                print(f"round {r}, {n} process(es): median step {statistics.median(t):.3f} s over {len(t)} steps", flush=True)
+                print(f"round {r}, {n} process(es): median step {statistics.median(t):.3f} s over {len(t)} steps",
+                      flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     one, two = statistics.median(times[1]), statistics.median(times[2])
-    print(f"global batch {a.batch}, 1 torch thread per process: 1 process {one:.3f} s/step, 2 processes {two:.3f} s/step")
+    print(f"global batch {a.batch}, 1 torch thread per process: 1 process {one:.3f} s/step, 2 processes {two:.3f} "
+          "s/step")
     print(f"RESULT speedup_2proc={one / two:.3f}")
 
 

@@ -2,8 +2,9 @@
 
 Both trainers train the same tiny Llama (random weights, so nearly every completion runs to the length limit
 and both do the same work) on the same prompt token ids (the environment's rendering, handed to TRL as text)
-with the same reward (a function of the completion length), with identical GRPOConfig. Rounds alternate between the two (A B A B ...), each a fresh trainer from the same
-seed; the first step of each round is warm-up and not counted. Prints median step times and the ratio.
+with the same reward (a function of the completion length), with identical GRPOConfig. Rounds alternate between
+the two (A B A B ...), each a fresh trainer from the same seed; the first step of each round is warm-up and not
+counted. Prints median step times and the ratio.
 
     python benchmarks/trainer_overhead.py [--threads 1] [--rounds 6] [--steps 8]
 Last line: RESULT overhead=<retrain step time / trl step time>
@@ -74,7 +75,8 @@ def one_round(kind, steps, batch, gens):
         else:
             # the very prompt the environment renders (its tool list included), as text: identical prompt ids
             env = SmolAgentEnv(tok, [], max_turns=1, max_tokens_per_turn=MAX_NEW, max_total_tokens=MAX_NEW)
-            ds = Dataset.from_list([{"prompt": tok.decode(env.renderer.prompt_ids([{"role": "user", "content": r["prompt"]}]))}
+            ds = Dataset.from_list([{"prompt": tok.decode(env.renderer.prompt_ids([{"role": "user",
+                                                                                   "content": r["prompt"]}]))}
                                     for r in ROWS])
             t = TRLGRPOTrainer(model, reward_funcs=[trl_brevity], args=args, train_dataset=ds, processing_class=tok,
                                callbacks=[timer])

@@ -41,7 +41,8 @@ def _describe(label: str, i: int | None = None, r: RawRolloutData | None = None,
     p = r.row.get("prompt")
     if not isinstance(p, str): p = next((str(m.get("content")) for m in r.messages if m.get("role") == "user"), "")
     p = " ".join(p.split())
-    return f"{label} on {'' if k is None else f'turn {k} of '}rollout {i} (prompt {(p[:60] + '…') if len(p) > 60 else p!r})"
+    return (f"{label} on {'' if k is None else f'turn {k} of '}rollout {i} (prompt "
+            f"{(p[:60] + '…') if len(p) > 60 else p!r})")
 
 class _InfraFailed:
     "What a call that raised `InfrastructureError` returned."
@@ -51,15 +52,19 @@ def _as_float(v: Any, what: tuple) -> float:
     "A reward value as a float (None, or an infrastructure failure -> NaN); anything unusable is a `RewardError`."
     if v is None or v is _INFRA: return math.nan
     if isinstance(v, (str, bytes)) or not hasattr(v, "__float__"):
-        raise RewardError(f"{_describe(*what)} returned {v!r} ({type(v).__name__}); a reward must be a number, or None for 'not applicable'")
+        raise RewardError(f"{_describe(*what)} returned {v!r} ({type(v).__name__}); a reward must be a number, or None "
+                          "for 'not applicable'")
     try: f = float(v)
-    except (TypeError, ValueError, RuntimeError) as e: raise RewardError(f"{_describe(*what)} returned {v!r}, not one number ({e})") from None
-    if not math.isfinite(f): raise RewardError(f"{_describe(*what)} returned {f}; a reward must be finite (None means 'not applicable')")
+    except (TypeError, ValueError,
+            RuntimeError) as e: raise RewardError(f"{_describe(*what)} returned {v!r}, not one number ({e})") from None
+    if not math.isfinite(f):
+        raise RewardError(f"{_describe(*what)} returned {f}; a reward must be finite (None means 'not applicable')")
     return f
 
 def _as_bool(v: Any, what: tuple) -> bool:
     if v is _INFRA: return False
-    if not isinstance(v, (bool, np.bool_)): raise RewardError(f"{_describe(*what)} returned {v!r}; a verifier returns True or False")
+    if not isinstance(v, (bool, np.bool_)):
+        raise RewardError(f"{_describe(*what)} returned {v!r}; a verifier returns True or False")
     return bool(v)
 
 def _nansum(xs) -> float:
@@ -74,7 +79,8 @@ def _nanmean(xs) -> float:
 class _Lane:
     "Calls of one function, made one after another on a daemon thread (a call that hangs is abandoned, never joined)."
     def __init__(self, jobs: list, idx: list[int]):
-        self.jobs, self.idx, self.values, self.error, self.current, self.t0, self.done = jobs, idx, {}, None, None, None, False
+        self.jobs, self.idx, self.values, self.error = jobs, idx, {}, None
+        self.current, self.t0, self.done = None, None, False
 
     def run(self):
         try:
@@ -82,20 +88,22 @@ class _Lane:
                 fn, args, kwargs = self.jobs[j]
                 self.current, self.t0 = j, time.perf_counter()
                 try: self.values[j] = fn(*args, **kwargs)
-                except InfrastructureError as e: self.values[j] = e  # not the function's error: its rollouts are marked failed
+                # not the function's error: its rollouts are marked failed
+                except InfrastructureError as e: self.values[j] = e
                 except BaseException as e: self.error = (j, e); return  # SystemExit and KeyboardInterrupt too
         finally: self.done = True
 
     def running_for(self) -> float: return 0.0 if self.t0 is None else time.perf_counter() - self.t0
 
 class _Calls:
-    "Function calls of one scoring pass: each component's calls on a thread of their own (components run concurrently), each within `timeout` seconds; awaitables that async functions return are awaited together."
+    "One scoring pass's calls: each component's on its own thread within `timeout` s; awaitables awaited together."
     def __init__(self, timeout: float | None = None):
         self.timeout, self.jobs, self.whats, self.rows, self.failed, self.trips = timeout, [], [], [], {}, []
 
     def add(self, fn: Callable, args: tuple, kwargs: dict, what: tuple, rows: list[int] | None = None,
             trip: Tripwire | None = None) -> int:  # `trip`: of the read-only views in `args`
-        self.rows.append(rows if rows is not None else ([what[1]] if len(what) > 1 else []))  # the rollouts the call scores
+        # the rollouts the call scores
+        self.rows.append(rows if rows is not None else ([what[1]] if len(what) > 1 else []))
         self.jobs.append((fn, args, kwargs)); self.whats.append(what); self.trips.append(trip)
         return len(self.jobs) - 1
 
@@ -103,8 +111,9 @@ class _Calls:
         "A function that changed its read-only view and caught the error is still named."
         for j, t in enumerate(self.trips):
             if t is not None and t.what is not None:
-                raise RewardError(f"{_describe(*self.whats[j])} tried to modify {t.what} (and caught the error): rewards get a "
-                                  "read-only view of the rollout; return the score instead (notes may go in rollout.annotations)")
+                raise RewardError(f"{_describe(*self.whats[j])} tried to modify {t.what} (and caught the error): "
+                                  "rewards get a read-only view of the rollout; return the score instead (notes may go "
+                                  "in rollout.annotations)")
 
     def _fail(self, j: int, e: InfrastructureError) -> _InfraFailed:
         for i in self.rows[j]: self.failed.setdefault(i, f"{_describe(*self.whats[j])}: {type(e).__name__}: {e}")
@@ -134,7 +143,8 @@ class _Calls:
         return [values[j] for j in range(len(self.jobs))]
 
     async def results(self) -> list:
-        out = [self._fail(j, v) if isinstance(v, InfrastructureError) else v for j, v in enumerate(await self._run_lanes())]
+        out = [self._fail(j, v) if isinstance(v, InfrastructureError) else v for j,
+               v in enumerate(await self._run_lanes())]
         async def wait(j):
             try: ok, v = await asyncio.wait_for(_guarded(out[j]), self.timeout)
             except asyncio.TimeoutError: raise self._late(j) from None
@@ -185,11 +195,14 @@ def _schedule(c: _Component, rollouts: list[RawRolloutData], gate: list[bool], c
             slots.append([])
             for k, t in enumerate(r.turns):
                 trip = Tripwire()  # one per call: the call that touched its rollout is the one named
-                slots[-1].append(calls.add(c.spec.fn, (read_only(t, f"rollout.turns[{k}]", trip), read_only(r, "rollout", trip)),
-                                           c.spec.kwargs(read_only(r.row, "rollout.row", trip), c.cfg.params), (label, i, r, k), trip=trip))
+                slots[-1].append(calls.add(c.spec.fn,
+                                           (read_only(t, f"rollout.turns[{k}]", trip), read_only(r, "rollout", trip)),
+                                           c.spec.kwargs(read_only(r.row, "rollout.row", trip), c.cfg.params),
+                                           (label, i, r, k), trip=trip))
         else:
             trip = Tripwire()
-            slots.append(calls.add(c.spec.fn, (read_only(r, "rollout", trip),), c.spec.kwargs(read_only(r.row, "rollout.row", trip), c.cfg.params),
+            slots.append(calls.add(c.spec.fn, (read_only(r, "rollout", trip),),
+                                   c.spec.kwargs(read_only(r.row, "rollout.row", trip), c.cfg.params),
                                    (label, i, r), trip=trip))
     def read(vals: list) -> list:
         f = lambda j: _as_float(vals[j], calls.whats[j])
@@ -197,7 +210,8 @@ def _schedule(c: _Component, rollouts: list[RawRolloutData], gate: list[bool], c
                 for r, s in zip(rollouts, slots)]
     return read
 
-def _schedule_batch(c: _Component, rollouts: list[RawRolloutData], gate: list[bool], calls: _Calls) -> Callable[[list], list]:
+def _schedule_batch(c: _Component, rollouts: list[RawRolloutData], gate: list[bool],
+                    calls: _Calls) -> Callable[[list], list]:
     "A TRL-style function: one call on the rollouts that pass its verifiers."
     idx, label = [i for i, g in enumerate(gate) if g], f"TRL-style reward {c.name!r}"
     if idx:
@@ -205,7 +219,8 @@ def _schedule_batch(c: _Component, rollouts: list[RawRolloutData], gate: list[bo
         sub = [read_only(rollouts[i], f"rollouts[{i}]", trip) for i in idx]
         keys = dict.fromkeys(k for r in sub for k in r.row if k not in ("prompt", "completion", "completion_ids"))
         pcs = [trl_prompt_completion(r) for r in sub]
-        trl_inputs = {"prompts": [p for p, _ in pcs], "completions": [q for _, q in pcs], "completion_ids": [r.completion_ids for r in sub]}
+        trl_inputs = {"prompts": [p for p, _ in pcs], "completions": [q for _, q in pcs],
+                      "completion_ids": [r.completion_ids for r in sub]}
         kw = c.spec.kwargs({k: [r.row.get(k) for r in sub] for k in keys}, {**c.cfg.params, **trl_inputs})
         j = calls.add(c.spec.fn, (), kw, (f"{label} on a batch of {len(sub)} rollouts",), rows=idx, trip=trip)
     def read(vals: list) -> list[float]:
@@ -214,13 +229,15 @@ def _schedule_batch(c: _Component, rollouts: list[RawRolloutData], gate: list[bo
         res = vals[j]
         if res is _INFRA: return [math.nan if i in idx else v for i, v in enumerate(out)]
         if isinstance(res, (str, bytes)) or not hasattr(res, "__len__") or len(res) != len(idx):
-            raise RewardError(f"{_describe(*calls.whats[j])} returned {res!r}; expected a list of {len(idx)} values, one per completion")
+            raise RewardError(f"{_describe(*calls.whats[j])} returned {res!r}; expected a list of {len(idx)} values, "
+                              "one per completion")
         for m, i in enumerate(idx): out[i] = _as_float(res[m], (label, i, rollouts[i]))
         return out
     return read
 
 # %% ../nbs/05c_calculator.ipynb #7c6a2b71
-def _schedule_group(c: _Component, rollouts: list[RawRolloutData], gate: list[bool], calls: _Calls) -> Callable[[list], list]:
+def _schedule_group(c: _Component, rollouts: list[RawRolloutData], gate: list[bool],
+                    calls: _Calls) -> Callable[[list], list]:
     "A group function: one call per prompt, on the rollouts that share it and pass the verifiers."
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(rollouts):
@@ -231,14 +248,16 @@ def _schedule_group(c: _Component, rollouts: list[RawRolloutData], gate: list[bo
         what = (f"{label} on the {len(idx)} rollouts from {idx[0]} (prompt {str(first.row.get('prompt', ''))[:60]!r})",)
         trip = Tripwire()
         group = [read_only(rollouts[i], f"rollouts[{i}]", trip) for i in idx]
-        slots.append((idx, calls.add(c.spec.fn, (group,), c.spec.kwargs(group[0].row, c.cfg.params), what, rows=idx, trip=trip)))
+        slots.append((idx, calls.add(c.spec.fn, (group,), c.spec.kwargs(group[0].row, c.cfg.params),
+                                     what, rows=idx, trip=trip)))
     def read(vals: list) -> list[float]:
         out = [c.cfg.verifier_penalty] * len(rollouts)
         for idx, j in slots:
             res = vals[j]
             if res is _INFRA: res = [None] * len(idx)
             if isinstance(res, (str, bytes)) or not hasattr(res, "__len__") or len(res) != len(idx):
-                raise RewardError(f"{_describe(*calls.whats[j])} returned {res!r}; expected a list of {len(idx)} values, one per rollout")
+                raise RewardError(f"{_describe(*calls.whats[j])} returned {res!r}; expected a list of {len(idx)} "
+                                  "values, one per rollout")
             for m, i in enumerate(idx): out[i] = _as_float(res[m], (label, i, rollouts[i]))
         return out
     return read
@@ -255,10 +274,12 @@ class RewardCalculator:
         for is_step, table in ((True, step or {}), (False, rollout or {})):
             for name, cfg in table.items():
                 if name in self.component_names:
-                    raise ValueError(f"reward {name!r} is configured as both a step and a rollout reward; give it one level")
+                    raise ValueError(f"reward {name!r} is configured as both a step and a rollout reward; give it one "
+                                     "level")
                 cfg = cfg if isinstance(cfg, RewardFunctionConfig) else RewardFunctionConfig(**(cfg or {}))
                 spec = get_reward(name)
-                if problems := reward_problems(spec, name, cfg.params, step=is_step): raise ValueError(f"reward {problems[0][1]}")
+                if problems := reward_problems(spec, name, cfg.params,
+                                               step=is_step): raise ValueError(f"reward {problems[0][1]}")
                 self._components.append(_Component(name, spec, cfg, is_step))
         if not self._components: raise ValueError("no reward functions: give at least one step or rollout reward")
         self._verifiers = {v: get_verifier(v) for c in self._components for v in c.cfg.verifiers}
@@ -281,15 +302,17 @@ class RewardCalculator:
     def _warn_none(self, comps: list[_Component], values: list[list], gates: list[list[bool]]):
         "Warn (once per component) when a rollout-level component returned None for every rollout it scored."
         for c, vals, gate in zip(comps, values, gates):
-            if c.step: continue  # None is a step reward's "not my kind of turn": a batch with no such turn is no mistake
+            # None is a step reward's "not my kind of turn": a batch with no such turn is no mistake
+            if c.step: continue
             got = [x for v, g in zip(vals, gate) if g for x in (v if c.step else [v])]
             if got and all(math.isnan(x) for x in got) and c.name not in self._warned_none:
                 self._warned_none.add(c.name)
-                _log.warning("reward %r returned None for every one of %d rollouts: it adds nothing to the reward; check its "
-                            "params and the rows' fields (said once)", c.name, sum(gate))
+                _log.warning("reward %r returned None for every one of %d rollouts: it adds nothing to the reward; "
+                            "check its params and the rows' fields (said once)", c.name, sum(gate))
 
     def __repr__(self) -> str:
-        return f"RewardCalculator(step={self.step_names}, rollout={[n for n in self.component_names if n not in self.step_names]})"
+        return (f"RewardCalculator(step={self.step_names}, "
+                f"rollout={[n for n in self.component_names if n not in self.step_names]})")
 
 
 # %% ../nbs/05c_calculator.ipynb #507f7c5b
@@ -318,10 +341,13 @@ async def score(self: RewardCalculator, rollouts: list[RawRolloutData]) -> list[
         rewards, steps = {}, {}
         for c, vals, gate in zip(comps, values, gates):
             if c.step: steps[c.name] = [math.nan] * len(r.turns) if r.failed else vals[i]
-            rewards[c.name] = math.nan if r.failed else (_nanmean(vals[i]) if gate[i] else c.cfg.verifier_penalty) if c.step else vals[i]
-        turn_rewards = [_nansum(weights[k] * v[t] for k, v in steps.items()) for t in range(len(r.turns))] if steps else []
+            rewards[c.name] = (math.nan if r.failed else (_nanmean(vals[i]) if gate[i] else c.cfg.verifier_penalty)
+                               if c.step else vals[i])
+        turn_rewards = [_nansum(weights[k] * v[t] for k, v in steps.items())
+                        for t in range(len(r.turns))] if steps else []
         out.append(ProcessedTrajectory(
-            raw=r, total_reward=_nansum(weights[k] * v for k, v in rewards.items()), rewards=rewards, weights=dict(weights),
+            raw=r, total_reward=_nansum(weights[k] * v for k, v in rewards.items()),
+            rewards=rewards, weights=dict(weights),
             turn_rewards=turn_rewards, step_rewards=steps,
             verifier_outcomes={f"{c.name}/{v}": passed[v][i] for c in comps for v in c.cfg.verifiers}))
     return out
@@ -335,9 +361,10 @@ def score_sync(self: RewardCalculator, rollouts: list[RawRolloutData]) -> list[P
 
 # %% ../nbs/05c_calculator.ipynb #f975516b
 def success_reward_name(rewards: RewardCalculator, name: str | None = None, required: bool = True) -> str | None:
-    "The reward component whose value decides success: `name`, else the first rollout-level one (None if there is none and not `required`)."
+    "The reward component that decides success: `name`, else the first rollout-level one (None: none, not `required`)."
     name = name or next((n for n in rewards.component_names if n not in rewards.step_names), None)
-    if name is None and required: raise ValueError("evaluation needs a rollout-level reward (or evaluation.success_reward)")
+    if name is None and required:
+        raise ValueError("evaluation needs a rollout-level reward (or evaluation.success_reward)")
     if name is not None and name not in rewards.component_names:
         raise ValueError(f"evaluation.success_reward '{name}' is not a reward component {rewards.component_names}")
     return name

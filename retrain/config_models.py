@@ -69,13 +69,19 @@ def _check_lora(cfg: dict | None) -> dict | None:
 # %% ../nbs/01_config.ipynb #9e117c80
 class ModelConfig(_Section):
     "Which model to train and how to load it."
-    name_or_path: str = Field(description="Hub id, local directory, or an embedded model name such as 'retrain/tiny-calculator-agent'")
+    name_or_path: str = Field(description="Hub id, local directory, or an embedded model name such as "
+                                          "'retrain/tiny-calculator-agent'")
     loader: Literal["huggingface"] = Field("huggingface", description="How to load it (`from_pretrained`)")
     torch_dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("float32", description="Weights dtype")
     trust_remote_code: bool = Field(False, description="Passed to `from_pretrained`")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit)")
-    gguf_file: str | None = Field(None, description="A GGUF file inside `name_or_path` (a directory or a hub repo), as transformers' `gguf_file=`: the weights are dequantized (float32 unless torch_dtype says otherwise) and train like any others, LoRA included; needs the `gguf` package (`pip install gguf`)")
-    peft_config: dict[str, Any] | None = Field(None, description="LoRA settings (fields of `peft.LoraConfig`); None trains all weights")
+    gguf_file: str | None = Field(None,
+                                  description="A GGUF file inside `name_or_path` (a directory or a hub repo), as "
+                                              "transformers' `gguf_file=`: the weights are dequantized (float32 unless "
+                                              "torch_dtype says otherwise) and train like any others, LoRA included; "
+                                              "needs the `gguf` package (`pip install gguf`)")
+    peft_config: dict[str, Any] | None = Field(None, description="LoRA settings (fields of `peft.LoraConfig`); None "
+                                                                 "trains all weights")
 
     _lora = field_validator("peft_config")(classmethod(lambda cls, v: _check_lora(v)))
 
@@ -85,7 +91,8 @@ def _grpo_fields() -> dict[str, Any]:
     hints = typing.get_type_hints(GRPOConfig)
     return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(GRPOConfig) if f.init}
 
-_TRL_EVAL_FIELDS = ("eval_strategy", "eval_steps", "eval_delay", "eval_on_start", "do_eval", "per_device_eval_batch_size",
+_TRL_EVAL_FIELDS = ("eval_strategy", "eval_steps", "eval_delay", "eval_on_start", "do_eval",
+                    "per_device_eval_batch_size",
                     "eval_accumulation_steps", "eval_do_concat_batches", "eval_use_gather_object", "batch_eval_metrics",
                     "prediction_loss_only", "load_best_model_at_end", "metric_for_best_model", "num_generations_eval",
                     "bf16_full_eval", "fp16_full_eval")
@@ -94,20 +101,31 @@ _RESERVED_HPARAMS = {"output_dir": "set the top-level 'output_dir'", "seed": "se
                      "report_to": "set 'algorithm.report_to'",
                      "use_vllm": "set 'environment.generation.backend' (hf, vllm_server or vllm_colocate)",
                      "vllm_mode": "set 'environment.generation.backend' (vllm_server or vllm_colocate)",
-                     **{k: f"sampling has one home: set environment.sampling.{k}" for k in ("top_p", "top_k", "min_p", "repetition_penalty")},
-                     "generation_kwargs": "retrain's rollout loop samples, not transformers.generate: set environment.sampling",
-                     "chat_template_kwargs": "set environment.chat_template_kwargs (it reaches the template the environment renders)",
+                     **{k: f"sampling has one home: set environment.sampling.{k}"
+                        for k in ("top_p", "top_k", "min_p", "repetition_penalty")},
+                     "generation_kwargs": "retrain's rollout loop samples, not transformers.generate: set "
+                                          "environment.sampling",
+                     "chat_template_kwargs": "set environment.chat_template_kwargs (it reaches the template the "
+                                             "environment renders)",
                      "max_tool_calling_iterations": "set environment.max_turns",
-                     "model_init_kwargs": "retrain loads the model itself: set model.torch_dtype, model.revision, model.trust_remote_code",
-                     "use_transformers_paged": "retrain's rollout loop generates; this transformers.generate option never runs",
-                     "cache_implementation": "retrain's rollout loop keeps its own KV cache; this transformers.generate option never runs",
-                     "use_transformers_continuous_batching": "retrain's rollout loop generates; this transformers option never runs",
-                     "transformers_continuous_batching_config": "retrain's rollout loop generates; this transformers option never runs",
-                     "trust_remote_code": "set model.trust_remote_code (it reaches the model, the tokenizer and a vLLM engine)",
-                     "vllm_structured_outputs_regex": "retrain's multi-turn rollouts do not constrain vLLM's output; remove it",
-                     "ds3_gather_for_generation": "retrain's rollout loop generates; this option of TRL's own generation never runs",
-                     **{k: "retrain evaluates with its own 'evaluation' section (prompt_source, every_n_steps, batch_size); "
-                           "TRL's evaluation loop never runs" for k in _TRL_EVAL_FIELDS}}
+                     "model_init_kwargs": "retrain loads the model itself: set model.torch_dtype, model.revision, "
+                                          "model.trust_remote_code",
+                     "use_transformers_paged": "retrain's rollout loop generates; this transformers.generate option "
+                                               "never runs",
+                     "cache_implementation": "retrain's rollout loop keeps its own KV cache; this "
+                                             "transformers.generate option never runs",
+                     "use_transformers_continuous_batching": "retrain's rollout loop generates; this transformers "
+                                                             "option never runs",
+                     "transformers_continuous_batching_config": "retrain's rollout loop generates; this transformers "
+                                                                "option never runs",
+                     "trust_remote_code": "set model.trust_remote_code (it reaches the model, the tokenizer and a vLLM "
+                                          "engine)",
+                     "vllm_structured_outputs_regex": "retrain's multi-turn rollouts do not constrain vLLM's output; "
+                                                      "remove it",
+                     "ds3_gather_for_generation": "retrain's rollout loop generates; this option of TRL's own "
+                                                  "generation never runs",
+                     **{k: "retrain evaluates with its own 'evaluation' section (prompt_source, every_n_steps, "
+                           "batch_size); TRL's evaluation loop never runs" for k in _TRL_EVAL_FIELDS}}
 
 def _check_hparams(hp: dict[str, Any]) -> dict[str, Any]:
     fields, out = _grpo_fields(), {}
@@ -127,11 +145,14 @@ class AlgorithmConfig(_Section):
     "The RL algorithm and its hyperparameters."
     name: Literal["grpo"] = Field("grpo", description="The algorithm")
     backend: Literal["trl"] = Field("trl", description="The implementation it runs on")
-    hyperparameters: dict[str, Any] = Field(default_factory=dict, description="Fields of `trl.GRPOConfig`, checked against the installed TRL")
-    report_to: str | list[str] = Field("none", description="Experiment trackers for TRL/transformers ('none', 'wandb', 'tensorboard', …)")
-    stop_on_collapse: bool = Field(False, description="Stop the run (exit status 2) when training collapses: the reward at its floor "
-                                   "with zero gradient, or the output no longer readable, for 2 steps (`retrain.health`); off: a warning "
-                                   "and a mark in the logs. A non-finite loss, gradient or weights always stops it")
+    hyperparameters: dict[str, Any] = Field(default_factory=dict,
+                                            description="Fields of `trl.GRPOConfig`, checked against the installed TRL")
+    report_to: str | list[str] = Field("none", description="Experiment trackers for TRL/transformers ('none', 'wandb', "
+                                                           "'tensorboard', …)")
+    stop_on_collapse: bool = Field(False, description="Stop the run (exit status 2) when training collapses: the "
+                                   "reward at its floor with zero gradient, or the output no longer readable, for 2 "
+                                   "steps (`retrain.health`); off: a warning and a mark in the logs. A non-finite "
+                                   "loss, gradient or weights always stops it")
 
     _hp = field_validator("hyperparameters")(classmethod(lambda cls, v: _check_hparams(v)))
 
@@ -142,24 +163,31 @@ class SamplingConfig(_Section):
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass")
     top_k: int | None = Field(None, ge=1, description="Keep only the k most likely tokens")
     repetition_penalty: float = Field(1.0, gt=0.0, description="As in `transformers.generate`")
-    min_p: float = Field(0.0, ge=0.0, lt=1.0, description="Drop tokens less likely than `min_p` times the most likely one; 0: off")
+    min_p: float = Field(0.0, ge=0.0, lt=1.0,
+                         description="Drop tokens less likely than `min_p` times the most likely one; 0: off")
 
 # %% ../nbs/01_config.ipynb #0e2457d6
 class GenerationConfig(_Section):
     "Where rollouts are generated: the environment's own decode loop, or vLLM through TRL."
-    backend: Literal["hf", "vllm_server", "vllm_colocate"] = Field("hf", description="'hf': the training model in this process; 'vllm_server': a vLLM server (TRL's server mode); 'vllm_colocate': a vLLM engine beside each training process (TRL's colocate mode)")
+    backend: Literal["hf", "vllm_server", "vllm_colocate"] = Field(
+        "hf", description="'hf': the training model in this process; 'vllm_server': a vLLM server (TRL's server mode); "
+                          "'vllm_colocate': a vLLM engine beside each training process (TRL's colocate mode)")
 
 # %% ../nbs/01_config.ipynb #c23e4fd0
 class MCPServerConfig(_Section):
-    "An MCP server whose tools join the environment's: a stdio `command` that retrain starts, or the `url` of a streamable-HTTP server."
+    "An MCP server whose tools join the environment's: a stdio `command` retrain starts, or a streamable-HTTP `url`."
     name: str = Field(pattern=r"^[\w.\-]+$", description="Names the server in logs and errors")
     command: str | None = Field(None, description="stdio: the program to start (e.g. 'python', 'npx', 'uvx')")
     args: list[str] = Field(default_factory=list, description="stdio: its arguments")
-    env: dict[str, str] | None = Field(None, description="stdio: variables added to the few it inherits (HOME, PATH, USER, ...)")
+    env: dict[str, str] | None = Field(None, description="stdio: variables added to the few it inherits (HOME, PATH, "
+                                                         "USER, ...)")
     cwd: Path | None = Field(None, description="stdio: its working directory")
-    url: str | None = Field(None, description="streamable HTTP: the server's MCP endpoint, e.g. http://127.0.0.1:8000/mcp")
-    headers: dict[str, str] = Field(default_factory=dict, description="streamable HTTP: request headers (e.g. Authorization)")
-    tools: list[str] | None = Field(None, min_length=1, description="Take only these of its tools, by name; None takes all")
+    url: str | None = Field(None,
+                            description="streamable HTTP: the server's MCP endpoint, e.g. http://127.0.0.1:8000/mcp")
+    headers: dict[str, str] = Field(default_factory=dict,
+                                    description="streamable HTTP: request headers (e.g. Authorization)")
+    tools: list[str] | None = Field(None, min_length=1,
+                                    description="Take only these of its tools, by name; None takes all")
     connect_timeout: float = Field(30.0, gt=0, description="Seconds for the server to start and list its tools")
     max_restarts: int = Field(1, ge=0, description="Restarts allowed in a run when it dies; past them training stops")
 
@@ -169,15 +197,18 @@ class MCPServerConfig(_Section):
             raise ValueError(f"mcp server '{self.name}': give 'command' (a stdio server) or 'url' (streamable HTTP), "
                              f"not {'both' if self.command is not None else 'neither'}")
         if self.url is not None and (self.args or self.env is not None or self.cwd is not None):
-            raise ValueError(f"mcp server '{self.name}': args, env and cwd are for a stdio server ('command'), not a 'url'")
+            raise ValueError(f"mcp server '{self.name}': args, env and cwd are for a stdio server ('command'), not a "
+                             "'url'")
         if self.command is not None and self.headers:
-            raise ValueError(f"mcp server '{self.name}': headers are for a streamable-HTTP server ('url'), not a 'command'")
+            raise ValueError(f"mcp server '{self.name}': headers are for a streamable-HTTP server ('url'), not a "
+                             "'command'")
         return self
 
 # %% ../nbs/01_config.ipynb #be2ced32
+# settings of retrain's own loop, refused with `agent`
 _OWN_LOOP = {"tool_call_format", "system_prompt", "plain_text_is_final", "tool_parser", "reasoning_tags", "max_turns",
              "tool_timeout", "authorized_imports", "max_observation_tokens", "code_state_budget", "draft_tokens",
-             "code_executor", "code_executor_kwargs", "code_executor_workers", "tool_isolation"}  # settings of retrain's own loop, refused with `agent`
+             "code_executor", "code_executor_kwargs", "code_executor_workers", "tool_isolation"}
 
 # %% ../nbs/01_config.ipynb #489fcf3f
 class SmolAgentEnvConfig(_Section):
@@ -187,28 +218,52 @@ class SmolAgentEnvConfig(_Section):
     tool_call_format: Literal["native", "json", "code"] = Field("native", description="How the agent writes actions")
     max_turns: int = Field(4, ge=1, description="Model replies per episode")
     max_tokens_per_turn: int = Field(128, ge=1, description="New tokens per model reply")
-    max_total_tokens: int | None = Field(None, ge=1, description="Completion budget (model + environment tokens); defaults to `max_completion_length`")
-    system_prompt: str | None = Field(None, description="System message; None uses the format's default. In the json and code formats the format's tool list and call syntax stay in it: where it says `{tools}`, else after it")
+    max_total_tokens: int | None = Field(None, ge=1, description="Completion budget (model + environment tokens); "
+                                                                 "defaults to `max_completion_length`")
+    system_prompt: str | None = Field(None,
+                                      description="System message; None uses the format's default. In the json and "
+                                                  "code formats the format's tool list and call syntax stay in it: "
+                                                  "where it says `{tools}`, else after it")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="Sampling settings")
     tool_timeout: float = Field(10.0, gt=0, description="Wall-clock seconds per tool call or code action")
-    tool_isolation: Literal["none", "process"] = Field("none", description="Where tool calls run: 'none' on a thread of the trainer's process; 'process' in worker processes, where a tool that crashes (os._exit, a segfault) fails only its call, as an infrastructure failure (see `retrain.tool_isolation`); code actions always run in a process of their own")
+    tool_isolation: Literal["none", "process"] = Field(
+        "none", description="Where tool calls run: 'none' on a thread of the trainer's process; 'process' in worker "
+                            "processes, where a tool that crashes (os._exit, a segfault) fails only its call, as an "
+                            "infrastructure failure (see `retrain.tool_isolation`); code actions always run in a "
+                            "process of their own")
     authorized_imports: list[str] = Field(default_factory=list, description="Modules a code action may import")
     max_observation_tokens: int = Field(256, ge=1, description="Tool output longer than this is truncated")
-    code_state_budget: int = Field(2**20, ge=0, description="Pickled bytes of variables a code action may carry to the episode's next one; larger ones are dropped with a note to the model")
-    plain_text_is_final: bool | None = Field(None, description="A reply with no action is the final answer; None: yes in native, no in json and code")
-    tool_parser: Literal["auto", "hermes", "llama_json", "mistral"] = Field("auto", description="Native format: how tool calls are written; auto: recognised from the chat template")
-    reasoning_tags: tuple[str, str] | None = Field(("<think>", "</think>"), description="Reasoning block delimiters: removed from answers and parsed text (kept in the trained tokens); None: no reasoning")
-    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra variables for the chat template (e.g. enable_thinking: false)")
-    draft_tokens: int = Field(3, ge=0, description="When few episodes are left, tokens drafted per step from each one's own history and checked in one forward (exact); 0: off")
+    code_state_budget: int = Field(2**20, ge=0,
+                                   description="Pickled bytes of variables a code action may carry to the episode's "
+                                               "next one; larger ones are dropped with a note to the model")
+    plain_text_is_final: bool | None = Field(None, description="A reply with no action is the final answer; None: yes "
+                                                               "in native, no in json and code")
+    tool_parser: Literal["auto", "hermes", "llama_json", "mistral"] = Field(
+        "auto", description="Native format: how tool calls are written; auto: recognised from the chat template")
+    reasoning_tags: tuple[str, str] | None = Field(("<think>", "</think>"),
+                                                   description="Reasoning block delimiters: removed from answers and "
+                                                               "parsed text (kept in the trained tokens); None: no "
+                                                               "reasoning")
+    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict,
+                                                 description="Extra variables for the chat template (e.g. "
+                                                             "enable_thinking: false)")
+    draft_tokens: int = Field(3, ge=0, description="When few episodes are left, tokens drafted per step from each "
+                                                   "one's own history and checked in one forward (exact); 0: off")
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Where turns are sampled")
-    mcp_servers: list[MCPServerConfig] = Field(default_factory=list, description="MCP servers whose tools join `tools` (needs `retrain[mcp]`)")
-    code_executor: str = Field("local", description="Where code actions run: 'local' (a convenience, not a security boundary), "
-                               "'docker', 'e2b' or 'modal' (smolagents' remote executors; see `retrain.code_executors`)")
-    code_executor_kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to a remote executor's constructor")
-    code_executor_workers: int = Field(4, ge=1, description="Remote executors at most, each running one code action at a time")
-    agent: str | None = Field(None, description="'package.module:factory' building a smolagents agent on retrain's model, "
-                              "`factory(model, tools, **agent_kwargs)`: retrain trains that agent's own loop (see `retrain.agents`)")
-    agent_kwargs: dict[str, Any] = Field(default_factory=dict, description="More keyword arguments for the `agent` factory")
+    mcp_servers: list[MCPServerConfig] = Field(
+        default_factory=list, description="MCP servers whose tools join `tools` (needs `retrain[mcp]`)")
+    code_executor: str = Field("local", description="Where code actions run: 'local' (a convenience, not a security "
+                               "boundary), 'docker', 'e2b' or 'modal' (smolagents' remote executors; see "
+                               "`retrain.code_executors`)")
+    code_executor_kwargs: dict[str, Any] = Field(default_factory=dict,
+                                                 description="Passed to a remote executor's constructor")
+    code_executor_workers: int = Field(4, ge=1,
+                                       description="Remote executors at most, each running one code action at a time")
+    agent: str | None = Field(None, description="'package.module:factory' building a smolagents agent on retrain's "
+                              "model, `factory(model, tools, **agent_kwargs)`: retrain trains that agent's own loop "
+                              "(see `retrain.agents`)")
+    agent_kwargs: dict[str, Any] = Field(default_factory=dict,
+                                         description="More keyword arguments for the `agent` factory")
 
     @model_validator(mode="after")
     def _mcp_servers_fit(self):
@@ -216,7 +271,8 @@ class SmolAgentEnvConfig(_Section):
         if dup := sorted({n for n in names if names.count(n) > 1}):
             raise ValueError(f"mcp_servers: two servers are named {dup}; give each its own name")
         if self.code_executor != "local" and self.tool_call_format != "code":
-            raise ValueError(f"code_executor '{self.code_executor}' runs code actions: set tool_call_format: code (or code_executor: local)")
+            raise ValueError(f"code_executor '{self.code_executor}' runs code actions: set tool_call_format: code (or "
+                             "code_executor: local)")
         if self.mcp_servers and self.tool_call_format == "code":
             raise ValueError("mcp_servers: code actions run in a separate process that cannot reach MCP servers; "
                              "use tool_call_format native or json")
@@ -225,15 +281,19 @@ class SmolAgentEnvConfig(_Section):
     @model_validator(mode="after")
     def _agent_fits(self):
         if not self.agent:
-            if self.agent_kwargs: raise ValueError("agent_kwargs are for an agent factory: set agent: 'package.module:factory'")
+            if self.agent_kwargs: raise ValueError("agent_kwargs are for an agent factory: set agent: "
+                                                   "'package.module:factory'")
             return self
         if ":" not in self.agent: raise ValueError(f"agent must be 'package.module:factory', got {self.agent!r}")
         own = sorted(set(self.model_fields_set) & _OWN_LOOP)
-        if own: raise ValueError(f"{', '.join(own)} describe retrain's own agent loop; with agent set, the smolagents agent's own "
-                                 "loop runs (its prompts, formats, max_steps and tools decide): remove them")
+        if own:
+            raise ValueError(f"{', '.join(own)} describe retrain's own agent loop; with agent set, the smolagents "
+                             "agent's own loop runs (its prompts, formats, max_steps and tools decide): remove them")
         if self.generation.backend != "hf":
-            raise ValueError(f"agent: generation.backend '{self.generation.backend}' is not supported yet; agents sample with 'hf'")
-        if self.sampling.repetition_penalty != 1.0: raise ValueError("agent: sampling.repetition_penalty is not supported (leave it at 1.0)")
+            raise ValueError(f"agent: generation.backend '{self.generation.backend}' is not supported yet; agents "
+                             "sample with 'hf'")
+        if self.sampling.repetition_penalty != 1.0:
+            raise ValueError("agent: sampling.repetition_penalty is not supported (leave it at 1.0)")
         return self
 
 EnvironmentConfig = SmolAgentEnvConfig  # a tagged union once there is a second environment type
@@ -245,23 +305,28 @@ class _SourceBase(_Section):
     column_mapping: dict[str, str] = Field(default_factory=dict, description="Rename columns: {old: new}")
     limit: int | None = Field(None, ge=1, description="Use at most this many rows")
     shuffle: bool = Field(False, description="Shuffle rows (with the run's seed)")
-    too_long: Literal["refuse", "truncate", "drop"] = Field("refuse", description="A row whose prompt leaves no room for the completion budget within the model's context: refuse the run, cut its last user message, or drop the row")
+    too_long: Literal["refuse", "truncate", "drop"] = Field(
+        "refuse", description="A row whose prompt leaves no room for the completion budget within the model's "
+                              "context: refuse the run, cut its last user message, or drop the row")
 
 class ListPromptSource(_SourceBase):
     "Prompts written in the config."
     type: Literal["list"] = "list"
-    prompts: list[str | dict[str, Any]] = Field(min_length=1, description="Strings, or dicts with the prompt field and extra fields")
+    prompts: list[str | dict[str, Any]] = Field(min_length=1,
+                                                description="Strings, or dicts with the prompt field and extra fields")
 
 class FilePromptSource(_SourceBase):
     "Prompts from a local file."
     type: Literal["file"] = "file"
     path: Path = Field(description="A .jsonl, .json, .csv or .txt file (one prompt per line)")
-    format: Literal["jsonl", "json", "csv", "txt"] | None = Field(None, description="Inferred from the suffix when None")
+    format: Literal["jsonl", "json", "csv", "txt"] | None = Field(None,
+                                                                  description="Inferred from the suffix when None")
 
     @model_validator(mode="after")
     def _format_known(self):
         if self.format is None and self.path.suffix.lstrip(".") not in ("jsonl", "json", "csv", "txt"):
-            raise ValueError(f"cannot infer the format of '{self.path}': set prompt_source.format to jsonl, json, csv or txt")
+            raise ValueError(f"cannot infer the format of '{self.path}': set prompt_source.format to jsonl, json, csv "
+                             "or txt")
         return self
 
 class HFDatasetPromptSource(_SourceBase):
@@ -280,48 +345,55 @@ class RewardFunctionConfig(_Section):
     "How one reward function enters the total."
     weight: float = Field(1.0, description="Multiplies the function's value in the total")
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the function")
-    verifiers: list[str] = Field(default_factory=list, description="Verifiers that must all pass, else `verifier_penalty`")
+    verifiers: list[str] = Field(default_factory=list,
+                                 description="Verifiers that must all pass, else `verifier_penalty`")
     verifier_penalty: float = Field(0.0, description="The value used when a verifier fails")
 
 class RewardSetupConfig(_Section):
     "Step-level and rollout-level reward functions."
     step_reward_configs: dict[str, RewardFunctionConfig] = Field(default_factory=dict, description="Scored per turn")
-    rollout_reward_configs: dict[str, RewardFunctionConfig] = Field(default_factory=dict, description="Scored per episode")
-    timeout: float | None = Field(60.0, gt=0, description="Seconds one reward or verifier call may take; a slower call stops the run (None: no limit)")
+    rollout_reward_configs: dict[str, RewardFunctionConfig] = Field(default_factory=dict,
+                                                                    description="Scored per episode")
+    timeout: float | None = Field(60.0, gt=0, description="Seconds one reward or verifier call may take; a slower call "
+                                                          "stops the run (None: no limit)")
 
     @model_validator(mode="after")
     def _some_reward(self):
         if not (self.step_reward_configs or self.rollout_reward_configs):
-            raise ValueError("no reward functions: add at least one under step_reward_configs or rollout_reward_configs")
+            raise ValueError("no reward functions: "
+                             "add at least one under step_reward_configs or rollout_reward_configs")
         both = set(self.step_reward_configs) & set(self.rollout_reward_configs)
-        if both: raise ValueError(f"{sorted(both)} appear as both step and rollout rewards; give each component one level")
+        if both: raise ValueError(f"{sorted(both)} appear as both step and rollout rewards; give each component one "
+                                  "level")
         return self
 
 # %% ../nbs/01_config.ipynb #56de810c
 class EvaluationConfig(_Section):
     "Held-out evaluation with greedy decoding."
     prompt_source: PromptSourceConfig = Field(description="Held-out rows (never trained on)")
-    success_reward: str | None = Field(None, description="Rollout reward whose value >= `success_threshold` counts as success; default: the first rollout reward")
+    success_reward: str | None = Field(None, description="Rollout reward whose value >= `success_threshold` counts as "
+                                                         "success; default: the first rollout reward")
     success_threshold: float = Field(1.0, description="Threshold on `success_reward`")
     before: bool = Field(True, description="Evaluate before training")
     after: bool = Field(True, description="Evaluate after training")
     batch_size: int = Field(64, ge=1, description="Episodes per batched rollout")
-    every_n_steps: int | None = Field(None, description="Also evaluate every N training steps (greedy, on the same rows); "
-                                      "logged as `eval/...` on that step's metrics line. None: before and after only")
+    every_n_steps: int | None = Field(None, description="Also evaluate every N training steps (greedy, on the same "
+                                      "rows); logged as `eval/...` on that step's metrics line. None: before and after "
+                                      "only")
 
     @field_validator("every_n_steps", mode="before")
     @classmethod
     def _steps(cls, v):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ValueError(f"must be a positive whole number of training steps, or null to evaluate only before and after "
-                             f"training (got {v!r})")
+            raise ValueError("must be a positive whole number of training steps, or null to evaluate only before and "
+                             f"after training (got {v!r})")
         return v
 
 # %% ../nbs/01_config.ipynb #9e15b19b
 class WarmStartConfig(_Section):
     "Supervised warm start (TRL's SFTTrainer) on demonstrations played with the real tools, before RL."
-    demonstrations: str = Field(description="'package.module:function' taking a row and returning the actions that solve it: "
-                                "[(tool name, arguments), ..., ('final_answer', {'answer': ...})]")
+    demonstrations: str = Field(description="'package.module:function' taking a row and returning the actions that "
+                                "solve it: [(tool name, arguments), ..., ('final_answer', {'answer': ...})]")
     prompt_source: PromptSourceConfig | None = Field(None, description="Rows to demonstrate (None: the training rows)")
     tools: list[str] | None = Field(None, description="The demonstrations' tools (None: environment.tools)")
     num_demonstrations: int = Field(64, ge=1, description="Demonstrations to play (the first rows of the source)")
@@ -329,9 +401,11 @@ class WarmStartConfig(_Section):
     batch_size: int = Field(8, ge=1, description="Demonstrations per step")
     learning_rate: float = Field(5e-4, gt=0, description="AdamW learning rate (constant)")
     lora: dict[str, Any] | None = Field(default_factory=lambda: {"r": 16, "lora_alpha": 32},
-                                        description="LoRA settings for the warm start, merged into the weights after it; None trains all weights")
+                                        description="LoRA settings for the warm start, merged into the weights after "
+                                                    "it; None trains all weights")
     success_reward: str | None = Field(None, description="Keep a demonstration only when this reward reaches 1 "
-                                       "(None: evaluation.success_reward; no evaluation: every demonstration that ends in a final answer)")
+                                       "(None: evaluation.success_reward; no evaluation: every demonstration that ends "
+                                       "in a final answer)")
 
     _lora = field_validator("lora")(classmethod(lambda cls, v: _check_lora(v)))
 
@@ -346,7 +420,8 @@ class TrainingConfig(_Section):
     evaluation: EvaluationConfig | None = Field(None, description="Held-out evaluation")
     warm_start: WarmStartConfig | None = Field(None, description="Supervised warm start on demonstrations before RL")
     seed: int = Field(42, description="Seeds python, numpy and torch")
-    experiment_name: str = Field("retrain-run", pattern=r"^[\w.\-]+$", description="Run directory name under `output_dir`")
+    experiment_name: str = Field("retrain-run", pattern=r"^[\w.\-]+$",
+                                 description="Run directory name under `output_dir`")
     output_dir: Path = Field(Path("runs"), description="Parent of run directories")
     logging_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="retrain's log level")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None keeps torch's default")
@@ -354,7 +429,8 @@ class TrainingConfig(_Section):
     @classmethod
     def from_dict(cls, data: dict, *, source: str = "config", overrides: list[str] | None = None) -> TrainingConfig:
         "Validate a dict (after applying dotted `overrides`); errors raise `ConfigError`."
-        if not isinstance(data, dict): raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
         data = apply_overrides(data, overrides or [], source=source)
         try: return cls.model_validate(data)
         except ValidationError as e: raise ConfigError(_format_errors(e, source)) from None

@@ -63,7 +63,8 @@ class Turn:
     generation_seconds: float = 0.0  # this turn's share of the batched generate call
     tool_seconds: float = 0.0  # wall time of the tool call
     reasoning_tokens: int = 0  # tokens of the reply's reasoning block (`<think>…</think>` by default)
-    agent_step: str | None = None  # a smolagents agent's step this reply made: 'action', 'planning', 'final_answer' (after max steps) or 'managed'
+    # a smolagents agent's step this reply made: 'action', 'planning', 'final_answer' (after max steps) or 'managed'
+    agent_step: str | None = None
 
     @property
     def num_errors(self) -> int:
@@ -85,8 +86,10 @@ class Termination(str, Enum):
     truncated_turn = "truncated_turn"  # a reply was cut at `max_tokens_per_turn` (never scored as an answer)
     truncated_budget = "truncated_budget"  # a reply was cut by the completion budget (never scored as an answer)
     infra_failure = "infra_failure"  # the environment's infrastructure failed (see `InfrastructureError`)
-    max_steps = "max_steps"  # a smolagents agent reached its `max_steps` (its answer then comes from one more model call)
-    final_answer_rejected = "final_answer_rejected"  # a smolagents agent's last final answer failed its `final_answer_checks`
+    # a smolagents agent reached its `max_steps` (its answer then comes from one more model call)
+    max_steps = "max_steps"
+    # a smolagents agent's last final answer failed its `final_answer_checks`
+    final_answer_rejected = "final_answer_rejected"
     agent_error = "agent_error"  # a smolagents agent's run raised (e.g. `AgentGenerationError`)
 
 # %% ../nbs/00_types.ipynb #c15c7fb3
@@ -113,10 +116,14 @@ class RawRolloutData:
     final_answer: str | None = None  # the agent's answer, if it gave one
     termination: Termination | None = None  # why the episode ended
     row: Row = field(default_factory=dict)  # the prompt row's fields (e.g. "answer")
-    annotations: dict[str, Any] = field(default_factory=dict)  # notes attached while scoring (e.g. a judge's reply), kept in the log
-    infra_error: str | None = None  # what failed, when infrastructure failed this rollout: it is kept out of the gradient
-    calls: list[ModelCall] = field(default_factory=list)  # a smolagents agent's model calls, each with the prompt it was given
-    one_sequence: bool = True  # False: the calls' prompts do not extend each other, so each call trains as its own sequence
+    # notes attached while scoring (e.g. a judge's reply), kept in the log
+    annotations: dict[str, Any] = field(default_factory=dict)
+    # what failed, when infrastructure failed this rollout: it is kept out of the gradient
+    infra_error: str | None = None
+    # a smolagents agent's model calls, each with the prompt it was given
+    calls: list[ModelCall] = field(default_factory=list)
+    # False: the calls' prompts do not extend each other, so each call trains as its own sequence
+    one_sequence: bool = True
 
     def __post_init__(self):
         n = len(self.completion_ids)
@@ -156,7 +163,7 @@ def jsonable(x):
 
 # %% ../nbs/00_types.ipynb #171ebb22
 class InfrastructureError(RuntimeError):
-    "A failure of the environment's infrastructure, not of the model (a tool's backend down, a judge unreadable): the rollout is kept out of the gradient."
+    "The environment's infrastructure failed, not the model (a backend down, a judge unreadable): out of the gradient."
 
 # %% ../nbs/00_types.ipynb #21aa2dd7
 @dataclass

@@ -42,7 +42,8 @@ url = D.broadcast_object(server.base_url if server else None)
 
 policy, _ = build_tiny_model(seed=0)
 env = SmolAgentEnv(tok, ["calculator"], max_turns=2, max_tokens_per_turn=12, max_total_tokens=40)
-rewards = RewardCalculator(step={"tool_call_valid": {"weight": 0.2}}, rollout={"length_penalty": {"params": {"budget": 4}}, "spread": {}})
+rewards = RewardCalculator(step={"tool_call_valid": {"weight": 0.2}},
+                           rollout={"length_penalty": {"params": {"budget": 4}}, "spread": {}})
 rows = [{"prompt": f"What is {a}*7?", "answer": str(7 * a)} for a in range(100, 108)]
 args = GRPOConfig(output_dir=os.environ["RETRAIN_TEST_OUT"] + "/ckpt", per_device_train_batch_size=8, num_generations=4,
                   max_steps=2, learning_rate=5e-3, logging_steps=1, save_strategy="no", use_cpu=True, bf16=False,
@@ -59,7 +60,8 @@ class Checking(GRPOTrainer):
         with torch.no_grad():
             for t in self._trajs:
                 raw = t.raw
-                lp = torch.log_softmax(model(torch.tensor([raw.prompt_ids + raw.completion_ids])).logits[0, len(raw.prompt_ids) - 1:-1], -1)
+                logits = model(torch.tensor([raw.prompt_ids + raw.completion_ids])).logits
+                lp = torch.log_softmax(logits[0, len(raw.prompt_ids) - 1:-1], -1)
                 got = lp.gather(1, torch.tensor(raw.completion_ids)[:, None])[:, 0]
                 m = torch.tensor(raw.env_mask, dtype=torch.bool)
                 worst = max(worst, float((got[m] - torch.tensor(raw.logprobs)[m]).abs().max()))
@@ -68,7 +70,8 @@ class Checking(GRPOTrainer):
 
 
 try:
-    trainer = Checking(policy, env, rewards, rows, args, processing_class=tok, vllm_client=lambda: HTTPWeightsClient(url))
+    trainer = Checking(policy, env, rewards, rows, args, processing_class=tok,
+                       vllm_client=lambda: HTTPWeightsClient(url))
     out = {"generator": type(trainer.generator).__name__, "has_client": trainer.generator.client is not None}
     trainer.train()
     out.update(step=trainer.state.global_step, diffs=list(diffs))
@@ -85,7 +88,8 @@ try:
     batch = trainer._generate_and_score_completions([{"prompt": rows[0]["prompt"], "row_index": 0}] * 4)
     mask = batch["completion_mask"] * batch["tool_mask"]
     out["faults"] = {"failed": [t.failed for t in trainer._trajs], "totals": [t.total_reward for t in trainer._trajs],
-                     "advantages": batch["advantages"][:, 0].tolist(), "all_zero": [not a.any() for a in batch["advantages"]], "mask_rows": mask.sum(1).tolist(),
+                     "advantages": batch["advantages"][:, 0].tolist(),
+                     "all_zero": [not a.any() for a in batch["advantages"]], "mask_rows": mask.sum(1).tolist(),
                      "num_items": batch["num_items_in_batch"].item(),
                      "infra_failed": trainer._metrics["train"]["rollouts/infra_failed"][-1]}
 finally:

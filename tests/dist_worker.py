@@ -47,12 +47,14 @@ def scored(i: int) -> ProcessedTrajectory:
     raw = RawRolloutData(prompt_ids=[1], row={"prompt": f"q{i // 4}"})
     for k in range(1 + i % 3):
         n = 1 + (i + k) % 2
-        t = Turn(index=k, token_ids=[5] * n, logprobs=[-0.5] * n, action=ActionKind.tool_call, completion_start=len(raw.completion_ids))
+        t = Turn(index=k, token_ids=[5] * n, logprobs=[-0.5] * n, action=ActionKind.tool_call,
+                 completion_start=len(raw.completion_ids))
         raw.turns.append(t)
         raw.append(t.token_ids, True, t.logprobs)
         raw.append([9], False)
     steps = [float((i * 7 + k * 3) % 5) for k in range(len(raw.turns))]
-    return ProcessedTrajectory(raw=raw, total_reward=math.nan, rewards={"outcome": float(i % 4 == 1) + 0.1 * (i % 3), "step": math.nan},
+    return ProcessedTrajectory(raw=raw, total_reward=math.nan,
+                               rewards={"outcome": float(i % 4 == 1) + 0.1 * (i % 3), "step": math.nan},
                                weights={"outcome": 1.0, "step": 1.0}, turn_rewards=steps, step_rewards={"step": steps})
 
 
@@ -94,7 +96,8 @@ try:
     gen = VLLMServerGenerator(HTTPWeightsClient(server.base_url) if r == 0 else None)
     asks = [[[1, 2, 3]], [[4, 5], [6]]][r]
     got = gen.complete(None, asks, [3] * len(asks), SamplingConfig(temperature=0.0), greedy=True)
-    got2 = gen.complete(None, [[7, 8]] if r == 0 else [], [2] if r == 0 else [], SamplingConfig(temperature=0.0), greedy=True)
+    got2 = gen.complete(None, [[7, 8]] if r == 0 else [], [2] if r == 0 else [],
+                        SamplingConfig(temperature=0.0), greedy=True)
     out["server_lens"] = [len(o.ids) for o in got] + [len(o.ids) for o in got2]
     out["server_requests"] = len(server.requests) if server else None
 finally:

@@ -4,7 +4,8 @@ Run it as `python tests/mcp_server.py`. Environment variables shape its faults:
 `MCP_SLOW_SECONDS` (default 0.5) is how long `slow_calculator` takes; with `MCP_DIE_AT_CALL=N` and
 `MCP_DIE_ONCE_FILE=path`, the N-th tool call kills the server with SIGKILL, once (the file marks that it has
 happened, so a restarted server lives on); `MCP_CALL_LOG=path` appends `start:TOOL` and `end:TOOL` lines for each call.
-`MCP_PID_FILE=path` receives the server's process id. `MCP_TRANSPORT=streamable-http` serves it over HTTP at http://127.0.0.1:MCP_PORT/mcp instead of stdio.
+`MCP_PID_FILE=path` receives the server's process id. `MCP_TRANSPORT=streamable-http` serves it over HTTP at
+http://127.0.0.1:MCP_PORT/mcp instead of stdio.
 """
 import asyncio
 import os

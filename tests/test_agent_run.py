@@ -28,15 +28,18 @@ def add(a: int, b: int) -> int:
     return a + b
 
 def build(model, tools, max_steps=2):
-    # a short system prompt of the agent's own (smolagents' default is ~7,000 tokens of the tiny tokenizer, slow on a CPU)
+    # a short system prompt of the agent's own (smolagents' default: ~7,000 tiny-tokenizer tokens, slow on a CPU)
     t = yaml.safe_load(importlib.resources.files("smolagents.prompts").joinpath("code_agent.yaml").read_text())
-    t["system_prompt"] = "Solve the task in Python inside <code></code>; call final_answer(x) at the end. {{ custom_instructions }}"
-    return CodeAgent(tools=[add, *tools], model=model, instructions="Use add for sums.", max_steps=max_steps, prompt_templates=t)
+    t["system_prompt"] = ("Solve the task in Python inside <code></code>; call final_answer(x) at the end. "
+                          "{{ custom_instructions }}")
+    return CodeAgent(tools=[add, *tools], model=model, instructions="Use add for sums.", max_steps=max_steps,
+                     prompt_templates=t)
 
 def build_caller(model, tools, max_steps=2):
     t = yaml.safe_load(importlib.resources.files("smolagents.prompts").joinpath("toolcalling_agent.yaml").read_text())
     t["system_prompt"] = "Call one tool a reply, as JSON. {{ custom_instructions }}"
-    return ToolCallingAgent(tools=[add, *tools], model=model, instructions="Use add for sums.", max_steps=max_steps, prompt_templates=t)
+    return ToolCallingAgent(tools=[add, *tools], model=model, instructions="Use add for sums.", max_steps=max_steps,
+                            prompt_templates=t)
 '''
 
 
@@ -50,14 +53,17 @@ def test_retrain_run_trains_an_agent(tmp_path, factory):
         "environment": {"agent": f"my_agents:{factory}", "agent_kwargs": {"max_steps": 1}, "max_tokens_per_turn": 8},
         "prompt_source": {"type": "list", "prompts": [{"prompt": "What is 2+3?", "answer": "5"}]},
         "reward_setup": {"rollout_reward_configs": {"numeric_match": {}}},
-        "evaluation": {"prompt_source": {"type": "list", "prompts": [{"prompt": "What is 4+4?", "answer": "8"}]}, "before": False},
+        "evaluation": {"prompt_source": {"type": "list",
+                                         "prompts": [{"prompt": "What is 4+4?", "answer": "8"}]}, "before": False},
         "output_dir": str(tmp_path / "runs"), "experiment_name": "agent", "num_threads": 1, "seed": 3,
     }
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "RETRAIN_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1",
+    env = {**os.environ, "RETRAIN_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1",
+           "TRL_EXPERIMENTAL_SILENCE": "1",
            "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     def retrain(*args):
-        return subprocess.run([sys.executable, "-m", "retrain.cli", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+        return subprocess.run([sys.executable, "-m", "retrain.cli", *args], capture_output=True, text=True,
+                              cwd=ROOT, env=env, timeout=600)
     r = retrain("validate", str(tmp_path / "cfg.yaml"))
     assert r.returncode == 0, r.stderr[-3000:]
     r = retrain("run", str(tmp_path / "cfg.yaml"))
@@ -82,22 +88,25 @@ def test_retrain_run_trains_an_agent(tmp_path, factory):
 
 
 def test_torchrun_two_processes_train_an_agent(tmp_path):
-    "Two processes (`torchrun`, gloo): each plays its share of the episodes; per-call entries are padded alike on both ranks."
+    "Two processes (`torchrun`, gloo): each plays its share of the episodes; per-call entries are padded alike on both."
     (tmp_path / "my_agents.py").write_text(FACTORY)
     cfg = {
         "model": {"name_or_path": "retrain/tiny-random"},
         "algorithm": {"hyperparameters": {"max_steps": 2, "per_device_train_batch_size": 4, "num_generations": 4,
                                           "max_completion_length": 64, "learning_rate": 1e-3}},
         "environment": {"agent": "my_agents:build_caller", "agent_kwargs": {"max_steps": 1}, "max_tokens_per_turn": 8},
-        "prompt_source": {"type": "list", "prompts": [{"prompt": "What is 2+3?", "answer": "5"}, {"prompt": "What is 4+4?", "answer": "8"}]},
+        "prompt_source": {"type": "list", "prompts": [{"prompt": "What is 2+3?", "answer": "5"},
+                                                      {"prompt": "What is 4+4?", "answer": "8"}]},
         "reward_setup": {"rollout_reward_configs": {"numeric_match": {}}},
         "output_dir": str(tmp_path / "runs"), "experiment_name": "mp", "num_threads": 1, "seed": 3,
     }
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "RETRAIN_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1",
+    env = {**os.environ, "RETRAIN_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1",
+           "TRL_EXPERIMENTAL_SILENCE": "1",
            "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "-m", "retrain", "run", str(tmp_path / "cfg.yaml")], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+                        "-m", "retrain", "run", str(tmp_path / "cfg.yaml")], capture_output=True, text=True,
+                       cwd=ROOT, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = tmp_path / "runs" / "mp"
     metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]

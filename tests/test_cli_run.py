@@ -17,11 +17,15 @@ BATCH = 8
 def _config(tmp_path: Path, max_steps: int, save_steps: int) -> Path:
     cfg = {
         "model": {"name_or_path": "retrain/tiny-random"},
-        "algorithm": {"hyperparameters": {"max_steps": max_steps, "per_device_train_batch_size": BATCH, "num_generations": 4,
-                                          "max_completion_length": 24, "save_steps": save_steps, "learning_rate": 1e-3}},
+        "algorithm": {"hyperparameters": {"max_steps": max_steps,
+                                          "per_device_train_batch_size": BATCH, "num_generations": 4,
+                                          "max_completion_length": 24,
+                                          "save_steps": save_steps, "learning_rate": 1e-3}},
         "environment": {"tools": ["calculator"], "max_turns": 2, "max_tokens_per_turn": 8},
-        "prompt_source": {"type": "list", "prompts": [{"prompt": f"What is {a}*7?", "answer": str(7 * a)} for a in range(100, 108)]},
-        "reward_setup": {"rollout_reward_configs": {"numeric_match": {}, "length_penalty": {"weight": 0.5, "params": {"budget": 3}}}},
+        "prompt_source": {"type": "list",
+                          "prompts": [{"prompt": f"What is {a}*7?", "answer": str(7 * a)} for a in range(100, 108)]},
+        "reward_setup": {"rollout_reward_configs": {"numeric_match": {},
+                                                    "length_penalty": {"weight": 0.5, "params": {"budget": 3}}}},
         "output_dir": str(tmp_path / "runs"), "experiment_name": "cli", "num_threads": 1, "seed": 3,
     }
     p = tmp_path / "cfg.yaml"
@@ -30,7 +34,8 @@ def _config(tmp_path: Path, max_steps: int, save_steps: int) -> Path:
 
 
 def _env(tmp_path):
-    return {**os.environ, "RETRAIN_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
+    return {**os.environ, "RETRAIN_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1",
+            "TRL_EXPERIMENTAL_SILENCE": "1"}
 
 
 def _retrain(*args, tmp_path, **kw):

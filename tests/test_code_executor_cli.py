@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("executor,message", [
     ("podman", "retrain: unknown code_executor 'podman': use 'local' or one of ['docker', 'e2b', 'modal']"),
-    ("docker", "retrain: code_executor 'docker': a tool cannot be sent into the executor (its code must be self-contained)"),
+    ("docker",
+     "retrain: code_executor 'docker': a tool cannot be sent into the executor (its code must be self-contained)"),
 ])
 def test_code_executor_problems_are_one_line(tmp_path, executor, message):
     cfg = {"model": {"name_or_path": "retrain/tiny-random"},
@@ -23,8 +24,10 @@ def test_code_executor_problems_are_one_line(tmp_path, executor, message):
            "reward_setup": {"rollout_reward_configs": {"numeric_match": {}}},
            "output_dir": str(tmp_path / "runs"), "num_threads": 1}
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "RETRAIN_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
-    r = subprocess.run([sys.executable, "-m", "retrain.cli", "run", str(tmp_path / "cfg.yaml")], capture_output=True, text=True,
+    env = {**os.environ, "RETRAIN_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1",
+           "TRL_EXPERIMENTAL_SILENCE": "1"}
+    r = subprocess.run([sys.executable, "-m", "retrain.cli", "run", str(tmp_path / "cfg.yaml")],
+                       capture_output=True, text=True,
                        cwd=ROOT, env=env, timeout=300)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith(message), r.stderr[-2000:]

@@ -1,6 +1,6 @@
 """Two real processes (`torchrun`, gloo on CPU): the collectives, advantages split over ranks, lock-stepped decoding
-over an FSDP2-sharded model, the vLLM server generator serving both ranks through rank 0, and infrastructure failures left out of a group that
-straddles two ranks."""
+over an FSDP2-sharded model, the vLLM server generator serving both ranks through rank 0, and infrastructure failures
+left out of a group that straddles two ranks."""
 import json
 import os
 import subprocess
@@ -16,7 +16,8 @@ def test_two_processes(tmp_path):
     env = {**os.environ, "RETRAIN_TEST_OUT": str(tmp_path), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        str(ROOT / "tests" / "dist_worker.py")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+                        str(ROOT / "tests" / "dist_worker.py")], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-4000:]
     ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
     for i, o in enumerate(ranks):
@@ -42,13 +43,15 @@ def test_two_processes_server_mode(tmp_path):
     env = {**os.environ, "RETRAIN_TEST_OUT": str(tmp_path), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore", "TRL_EXPERIMENTAL_SILENCE": "1"}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        str(ROOT / "tests" / "dist_server_worker.py")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+                        str(ROOT / "tests" / "dist_server_worker.py")], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-4000:]
     ranks = [json.loads((tmp_path / f"server-rank{i}.json").read_text()) for i in range(2)]
     assert [o["has_client"] for o in ranks] == [True, False]  # only the main process holds TRL's client
     for o in ranks:
         assert o["step"] == 2 and len(o["diffs"]) == 2
-        for worst, checks_ok, n in o["diffs"]:  # each rank's 8 rollouts: token-exact, log-probs of the policy being trained
+        # each rank's 8 rollouts: token-exact, log-probs of the policy being trained
+        for worst, checks_ok, n in o["diffs"]:
             assert checks_ok and n == 8 and worst < 5e-5, o["diffs"]  # float32 noise ~1e-5; unsynced > 1e-3
     counts = ranks[0]["counts"]
     assert counts["/update_weights"] == 2 and counts["/reset_prefix_cache"] == 2, counts

@@ -21,11 +21,14 @@ STEPS = 4
 
 def _can_mount_here(request) -> bool:
     """True when this process may mount a tmpfs (it is root, perhaps of a namespace of its own). Otherwise the test
-    runs again as root of its own user and mount namespace (`unshare -rm`, no privilege needed) and False is returned."""
+    runs again as root of its own user and mount namespace (`unshare -rm`, no privilege needed) and False is
+    returned."""
     if os.geteuid() == 0: return True
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"],
+                                                         capture_output=True).returncode != 0:
         pytest.skip("mounting a small tmpfs needs root or unprivileged user namespaces (unshare -rm)")
-    r = subprocess.run(["unshare", "-rm", sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid],
+    r = subprocess.run(["unshare", "-rm", sys.executable, "-m", "pytest", "-q", "-p",
+                        "no:cacheprovider", request.node.nodeid],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     return False
@@ -57,7 +60,8 @@ def _config(tmp_path: Path, out: Path) -> Path:
         "algorithm": {"hyperparameters": {"max_steps": STEPS, "per_device_train_batch_size": 8, "num_generations": 4,
                                           "max_completion_length": 24, "save_steps": 1, "learning_rate": 1e-3}},
         "environment": {"tools": ["calculator"], "max_turns": 2, "max_tokens_per_turn": 8},
-        "prompt_source": {"type": "list", "prompts": [{"prompt": f"What is {a}*7?", "answer": str(7 * a)} for a in range(100, 104)]},
+        "prompt_source": {"type": "list",
+                          "prompts": [{"prompt": f"What is {a}*7?", "answer": str(7 * a)} for a in range(100, 104)]},
         "reward_setup": {"rollout_reward_configs": {"numeric_match": {}}},
         "output_dir": str(out), "experiment_name": "r", "num_threads": 1, "seed": 3,
     }
@@ -69,7 +73,8 @@ def _config(tmp_path: Path, out: Path) -> Path:
 def _retrain(*args, cache: Path):
     env = {k: v for k, v in os.environ.items() if k != "RETRAIN_DEBUG"}
     env.update(RETRAIN_CACHE=str(cache), HF_HUB_OFFLINE="1", TRL_EXPERIMENTAL_SILENCE="1")
-    return subprocess.run([sys.executable, "-m", "retrain.cli", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    return subprocess.run([sys.executable, "-m", "retrain.cli", *args], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=300)
 
 
 def _one_line(r, *parts: str) -> str:
@@ -89,7 +94,8 @@ def test_a_full_disk_is_one_line_and_resume_finishes_once_space_is_freed(tmp_pat
         ckpts = run_dir / "checkpoints"
         # a checkpoint is ~3.5 MB: the first fits, the second fills the disk (torch says only "unexpected pos")
         r = _retrain("run", str(cfg), cache=cache)
-        _one_line(r, f"retrain: no space left on device writing {ckpts / 'checkpoint-2'} (", "free): free space, then run again with --resume")
+        _one_line(r, f"retrain: no space left on device writing {ckpts / 'checkpoint-2'} (",
+                  "free): free space, then run again with --resume")
         assert [p.name for p in complete_checkpoints(ckpts)] == ["checkpoint-1"], list(ckpts.iterdir())
         assert check_checkpoint(ckpts / "checkpoint-1").ok  # intact: every file as its manifest recorded it
         assert not (ckpts / "checkpoint-2").exists()  # the half-written checkpoint is gone, its space freed
@@ -98,14 +104,16 @@ def test_a_full_disk_is_one_line_and_resume_finishes_once_space_is_freed(tmp_pat
         # a disk full to the last byte: even the lock cannot be taken
         _fill(disk / "ballast")
         r = _retrain("run", str(cfg), "--resume", cache=cache)
-        _one_line(r, f"retrain: no space left on device writing {run_dir / '.retrain.lock'} (0 B free): free space, then run again with --resume")
+        _one_line(r, f"retrain: no space left on device writing {run_dir / '.retrain.lock'} (0 B free): free space, "
+                     "then run again with --resume")
         assert check_checkpoint(ckpts / "checkpoint-1").ok
         # space freed: the run resumes from checkpoint-1 and finishes, every step logged once
         (disk / "ballast").unlink()
         subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
         r = _retrain("run", str(cfg), "--resume", cache=cache)
         assert r.returncode == 0, r.stderr[-3000:]
-        assert [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == list(range(1, STEPS + 1))
+        assert [json.loads(line)["step"]
+                for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == list(range(1, STEPS + 1))
         assert json.loads((run_dir / "results.json").read_text())["global_step"] == STEPS
         assert (run_dir / "report.html").is_file() and (run_dir / "final" / "model.safetensors").is_file()
 
@@ -123,13 +131,15 @@ def test_logs_and_the_report_stay_whole_on_a_full_disk(tmp_path, request):
         log = RunLogger(disk)
         with pytest.raises(DiskFullError) as e:
             for step in range(3, 10_000): log.on_step(step, *demo_logs(step, 8))
-        assert str(e.value).startswith(f"no space left on device writing {disk}/") and "jsonl (" in str(e.value), e.value
+        assert (str(e.value).startswith(f"no space left on device writing {disk}/")
+                and "jsonl (" in str(e.value)), e.value
         for name in ("metrics.jsonl", "rollouts.jsonl"):
             text = (disk / name).read_text()
             assert text.endswith("\n") and all(json.loads(line) for line in text.splitlines()), name  # no torn line
         assert len((disk / "metrics.jsonl").read_text().splitlines()) >= 4  # steps were logged until the disk filled
         with pytest.raises(DiskFullError, match=f"no space left on device writing {disk / 'report.html'} "):
             write_report(disk)
-        assert not any(p.name.startswith((".report", "report")) for p in disk.iterdir()), sorted(p.name for p in disk.iterdir())
+        assert not any(p.name.startswith((".report", "report"))
+                       for p in disk.iterdir()), sorted(p.name for p in disk.iterdir())
         subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
         assert write_report(disk).is_file()  # space freed: the report is written

@@ -24,7 +24,8 @@ def endpoint():
 
 def episode(answer: str, question: str = "What is 45*123?") -> RawRolloutData:
     msgs = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-    return RawRolloutData(prompt_ids=[1], messages=msgs, final_answer=answer, row={"prompt": question, "answer": "5535"})
+    return RawRolloutData(prompt_ids=[1], messages=msgs, final_answer=answer,
+                          row={"prompt": question, "answer": "5535"})
 
 
 def test_absolute_and_relative_over_http(endpoint):

@@ -24,7 +24,8 @@ def test_torchrun_two_processes(tmp_path):
     assert r.returncode == 0, r.stderr[-4000:]
     run_dir = tmp_path / "mp"
     metrics = _lines(run_dir / "metrics.jsonl")
-    assert [m["step"] for m in metrics] == [0, 1, 2, 3]  # step 0: the held-out evaluation before training (every_n_steps)
+    # step 0: the held-out evaluation before training (every_n_steps)
+    assert [m["step"] for m in metrics] == [0, 1, 2, 3]
     rollouts = _lines(run_dir / "rollouts.jsonl")
     per_step = Counter(x["step"] for x in rollouts)
     assert per_step == {1: 128, 2: 128, 3: 128}  # 2 ranks x 64 rollouts per step
@@ -59,18 +60,23 @@ def _kill_tree(p):
 
 def test_two_processes_killed_then_resumed(tmp_path, monkeypatch):
     """kill -9 of the whole two-process run after step 2 is logged, then `--resume`: steps 1..5 exactly once, and the
-    held-out evaluation every 2 steps (rows split over the ranks) exactly at steps 2 and 4, with the figures of one process."""
+    held-out evaluation every 2 steps (rows split over the ranks) exactly at steps 2 and 4, with the figures of one
+    process."""
     import time
     import yaml
     total, per_device = 5, 4
     cfg = {"model": {"name_or_path": "retrain/tiny-random"},
-           "algorithm": {"hyperparameters": {"max_steps": total, "per_device_train_batch_size": per_device, "num_generations": 4,
+           "algorithm": {"hyperparameters": {"max_steps": total,
+                                             "per_device_train_batch_size": per_device, "num_generations": 4,
                                              "max_completion_length": 24, "save_steps": 1, "learning_rate": 1e-3}},
            "environment": {"tools": ["calculator"], "max_turns": 2, "max_tokens_per_turn": 8},
-           "prompt_source": {"type": "list", "prompts": [{"prompt": f"What is {a}*7?", "answer": str(7 * a)} for a in range(100, 108)]},
-           "reward_setup": {"rollout_reward_configs": {"numeric_match": {}, "length_penalty": {"weight": 0.5, "params": {"budget": 3}}},
+           "prompt_source": {"type": "list",
+                             "prompts": [{"prompt": f"What is {a}*7?", "answer": str(7 * a)} for a in range(100, 108)]},
+           "reward_setup": {"rollout_reward_configs": {"numeric_match": {},
+                                                       "length_penalty": {"weight": 0.5, "params": {"budget": 3}}},
                             "step_reward_configs": {"tool_call_valid": {"weight": 0.2}}},
-           "evaluation": {"prompt_source": {"type": "list", "prompts": [{"prompt": f"What is {a}*9?", "answer": str(9 * a)}
+           "evaluation": {"prompt_source": {"type": "list",
+                                            "prompts": [{"prompt": f"What is {a}*9?", "answer": str(9 * a)}
                                                                         for a in range(200, 203)]},
                           "every_n_steps": 2, "before": False},
            "output_dir": str(tmp_path / "runs"), "experiment_name": "kill", "num_threads": 1, "seed": 3}
@@ -78,7 +84,8 @@ def test_two_processes_killed_then_resumed(tmp_path, monkeypatch):
     path.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "PYTHONWARNINGS": "ignore", "TRL_EXPERIMENTAL_SILENCE": "1", "RETRAIN_CACHE": str(tmp_path / "cache")}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "retrain", "run", str(path)]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+              "retrain", "run", str(path)]
     metrics = tmp_path / "runs" / "kill" / "metrics.jsonl"
     p = subprocess.Popen(launch, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300

@@ -37,7 +37,7 @@ def _missing() -> str | None:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    "A JupyterLab server on a copy of the notebooks, with `python3` meaning the project's `.venv`; yields its URL and folder."
+    "A JupyterLab server on a copy of the notebooks, `python3` being the project's `.venv`; yields its URL and folder."
     if why := _missing():
         if os.environ.get("RETRAIN_REQUIRE_BROWSER"): pytest.fail(f"the notebook browser test cannot run: {why}")
         pytest.skip(why)
@@ -54,17 +54,21 @@ def lab(tmp_path_factory):
         "env": {"IN_TEST": "1"}}))  # the quickstart's short run (its TESTING switch), as under nbdev-test
     settings = tmp / "settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)
-    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))  # every cell in the DOM
+    # every cell in the DOM
+    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     notes = settings.parent / "apputils-extension"
     notes.mkdir()
-    (notes / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))  # offline
+    (notes / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false",
+                                                                        "checkForUpdates": False}))  # offline
     with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
-    env.update(JUPYTER_PATH=str(data), JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(tmp / "ws"),
+    env.update(JUPYTER_PATH=str(data), JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp / "ws"),
                JUPYTER_CONFIG_DIR=str(tmp / "config"), JUPYTER_RUNTIME_DIR=str(tmp / "runtime"))
     log = open(tmp / "lab.log", "w")
     proc = subprocess.Popen([str(LAB / "bin" / "jupyter-lab"), "--no-browser", f"--port={port}", "--ip=127.0.0.1",
                              f"--ServerApp.root_dir={root}", "--IdentityProvider.token=", "--ServerApp.password=",
-                             "--ServerApp.disable_check_xsrf=True", "--allow-root", "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+                             "--ServerApp.disable_check_xsrf=True", "--allow-root", "--LabApp.news_url=None",
+                             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -73,7 +77,8 @@ def lab(tmp_path_factory):
             try:
                 urllib.request.urlopen(f"{url}/api/status", timeout=2); break
             except OSError: time.sleep(0.5)
-        if proc.poll() is not None or _ == 119: pytest.fail(f"JupyterLab did not start:\n{(tmp / 'lab.log').read_text()[-3000:]}")
+        if proc.poll() is not None or _ == 119: pytest.fail("JupyterLab did not "
+                                                            f"start:\n{(tmp / 'lab.log').read_text()[-3000:]}")
         yield url, tmp
     finally:
         proc.terminate()
@@ -86,7 +91,8 @@ def lab(tmp_path_factory):
 
 def _run_all(lab, notebook: str, watch: str = "<no watched cell>", timeout: float = 150) -> dict:
     url, tmp = lab
-    proc = subprocess.run([str(LAB / "bin" / "python"), str(ROOT / "tests" / "browser" / "lab_driver.py"), url, notebook,
+    proc = subprocess.run([str(LAB / "bin" / "python"),
+                           str(ROOT / "tests" / "browser" / "lab_driver.py"), url, notebook,
                            str(ARTIFACTS), "--watch-cell", watch, "--timeout", str(timeout), "--chromium", CHROMIUM],
                           capture_output=True, text=True, timeout=timeout + 120)
     assert proc.returncode == 0, f"the browser driver failed:\n{proc.stderr[-4000:]}"
@@ -118,13 +124,15 @@ def test_quickstart_dashboard_live(lab):
         assert n >= 2, f"{panel} was redrawn {n} times while the cell ran: {during}"
     assert len(res["step_options"]) >= 3, res["step_options"]
     assert len(res["shots"]) >= 3
-    # saved from JupyterLab, the dashboard's output carries its last state for viewers without a kernel (GitHub, nbviewer)
+    # saved from JupyterLab, the dashboard's output carries its last state for viewers without a kernel (GitHub,
+    # nbviewer)
     saved = json.loads((lab[1] / "nbs" / "quickstart.ipynb").read_text())
     outs = [o for c in saved["cells"] if "await run(cfg" in "".join(c["source"]) for o in c.get("outputs", [])
             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert len(outs) == 1, outs
     last = res["step_options"][-1].replace("\xa0", " ")  # "step 3"
-    assert "".join(outs[0]["data"]["text/plain"]).startswith(f"retrain TrainingDashboard: {last} |"), outs[0]["data"]["text/plain"]
+    plain = "".join(outs[0]["data"]["text/plain"])
+    assert plain.startswith(f"retrain TrainingDashboard: {last} |"), plain
     assert "".join(outs[0]["data"]["text/html"]).count("<svg") == 4
 
 

@@ -35,11 +35,14 @@ def pause_in_step_2(rollout):
 def _config(tmp_path: Path, name: str) -> Path:
     cfg = {
         "model": {"name_or_path": "retrain/tiny-random"},
-        "algorithm": {"hyperparameters": {"max_steps": STEPS, "per_device_train_batch_size": BATCH, "num_generations": 4,
+        "algorithm": {"hyperparameters": {"max_steps": STEPS,
+                                          "per_device_train_batch_size": BATCH, "num_generations": 4,
                                           "max_completion_length": 24, "save_steps": 100, "learning_rate": 1e-3}},
         "environment": {"tools": ["calculator"], "max_turns": 2, "max_tokens_per_turn": 8},
-        "prompt_source": {"type": "list", "prompts": [{"prompt": f"What is {a}*7?", "answer": str(7 * a)} for a in range(100, 104)]},
-        "reward_setup": {"rollout_reward_configs": {"numeric_match": {}, "length_penalty": {"weight": 0.5, "params": {"budget": 3}},
+        "prompt_source": {"type": "list",
+                          "prompts": [{"prompt": f"What is {a}*7?", "answer": str(7 * a)} for a in range(100, 104)]},
+        "reward_setup": {"rollout_reward_configs": {"numeric_match": {},
+                                                    "length_penalty": {"weight": 0.5, "params": {"budget": 3}},
                                                     "pausing_reward:pause_in_step_2": {}}},
         "output_dir": str(tmp_path / "runs"), "experiment_name": name, "num_threads": 1, "seed": 3,
     }
@@ -80,7 +83,8 @@ def test_sigterm_mid_step_saves_it_and_resume_is_exact(tmp_path):
     whole = tmp_path / "runs" / "whole"
 
     cfg, run_dir, mid = _config(tmp_path, "stopped"), tmp_path / "runs" / "stopped", tmp_path / "mid_step"
-    p = subprocess.Popen([sys.executable, "-m", "retrain.cli", "run", str(cfg)], cwd=ROOT, env=_env(tmp_path, MID_STEP=str(mid)),
+    p = subprocess.Popen([sys.executable, "-m", "retrain.cli", "run", str(cfg)], cwd=ROOT,
+                         env=_env(tmp_path, MID_STEP=str(mid)),
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while time.time() < deadline and p.poll() is None and not mid.exists(): time.sleep(0.02)

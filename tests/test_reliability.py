@@ -24,7 +24,8 @@ def _cfg(tmp_path: Path, **over) -> dict:
         "algorithm": {"hyperparameters": {"max_steps": 2, "per_device_train_batch_size": BATCH, "num_generations": 4,
                                           "max_completion_length": 24, "save_steps": 1, "learning_rate": 1e-3}},
         "environment": {"tools": ["calculator"], "max_turns": 2, "max_tokens_per_turn": 8},
-        "prompt_source": {"type": "list", "prompts": [{"prompt": f"What is {a}*7?", "answer": str(7 * a)} for a in range(100, 104)]},
+        "prompt_source": {"type": "list",
+                          "prompts": [{"prompt": f"What is {a}*7?", "answer": str(7 * a)} for a in range(100, 104)]},
         "reward_setup": {"rollout_reward_configs": {"numeric_match": {}}},
         "output_dir": str(tmp_path / "runs"), "experiment_name": "r", "num_threads": 1, "seed": 3,
     }
@@ -66,7 +67,8 @@ def test_two_runs_on_one_directory_exactly_one_trains(tmp_path, cache):
     codes = sorted(p.returncode for p in ps)
     assert codes == [0, 2], [o[1][-2000:] for o in outs]
     refused = next(o[1] for p, o in zip(ps, outs) if p.returncode == 2)
-    assert ("is in use by process" in refused or "already holds a run" in refused) and "Traceback" not in refused, refused
+    assert ("is in use by process" in refused
+            or "already holds a run" in refused) and "Traceback" not in refused, refused
     assert _steps(tmp_path / "runs" / "r") == [1, 2, 3]
 
 
@@ -153,20 +155,25 @@ def _mods(tmp_path: Path):
     m.mkdir(exist_ok=True)
     (m / "broken_on_import.py").write_text("raise RuntimeError('this module fails on import')\n")
     (m / "not_callable.py").write_text("thing = 42\n")
-    (m / "bad_rewards.py").write_text("def exits(rollout):\n    raise SystemExit(3)\n\ndef text(rollout):\n    return 'high'\n\n"
-                                      "def keyerror(rollout):\n    raise KeyError('gold')\n\n"
-                                      "async def async_raises(rollout):\n    raise ZeroDivisionError('async scorer divided by zero')\n\n"
-                                      "def verifier_raises(rollout):\n    raise TypeError('cannot compare str and int')\n")
-    (m / "prompts.jsonl").write_bytes(b'{"prompt": "What is 2*3?", "answer": "6"}\n{"prompt": "caf\xe9", "answer": "1"}\n')
+    (m / "bad_rewards.py").write_text("def exits(rollout):\n    raise SystemExit(3)\n\ndef text(rollout):\n    return "
+                                      "'high'\n\ndef keyerror(rollout):\n    raise KeyError('gold')\n\n"
+                                      "async def async_raises(rollout):\n    raise ZeroDivisionError('async scorer "
+                                      "divided by zero')\n\ndef verifier_raises(rollout):\n    raise TypeError('cannot "
+                                      "compare str and int')\n")
+    (m / "prompts.jsonl").write_bytes(b'{"prompt": "What is 2*3?", "answer": "6"}\n{"prompt": "caf\xe9", "answer": '
+                                      b'"1"}\n')
     (m / "bad.jsonl").write_text('{"prompt": "What is 2*3?", "answer": "6"}\n{"prompt": "What is 2*4?", "answer": 8\n')
 
 
 # (overrides of the config, text the one-line message must contain)
 CASES = {
     "non-utf8-prompt-file": ({"prompt_source": "FILE"}, "not valid UTF-8"),
-    "prompt-is-a-number": ({"prompt_source.prompts": [{"prompt": 12345, "answer": "1"}] * 4}, "'prompt' is a int (12345)"),
-    "message-without-role": ({"prompt_source.prompts": [{"prompt": [{"content": "hi"}], "answer": "1"}] * 4}, "has no string 'role'"),
-    "answer-missing": ({"prompt_source.prompts": [{"prompt": "2*3?"}] * 4}, "'answer' is missing (reward 'numeric_match' needs it)"),
+    "prompt-is-a-number": ({"prompt_source.prompts": [{"prompt": 12345, "answer": "1"}] * 4},
+                           "'prompt' is a int (12345)"),
+    "message-without-role": ({"prompt_source.prompts": [{"prompt": [{"content": "hi"}],
+                                                         "answer": "1"}] * 4}, "has no string 'role'"),
+    "answer-missing": ({"prompt_source.prompts": [{"prompt": "2*3?"}] * 4},
+                       "'answer' is missing (reward 'numeric_match' needs it)"),
     "answer-null": ({"prompt_source.prompts": [{"prompt": "2*3?", "answer": None}] * 4}, "'answer' is null"),
     "answer-not-a-number": ({"prompt_source.prompts": [{"prompt": "2*3?", "answer": "six"}] * 4}, "not a number"),
     "empty-model-dir": ({"model.name_or_path": "EMPTY"}, "model.name_or_path"),
@@ -175,21 +182,29 @@ CASES = {
     "tool-module-missing": ({"environment.tools": ["no_such_module_xyz:tool"]}, "no_such_module_xyz"),
     "tool-module-raises": ({"environment.tools": ["broken_on_import:tool"]}, "this module fails on import"),
     "tool-not-callable": ({"environment.tools": ["not_callable:thing"]}, "not_callable:thing"),
-    "reward-module-missing": ({"reward_setup.rollout_reward_configs": {"no_such_module_xyz:f": {}}}, "no_such_module_xyz"),
-    "reward-module-raises": ({"reward_setup.rollout_reward_configs": {"broken_on_import:f": {}}}, "this module fails on import"),
+    "reward-module-missing": ({"reward_setup.rollout_reward_configs": {"no_such_module_xyz:f": {}}},
+                              "no_such_module_xyz"),
+    "reward-module-raises": ({"reward_setup.rollout_reward_configs": {"broken_on_import:f": {}}},
+                             "this module fails on import"),
     "reward-not-callable": ({"reward_setup.rollout_reward_configs": {"not_callable:thing": {}}}, "not_callable:thing"),
-    "reward-raises-systemexit": ({"reward_setup.rollout_reward_configs": {"bad_rewards:exits": {}}}, "raised SystemExit"),
-    "reward-returns-text": ({"reward_setup.rollout_reward_configs": {"bad_rewards:text": {}}}, "a reward must be a number"),
-    # a scorer that raises in training: its own exception, named, with the rollout it scored (never "no running event loop")
-    "reward-raises": ({"reward_setup.rollout_reward_configs": {"bad_rewards:keyerror": {}}}, ") raised KeyError: 'gold'; the run stopped in step 1"),
+    "reward-raises-systemexit": ({"reward_setup.rollout_reward_configs": {"bad_rewards:exits": {}}},
+                                 "raised SystemExit"),
+    "reward-returns-text": ({"reward_setup.rollout_reward_configs": {"bad_rewards:text": {}}},
+                            "a reward must be a number"),
+    # a scorer that raises in training: its own exception, named, with the rollout it scored (never "no running event
+    # loop")
+    "reward-raises": ({"reward_setup.rollout_reward_configs": {"bad_rewards:keyerror": {}}},
+                      ") raised KeyError: 'gold'; the run stopped in step 1"),
     "async-reward-raises": ({"reward_setup.rollout_reward_configs": {"bad_rewards:async_raises": {}}},
                             "raised ZeroDivisionError: async scorer divided by zero"),
-    "verifier-raises": ({"reward_setup.rollout_reward_configs": {"numeric_match": {"verifiers": ["bad_rewards:verifier_raises"]}}},
+    "verifier-raises": ({"reward_setup.rollout_reward_configs":
+                             {"numeric_match": {"verifiers": ["bad_rewards:verifier_raises"]}}},
                         "raised TypeError: cannot compare str and int"),
     "import-not-installed": ({"environment.authorized_imports": ["no_such_module_xyz"]}, "authorized_imports"),
     # eight 100 k-character prompts once allocated a 40 GB attention mask; now refused at load, before the model
     "prompt-longer-than-context": ({"prompt_source.prompts": [{"prompt": "What is 2*3? " * 8000, "answer": "6"}] * 8},
-                                   "8 of 8 rows have prompts longer than 1000 tokens (the model's context 1024 - completion budget 24)"),
+                                   "8 of 8 rows have prompts longer than 1000 tokens (the model's context 1024 - "
+                                   "completion budget 24)"),
     "malformed-jsonl-line": ({"prompt_source": "BADJSONL"}, "bad.jsonl:2: invalid JSON at column"),
 }
 
@@ -205,7 +220,8 @@ def test_user_errors_are_one_line_with_status_2(tmp_path, cache, name, monkeypat
     monkeypatch.delenv("RETRAIN_DEBUG", raising=False)
     over, expected = CASES[name]
     fix = {"FILE": {"type": "file", "path": str(tmp_path / "mods" / "prompts.jsonl")},
-           "BADJSONL": {"type": "file", "path": str(tmp_path / "mods" / "bad.jsonl")}, "AFILE": str(tmp_path / "cfg.yaml"),
+           "BADJSONL": {"type": "file", "path": str(tmp_path / "mods" / "bad.jsonl")},
+           "AFILE": str(tmp_path / "cfg.yaml"),
            "EMPTY": str(tmp_path / "empty_model")}
     (tmp_path / "empty_model").mkdir()
     over = {k: fix.get(v, v) if isinstance(v, str) else v for k, v in over.items()}
@@ -241,7 +257,8 @@ def test_damaged_logs_are_one_line_with_status_2(tmp_path, cache):
     (run_dir / "results.json").unlink()
     (run_dir / "metrics.jsonl").write_text('garbage\n{"step": 1}\n')
     r = _retrain("run", str(cfg), "--resume", tmp_path=tmp_path, cache=cache)
-    assert r.returncode == 2 and "metrics.jsonl:1: not a valid log line" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert (r.returncode == 2 and "metrics.jsonl:1: not a valid log line" in r.stderr
+            and "Traceback" not in r.stderr), r.stderr[-2000:]
     r = _retrain("report", str(run_dir), tmp_path=tmp_path, cache=cache)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
 
@@ -271,12 +288,15 @@ print((after - before) // 1024, sorted(state), o.observation.splitlines()[-1])
 def test_long_prompts_are_cut_or_dropped_when_the_config_says_so(tmp_path, cache):
     long = [{"prompt": "What is 2*3? " * 8000, "answer": "6"}] * 4
     short = [{"prompt": f"What is {a}*7?", "answer": str(7 * a)} for a in range(100, 104)]
-    cfg = _write(tmp_path, _cfg(tmp_path, **{"algorithm.hyperparameters.max_steps": 1, "prompt_source.prompts": long + short,
+    cfg = _write(tmp_path,
+                 _cfg(tmp_path, **{"algorithm.hyperparameters.max_steps": 1, "prompt_source.prompts": long + short,
                                              "prompt_source.too_long": "truncate"}))
     r = _retrain("run", str(cfg), tmp_path=tmp_path, cache=cache)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "prompt_source: cut the last user message of 4 of 8 rows to fit 1000 tokens" in r.stderr, r.stderr[-2000:]
-    cfg = _write(tmp_path, _cfg(tmp_path, **{"algorithm.hyperparameters.max_steps": 1, "prompt_source.prompts": long + short,
+    cfg = _write(tmp_path,
+                 _cfg(tmp_path, **{"algorithm.hyperparameters.max_steps": 1, "prompt_source.prompts": long + short,
                                              "prompt_source.too_long": "drop", "experiment_name": "d"}))
     r = _retrain("run", str(cfg), tmp_path=tmp_path, cache=cache)
-    assert r.returncode == 0 and "prompt_source: dropped 4 of 8 rows whose prompts are longer than 1000 tokens" in r.stderr, r.stderr[-2000:]
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "prompt_source: dropped 4 of 8 rows whose prompts are longer than 1000 tokens" in r.stderr, r.stderr[-2000:]

@@ -15,7 +15,8 @@ from retrain.render import best_worst
 from retrain.report import write_report
 from retrain.testing import write_demo_run
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
 STEPS = 12
 
@@ -29,7 +30,8 @@ def _find_browser() -> str | None:
 @pytest.fixture(scope="module")
 def browser() -> str:
     path = _find_browser()
-    if path is None and os.environ.get("RETRAIN_REQUIRE_BROWSER"):  # CI (.ci/run) installs one: missing there is a failure
+    # CI (.ci/run) installs one: missing there is a failure
+    if path is None and os.environ.get("RETRAIN_REQUIRE_BROWSER"):
         pytest.fail("no Chromium found, and RETRAIN_REQUIRE_BROWSER is set: `apt-get install -y chromium`")
     if path is None:
         pytest.skip("no Chromium found: install one to run the browser check of report.html "
@@ -45,7 +47,8 @@ def report(tmp_path_factory) -> Path:
     run_dir = write_demo_run(tmp_path_factory.mktemp("run"), steps=STEPS, n_rollouts=8, seed=3)
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     for m in lines:
-        if m["step"] in HELD_OUT: m.update({"eval/success_rate": HELD_OUT[m["step"]], "eval/mean_reward": 1.2 * HELD_OUT[m["step"]]})
+        if m["step"] in HELD_OUT: m.update({"eval/success_rate": HELD_OUT[m["step"]],
+                                            "eval/mean_reward": 1.2 * HELD_OUT[m["step"]]})
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
     return write_report(run_dir)
 
@@ -73,7 +76,8 @@ def test_screenshot_is_not_blank(browser, report, tmp_path):
     assert top < 0.9 * img.width * img.height, "one colour covers 90% of the screenshot: the page is (nearly) blank"
     # the embedded curve figures rendered: the band below the summary holds the matplotlib line colours
     figures = img.crop((0, 600, 1280, 1500)).getcolors(maxcolors=1 << 22)
-    assert any(abs(r - 31) < 40 and abs(g - 119) < 40 and abs(b - 180) < 40 for _, (r, g, b) in figures), "no curve pixels"
+    assert any(abs(r - 31) < 40 and abs(g - 119) < 40 and abs(b - 180) < 40 for _,
+               (r, g, b) in figures), "no curve pixels"
 
 
 def test_dom_holds_the_rollouts(browser, report, tmp_path):
@@ -95,15 +99,18 @@ def test_dom_holds_the_heldout_evaluations(browser, report, tmp_path):
     dom = _chromium(browser, tmp_path, "--dump-dom", report.as_uri()).stdout
     assert "<h2>Held-out evaluation during training</h2>" in dom and "(3 evaluations)" in dom
     table = dom.split('id="heldout"')[1].split("</table>")[0]
-    assert [(int(s), float(v)) for s, v in re.findall(r"<tr><td>(\d+)</td><td>([^<]+)</td>", table)] == list(HELD_OUT.items())
+    assert [(int(s), float(v)) for s,
+            v in re.findall(r"<tr><td>(\d+)</td><td>([^<]+)</td>", table)] == list(HELD_OUT.items())
 
 
 def test_dom_leads_with_the_result(browser, report, tmp_path):
     dom = _chromium(browser, tmp_path, "--dump-dom", report.as_uri()).stdout
     body = dom.split("<main>")[1]
-    assert body.index('id="headline"') < body.index('id="flags"') < body.index("<h2>Summary</h2>")  # the result, then the flags
+    # the result, then the flags
+    assert body.index('id="headline"') < body.index('id="flags"') < body.index("<h2>Summary</h2>")
     head = body[body.index('id="headline"'):body.index('id="flags"')]
     assert "held-out success <b>0.00 → 0.97</b>" in head and "61.5 s" in head
     assert head.count('src="data:image/svg+xml;base64,') == 2  # the reward curve and held-out success
     summary = body[body.index("<h2>Summary</h2>"):body.index("<h2>Reward</h2>")]
-    assert "{" not in summary.split("<details>")[0] and "success_after" not in summary  # a table, not JSON; each figure once
+    # a table, not JSON; each figure once
+    assert "{" not in summary.split("<details>")[0] and "success_after" not in summary

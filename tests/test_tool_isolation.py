@@ -38,13 +38,15 @@ def _run(tmp_path: Path, isolation: str, crash_at: int) -> tuple[subprocess.Comp
         "model": {"name_or_path": "retrain/tiny-calculator-agent"},
         "algorithm": {"hyperparameters": {"max_steps": 2, "per_device_train_batch_size": 16, "num_generations": 8,
                                           "max_completion_length": 64, "save_steps": 2, "learning_rate": 1e-4}},
-        "environment": {"tools": ["loud_tools:calculator"], "max_turns": 2, "max_tokens_per_turn": 32, "tool_isolation": isolation},
+        "environment": {"tools": ["loud_tools:calculator"], "max_turns": 2, "max_tokens_per_turn": 32,
+                        "tool_isolation": isolation},
         "prompt_source": {"type": "list", "prompts": rows},
         "reward_setup": {"rollout_reward_configs": {"numeric_match": {}}},
         "output_dir": str(tmp_path / "runs"), "experiment_name": isolation, "num_threads": 1, "seed": 0,
     }
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    cache = Path(os.environ.get("RETRAIN_CACHE", Path.home() / ".cache" / "retrain"))  # the warm-started agent, built once
+    # the warm-started agent, built once
+    cache = Path(os.environ.get("RETRAIN_CACHE", Path.home() / ".cache" / "retrain"))
     env = {**os.environ, "RETRAIN_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1",
            "PYTHONPATH": os.pathsep.join([str(tmp_path / "mods"), os.environ.get("PYTHONPATH", "")]),
            "CALLS_FILE": str(tmp_path / f"calls-{isolation}"), "CRASH_AT": str(crash_at)}
@@ -61,14 +63,16 @@ def _turns(run_dir: Path) -> list[dict]:
 def _check_output_log(run_dir: Path, calls: int):
     recs = [json.loads(line) for line in (run_dir / "tool_output.jsonl").read_text().splitlines()]
     assert len(recs) == calls, (len(recs), calls)  # one record for each call that returned
-    assert all(r["tool"] == "calculator" and r["bytes"] >= 2 * 2**20 and r["cut"] and len(r["output"]) == 64 * 2**10 for r in recs)
+    assert all(r["tool"] == "calculator" and r["bytes"] >= 2 * 2**20 and r["cut"]
+               and len(r["output"]) == 64 * 2**10 for r in recs)
     assert (run_dir / "tool_output.jsonl").stat().st_size < calls * 70 * 2**10 + 2**20
 
 
 def test_a_crashing_tool_is_an_infrastructure_failure_under_process_isolation(tmp_path):
     r, run_dir = _run(tmp_path, "process", crash_at=2)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert len(r.stdout) + len(r.stderr) < 200_000, (len(r.stdout), len(r.stderr))  # 1 MB a call never reached the console
+    # 1 MB a call never reached the console
+    assert len(r.stdout) + len(r.stderr) < 200_000, (len(r.stdout), len(r.stderr))
     turns = _turns(run_dir)
     infra = [t for t in turns if t["infra_error"]]
     assert len(infra) == 1 and "ended its worker process (exit code 7)" in infra[0]["tool_result"], infra

@@ -31,10 +31,12 @@ def test_tensorboard_and_trackio_receive_retrains_figures(tmp_path):
         "output_dir": str(tmp_path / "runs"), "experiment_name": "trk", "num_threads": 1, "seed": 0,
     }
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    cache = Path(os.environ.get("RETRAIN_CACHE", Path.home() / ".cache" / "retrain"))  # where the quickstart keeps the agent
+    # where the quickstart keeps the agent
+    cache = Path(os.environ.get("RETRAIN_CACHE", Path.home() / ".cache" / "retrain"))
     env = {**os.environ, "RETRAIN_CACHE": str(cache), "TRACKIO_DIR": str(tmp_path / "trackio"), "HF_HUB_OFFLINE": "1",
            "TRL_EXPERIMENTAL_SILENCE": "1"}
-    r = subprocess.run([sys.executable, "-m", "retrain.cli", "run", str(tmp_path / "cfg.yaml")], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "retrain.cli", "run", str(tmp_path / "cfg.yaml")],
+                       capture_output=True, text=True,
                        cwd=ROOT, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = tmp_path / "runs" / "trk"
@@ -45,7 +47,8 @@ def test_tensorboard_and_trackio_receive_retrains_figures(tmp_path):
         return ea, ea.Tags()
     [trl_dir] = glob.glob(str(run_dir / "checkpoints" / "runs" / "*"))
     _, t = tags(trl_dir)
-    for tag in ("train/rewards/numeric_match/mean", "train/step_rewards/tool_call_valid/mean", "train/turn_rewards/0/mean",
+    for tag in ("train/rewards/numeric_match/mean", "train/step_rewards/tool_call_valid/mean",
+                "train/turn_rewards/0/mean",
                 "train/tool_call_rate", "train/tool_error_rate", "train/termination/final_answer", "train/tokens/env"):
         assert tag in t["scalars"], (tag, t["scalars"])
     ea, t = tags(str(run_dir / "tensorboard"))
@@ -55,7 +58,8 @@ def test_tensorboard_and_trackio_receive_retrains_figures(tmp_path):
     # read Trackio's local database in a process of its own (trackio reads TRACKIO_DIR when imported)
     out = subprocess.run([sys.executable, "-c", (
         "import json, trackio; runs = trackio.SQLiteStorage.get_runs('huggingface'); "
-        "print(json.dumps([sorted({k for row in trackio.SQLiteStorage.get_logs('huggingface', r) for k in row}) for r in runs]))")],
+        "print(json.dumps([sorted({k for row in trackio.SQLiteStorage.get_logs('huggingface', r) for k in row}) for r "
+        "in runs]))")],
         capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     [keys] = json.loads(out.stdout.strip().splitlines()[-1])

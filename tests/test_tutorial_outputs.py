@@ -24,7 +24,7 @@ ALLOWED_STDERR: list[str] = []  # regular expressions of stderr lines a tutorial
 
 
 def run_in_kernel(nb: Path, cwd: Path, cell_timeout: float = 600) -> list[tuple[str, list[dict]]]:
-    "Run the cells `nbdev-test` would run, in order, in a fresh kernel; each cell's source and iopub outputs (stops at an error)."
+    "Run the cells `nbdev-test` runs, in order, in a fresh kernel; each cell's source and iopub outputs (to an error)."
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}  # the warnings a user would see
     km = KernelManager(kernel_name="python3")
     km.start_kernel(cwd=str(cwd), env={**env, "IN_TEST": "1"})

@@ -60,8 +60,10 @@ def test_server_mode_two_steps(tmp_path):
                                           "learning_rate": 5e-4, "max_completion_length": 64, "save_strategy": "no"}},
         "environment": {"tools": ["calculator"], "max_turns": 2, "max_tokens_per_turn": 32, "max_total_tokens": 64,
                         "sampling": {"temperature": TEMPERATURE}, "generation": {"backend": "vllm_server"}},
-        "prompt_source": {"type": "file", "path": str(Path(__file__).parents[1] / "configs/data/calculator_train.jsonl"), "limit": 32},
-        "reward_setup": {"rollout_reward_configs": {"numeric_match": {}}, "step_reward_configs": {"tool_call_valid": {"weight": 0.2}}},
+        "prompt_source": {"type": "file",
+                          "path": str(Path(__file__).parents[1] / "configs/data/calculator_train.jsonl"), "limit": 32},
+        "reward_setup": {"rollout_reward_configs": {"numeric_match": {}},
+                         "step_reward_configs": {"tool_call_valid": {"weight": 0.2}}},
         "seed": 1, "num_threads": 1})
     from retrain.prompts import load_rows
     args = grpo_config(cfg, str(tmp_path / "ckpt"))
@@ -74,8 +76,10 @@ def test_server_mode_two_steps(tmp_path):
         trainer = RecordingTrainer(policy, env, rewards, load_rows(cfg.prompt_source),
                                    args, processing_class=tok, vllm_client=client, initial=load_model(mcfg))
         assert isinstance(trainer.generator, VLLMServerGenerator)
-        held_out = load_rows(cfg.prompt_source.model_copy(update={"path": cfg.prompt_source.path.with_name("calculator_heldout.jsonl"), "limit": 8}))
-        trainer.add_callback(held := HeldOutEvaluation(trainer, held_out, 2, batch_size=8))  # at the last step, through the server
+        heldout_path = cfg.prompt_source.path.with_name("calculator_heldout.jsonl")
+        held_out = load_rows(cfg.prompt_source.model_copy(update={"path": heldout_path, "limit": 8}))
+        # at the last step, through the server
+        trainer.add_callback(held := HeldOutEvaluation(trainer, held_out, 2, batch_size=8))
         trainer.train()
         counts, requests = dict(server.counts), list(server.requests)
     assert trainer.state.global_step == 2 and len(trainer.seen) == 2
@@ -83,10 +87,12 @@ def test_server_mode_two_steps(tmp_path):
     # evaluation at the end of step 2; prefix cache reset after each sync
     assert counts["/update_weights"] == 3 and counts["/reset_prefix_cache"] == 3, counts
     # the server evaluated the trained weights: the figures of evaluating them in process
-    local = heldout_metrics(evaluate_policy(SmolAgentEnv.from_config(cfg.environment, tok), rewards, policy, held_out, batch_size=8)[0])
+    local = heldout_metrics(evaluate_policy(SmolAgentEnv.from_config(cfg.environment, tok), rewards, policy,
+                                            held_out, batch_size=8)[0])
     assert held.last_step == 2 and heldout_metrics(held.last) == local, (held.last, local)
     # sampling log-probs are those of the policy being trained, also after the first update
-    # float32 noise between a KV-cached decode and one full forward is ~1e-5 (seen: 4.9e-6 to 1.5e-5); an unsynced server is off by > 1e-3
+    # float32 noise between a KV-cached decode and one full forward is ~1e-5 (seen: 4.9e-6 to 1.5e-5); an unsynced
+    # server is off by > 1e-3
     assert max(trainer.max_lp_diff) < 5e-5, trainer.max_lp_diff
     assert trainer.max_lp_diff_initial[1] > 1e-3  # the first update moved them: a server left unsynced would be off
     rollouts = [r for step in trainer.seen for r in step]

@@ -71,7 +71,8 @@ class StandInServer:
 
     def update_weights(self, body: dict) -> dict:
         info, tensors = body["update_info"], body.get("tensors")
-        if tensors is None: raise ValueError("the stand-in takes weights in the request body ('tensors'), not over NCCL")
+        if tensors is None:
+            raise ValueError("the stand-in takes weights in the request body ('tensors'), not over NCCL")
         state = {}
         for name, shape, data in zip(info["names"], info["shapes"], tensors):
             arr = np.frombuffer(base64.b64decode(data), dtype=np.float32).reshape(shape)
@@ -136,7 +137,8 @@ class HTTPWeightsClient(VLLMClient):
 
     def update_named_params(self, metadata, named_params):
         names, dtypes, shapes = (list(f) for f in zip(*metadata))
-        tensors = [base64.b64encode(t.detach().float().cpu().contiguous().numpy().tobytes()).decode() for _, t in named_params]
+        tensors = [base64.b64encode(t.detach().float().cpu().contiguous().numpy().tobytes()).decode()
+                   for _, t in named_params]
         if not self._updating_weights: self._start_weight_update()
         self._post(f"{self.base_url}/update_weights",
                    json={"update_info": {"names": names, "dtype_names": dtypes, "shapes": shapes}, "tensors": tensors})

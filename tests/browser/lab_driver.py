@@ -1,4 +1,5 @@
-"""Drive a running JupyterLab in Debian's Chromium with playwright: open a notebook, Run All, watch the DOM while it runs.
+"""Drive a running JupyterLab in Debian's Chromium with playwright: open a notebook, Run All, watch the DOM while it
+runs.
 
 Run by `tests/test_notebooks_browser.py` with the JupyterLab venv's python (`.venv-lab`, where playwright lives):
 
@@ -31,9 +32,11 @@ OBSERVE = """(watch) => {
   new MutationObserver(muts => {
     for (const m of muts) {
       const el = m.target;
-      if (m.type === 'attributes' && el.matches('img.widget-image') && inWatched(el)) rec({kind: 'img', panel: panel(el)});
+      if (m.type === 'attributes' && el.matches('img.widget-image') && inWatched(el))
+        rec({kind: 'img', panel: panel(el)});
       if (m.type === 'childList') {
-        if (el.tagName === 'SELECT' && inWatched(el) && el.parentElement?.querySelector('label')?.textContent.trim() === 'step')
+        if (el.tagName === 'SELECT' && inWatched(el) &&
+            el.parentElement?.querySelector('label')?.textContent.trim() === 'step')
           rec({kind: 'steps', n: el.options.length});
         for (const n of m.addedNodes) {
           if (n.nodeType !== 1) continue;
@@ -50,11 +53,13 @@ STATE = """(watch) => {
   const out = cells.map(c => ({
     source: c.querySelector('.jp-InputArea-editor')?.textContent.slice(0, 80) || '',
     prompt: (c.querySelector('.jp-InputArea-prompt')?.textContent || '').trim(),
-    stderr: [...c.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')].map(e => e.innerText),
+    stderr: [...c.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
+      .map(e => e.innerText),
     widgets: c.querySelectorAll('.jp-OutputArea-output .widget-vbox').length,
   }));
   const w = cells.findIndex(c => c.querySelector('.jp-InputArea-editor')?.textContent.includes(watch));
-  const sel = w < 0 ? null : [...cells[w].querySelectorAll('.widget-dropdown')].find(d => d.querySelector('label')?.textContent.trim() === 'step');
+  const sel = w < 0 ? null : [...cells[w].querySelectorAll('.widget-dropdown')]
+    .find(d => d.querySelector('label')?.textContent.trim() === 'step');
   return {cells: out, watched: w, step_options: sel ? [...sel.querySelectorAll('option')].map(o => o.textContent) : [],
           text: document.body.innerText};
 }"""
@@ -77,8 +82,8 @@ def main():
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
         page.goto(f"{a.url}/lab/workspaces/rt-{name}/tree/{a.notebook}?reset", timeout=60_000)
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-        page.wait_for_function("() => /\\|\\s*Idle/.test(document.querySelector('.jp-StatusBar-Widget')?.parentElement?.innerText || "
-                               "document.body.innerText)", timeout=60_000)
+        page.wait_for_function("() => /\\|\\s*Idle/.test(document.querySelector('.jp-StatusBar-Widget')"
+                               "?.parentElement?.innerText || document.body.innerText)", timeout=60_000)
         page.evaluate(OBSERVE, a.watch_cell)
         page.click(".lm-MenuBar-itemLabel:text-is('Run')")
         page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
@@ -95,7 +100,8 @@ def main():
                     if n >= need and k not in moments:
                         moments.add(k)
                         shot = out / f"{name}-{k + 1}-{label}.png"
-                        page.locator(".jp-Notebook .jp-Cell.jp-CodeCell").nth(w).locator(".jp-OutputArea").screenshot(path=shot)
+                        cell = page.locator(".jp-Notebook .jp-Cell.jp-CodeCell").nth(w)
+                        cell.locator(".jp-OutputArea").screenshot(path=shot)
                         shots.append(str(shot))
             if seen_running and not busy:
                 idle_since = idle_since or time.monotonic()
@@ -110,9 +116,11 @@ def main():
         events = page.evaluate("() => window.__rt.events")
         shot = out / f"{name}-9-done.png"
         if state["watched"] >= 0:
-            page.locator(".jp-Notebook .jp-Cell.jp-CodeCell").nth(state["watched"]).locator(".jp-OutputArea").screenshot(path=shot)
+            cell = page.locator(".jp-Notebook .jp-Cell.jp-CodeCell").nth(state["watched"])
+            cell.locator(".jp-OutputArea").screenshot(path=shot)
             shots.append(str(shot))
-        elif page.locator(".jp-OutputArea-output:has(.widget-vbox)").count():  # no watched cell: the last dashboard drawn
+        # no watched cell: the last dashboard drawn
+        elif page.locator(".jp-OutputArea-output:has(.widget-vbox)").count():
             page.locator(".jp-OutputArea-output:has(.widget-vbox)").last.screenshot(path=shot, timeout=15_000)
             shots.append(str(shot))
         page.screenshot(path=out / f"{name}-page.png", full_page=False)
