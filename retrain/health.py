@@ -56,6 +56,8 @@ class TrainingHealth:
         self.low: tuple[float, int] | None = None  # lowest unreadable rate so far, and its step
         self.at_floor: list[int] = []  # steps of the current run of floor steps with zero gradient
         self.garbled: list[int] = []  # steps of the current run of unreadable steps
+        self.open_ended: tuple[float, int] | None = None  # lowest share of episodes that hit the turn limit, its step
+        self.looping: list[int] = []  # steps of the current run of steps whose episodes never answer
 
     def check(self, step: int, m: dict[str, Any], weights_ok: bool = True) -> HealthFinding | None:
         "The finding of `step` (its metrics `m`; `weights_ok`: the weights are finite after its update), or None."
@@ -89,12 +91,23 @@ class TrainingHealth:
                                f"since step {self.garbled[0]}, after {self.low[0]:.0%} at step {self.low[1]}")
                 flags["health/unreadable"] = 1.0
             if self.low is None or u < self.low[0]: self.low = (u, step)
+        if isinstance(t := m.get("termination/max_turns"), (int, float)):
+            self.looping = (self.looping + [step] if t >= self.unreadable and self.open_ended is not None
+                            and self.open_ended[0] <= self.readable else [])
+            if len(self.looping) >= self.patience:
+                reasons.append(f"{t:.0%} of the episodes ran to the turn limit without an answer since step "
+                               f"{self.looping[0]}, after {self.open_ended[0]:.0%} at step {self.open_ended[1]}")
+                flags["health/never_answers"] = 1.0
+            if self.open_ended is None or t < self.open_ended[0]: self.open_ended = (t, step)
         if not reasons: return None
-        since = min(s[0] for s in (self.at_floor, self.garbled) if len(s) >= self.patience)
-        return HealthFinding(step, "collapse",
-                             f"step {step}: training collapsed: {'; '.join(reasons)}; the learning rate{_lr(m)} is "
-                             "likely too high: lower algorithm.hyperparameters.learning_rate and train again from a "
-                             f"checkpoint before step {since}", {"health/collapse": 1.0, **flags})
+        runs = (self.at_floor, self.garbled, self.looping)
+        since = min(s[0] for s in runs if len(s) >= self.patience)
+        why = (f"the learning rate{_lr(m)} is likely too high: lower algorithm.hyperparameters.learning_rate"
+               if len(self.at_floor) >= self.patience or len(self.garbled) >= self.patience else
+               "a per-turn reward (e.g. tool_call_valid) likely pays more for calling tools than answering wrongly: "
+               "lower its weight or drop it")
+        return HealthFinding(step, "collapse", f"step {step}: training collapsed: {'; '.join(reasons)}; {why} and "
+                             f"train again from a checkpoint before step {since}", {"health/collapse": 1.0, **flags})
 
 # %% ../nbs/07f_health.ipynb #cdd832f9
 def weights_finite(model: torch.nn.Module) -> bool:
@@ -143,6 +156,7 @@ class HealthCallback(TrainerCallback):
 
 # %% ../nbs/07f_health.ipynb #7ba04423
 HEALTH_KEYS = {"health/non_finite": "training diverged (a non-finite loss, gradient or weights)",
+               "health/never_answers": "training collapsed: episodes run to the turn limit without an answer",
                "health/reward_floor": "training collapsed: the reward at its floor with zero gradient",
                "health/unreadable": "training collapsed: the output no longer a readable action"}
 
