@@ -20,8 +20,8 @@ _log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['ROW_CHECKS', 'reward_problems', 'first_line', 'setup_problems', 'register_row_check', 'required_fields',
-           'prompt_problem', 'PromptSourceError', 'PromptRowError', 'row_problems', 'check_rows', 'model_context',
-           'context_of', 'fit_prompts']
+           'prompt_problem', 'PromptSourceError', 'PromptRowError', 'row_problems', 'check_rows', 'model_config',
+           'model_context', 'context_of', 'fit_prompts']
 
 # %% ../nbs/05bb_checks.ipynb #1bc0c27e
 def reward_problems(spec: RewardSpec,  # the resolved reward
@@ -161,14 +161,17 @@ def check_rows(rows: list[Row],  # prompt rows as loaded
     raise PromptRowError(f"{what}: {len(bad)} of {len(rows)} rows cannot be used; fix or remove them:\n{listed}{more}")
 
 # %% ../nbs/05bb_checks.ipynb #36dc48c1
-def model_context(model: ModelConfig) -> int | None:
-    "The model's context in tokens, from its config (no weights load); None when the config does not say."
+def model_config(model: ModelConfig):
+    "The transformers config of `model` (no weights load)."
     from transformers import AutoConfig
     from retrain.models import resolve_model_path
-    return context_of(AutoConfig.from_pretrained(resolve_model_path(model.name_or_path),
-                                                 trust_remote_code=model.trust_remote_code,
-                                                 revision=model.revision,
-                                                 **({"gguf_file": model.gguf_file} if model.gguf_file else {})))
+    return AutoConfig.from_pretrained(resolve_model_path(model.name_or_path), trust_remote_code=model.trust_remote_code,
+                                      revision=model.revision,
+                                      **({"gguf_file": model.gguf_file} if model.gguf_file else {}))
+
+def model_context(model: ModelConfig) -> int | None:
+    "The model's context in tokens, from its config (no weights load); None when the config does not say."
+    return context_of(model_config(model))
 
 def context_of(config) -> int | None:
     "The context in tokens that a transformers model config declares (None: it does not say)."

@@ -59,6 +59,11 @@ class TrainingHealth:
         self.open_ended: tuple[float, int] | None = None  # lowest share of episodes that hit the turn limit, its step
         self.looping: list[int] = []  # steps of the current run of steps whose episodes never answer
 
+    def _turned(self, run: list[int], low: tuple[float, int] | None, x: float, step: int):
+        "The run of steps with `x` >= `unreadable` after a low of <= `readable` (extended or ended), and the new low."
+        run = run + [step] if x >= self.unreadable and low is not None and low[0] <= self.readable else []
+        return run, ((x, step) if low is None or x < low[0] else low)
+
     def check(self, step: int, m: dict[str, Any], weights_ok: bool = True) -> HealthFinding | None:
         "The finding of `step` (its metrics `m`; `weights_ok`: the weights are finite after its update), or None."
         bad = [f"the {name} is {m[k]}" for k, name in (("loss", "loss"), ("grad_norm", "gradient norm"))
@@ -84,21 +89,19 @@ class TrainingHealth:
             self.floor = r if self.floor is None else min(self.floor, r)
             if self.peak is None or r > self.peak[0]: self.peak = (r, step)
         if u is not None:
-            self.garbled = (self.garbled + [step] if u >= self.unreadable and self.low is not None
-                            and self.low[0] <= self.readable else [])
+            self.garbled, low = self._turned(self.garbled, self.low, u, step)
             if len(self.garbled) >= self.patience:
                 reasons.append(f"{u:.0%} of the output is no readable action (parse errors, cut-off or empty replies) "
                                f"since step {self.garbled[0]}, after {self.low[0]:.0%} at step {self.low[1]}")
                 flags["health/unreadable"] = 1.0
-            if self.low is None or u < self.low[0]: self.low = (u, step)
+            self.low = low
         if isinstance(t := m.get("termination/max_turns"), (int, float)):
-            self.looping = (self.looping + [step] if t >= self.unreadable and self.open_ended is not None
-                            and self.open_ended[0] <= self.readable else [])
+            self.looping, low = self._turned(self.looping, self.open_ended, t, step)
             if len(self.looping) >= self.patience:
                 reasons.append(f"{t:.0%} of the episodes ran to the turn limit without an answer since step "
                                f"{self.looping[0]}, after {self.open_ended[0]:.0%} at step {self.open_ended[1]}")
                 flags["health/never_answers"] = 1.0
-            if self.open_ended is None or t < self.open_ended[0]: self.open_ended = (t, step)
+            self.open_ended = low
         if not reasons: return None
         runs = (self.at_floor, self.garbled, self.looping)
         since = min(s[0] for s in runs if len(s) >= self.patience)

@@ -11,7 +11,7 @@ import difflib
 from pathlib import Path
 
 from .chat import TemplateError
-from .checks import PromptSourceError, first_line, check_rows, fit_prompts, model_context, setup_problems
+from .checks import PromptSourceError, first_line, check_rows, fit_prompts, model_config, model_context, setup_problems
 from .config_models import PromptSourceConfig, TrainingConfig
 from .env import SmolAgentEnv
 from .prompts import load_rows
@@ -142,13 +142,10 @@ def first_prompt(cfg: TrainingConfig, tokenizer=None) -> str:
 def memory_estimate(cfg: TrainingConfig, tokenizer=None) -> MemoryEstimate:
     "One training process's peak memory for `cfg`, estimated from the model's config and the run's batch shapes."
     import tempfile, torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-    from retrain.models import resolve_model_path
+    from transformers import AutoModelForCausalLM
     from retrain.trainer import grpo_config
     m = cfg.model
-    mc = AutoConfig.from_pretrained(resolve_model_path(m.name_or_path),
-                                    trust_remote_code=m.trust_remote_code, revision=m.revision,
-                                    **({"gguf_file": m.gguf_file} if m.gguf_file else {}))
+    mc = model_config(m)
     with torch.device("meta"): n = AutoModelForCausalLM.from_config(mc).num_parameters()
     with tempfile.TemporaryDirectory() as d: args = grpo_config(cfg, d, n_params=n)
     prompt = len(tokenizer(first_prompt(cfg, tokenizer),

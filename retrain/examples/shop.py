@@ -35,11 +35,13 @@ def price_lookup(item: str) -> str:
     Args:
         item: The item's name, for example "notebook".
     """
+    return _look_up(CATALOGUE, item)
+
+def _look_up(table: dict[str, int], item: str) -> str:
     name = str(item).strip().lower()
-    key = name if name in CATALOGUE else name.removesuffix("s")  # "notebooks" is a notebook
-    if key not in CATALOGUE:
-        raise ValueError(f"no item named {item!r}; the shop sells: {', '.join(sorted(CATALOGUE))}")
-    return str(CATALOGUE[key])
+    key = name if name in table else name.removesuffix("s")  # "notebooks" is a notebook
+    if key not in table: raise ValueError(f"no item named {item!r}; the shop sells: {', '.join(sorted(table))}")
+    return str(table[key])
 
 # %% ../../nbs/examples/shop.ipynb #b34e6d7a
 WEIGHTS: dict[str, int] = {item: (price * 7) % 23 + 2 for item, price in CATALOGUE.items()}  # kilograms
@@ -51,11 +53,7 @@ def weight_lookup(item: str) -> str:
     Args:
         item: The item's name, for example "notebook".
     """
-    name = str(item).strip().lower()
-    key = name if name in WEIGHTS else name.removesuffix("s")
-    if key not in WEIGHTS:
-        raise ValueError(f"no item named {item!r}; the shop sells: {', '.join(sorted(WEIGHTS))}")
-    return str(WEIGHTS[key])
+    return _look_up(WEIGHTS, item)
 
 # %% ../../nbs/examples/shop.ipynb #e4a6ba89
 def _split_of(item: str, quantity: int) -> str:
