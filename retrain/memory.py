@@ -15,7 +15,7 @@ import torch
 
 # %% auto #0
 __all__ = ['peak_rss_mb', 'rss_mb', 'reset_peak', 'step_memory', 'return_freed_memory', 'Tiles', 'trl_tiles', 'default_tiles',
-           'logprob_tiles', 'MemoryEstimate', 'estimate_memory']
+           'logprob_tiles', 'labelled_only', 'MemoryEstimate', 'estimate_memory']
 
 # %% ../nbs/07e_memory.ipynb #d9e7069b
 def peak_rss_mb() -> float:
@@ -86,6 +86,16 @@ def logprob_tiles(tiles: Tiles):
     chunked_logprob.TOKEN_CHUNK_SIZE, utils._CHUNKED_LOGPROB_CHUNK_SIZE = tiles.tokens, tiles.vocab
     try: yield tiles
     finally: chunked_logprob.TOKEN_CHUNK_SIZE, utils._CHUNKED_LOGPROB_CHUNK_SIZE = before.tokens, before.vocab
+
+@contextlib.contextmanager
+def labelled_only():
+    "Inside the block TRL's fused LM head scores only the positions that have a label, on every device."
+    from trl.trainer import utils
+    before = getattr(utils, "_use_triton", None)
+    if before is None: yield; return  # a TRL that decides otherwise: nothing to change
+    utils._use_triton = lambda device: True  # the name TRL reads to score the labelled rows alone
+    try: yield
+    finally: utils._use_triton = before
 
 # %% ../nbs/07e_memory.ipynb #cdf26a23
 @dataclass
