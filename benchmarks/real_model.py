@@ -204,7 +204,7 @@ def worker_retrain(a) -> dict:
         tok = load_tokenizer(cfg.model)
         # as `retrain.run`: TRL applies the adapters
         model = load_model(cfg.model.model_copy(update={"peft_config": None}))
-        args = grpo_config(cfg, out)
+        args = grpo_config(cfg, out, n_params=model.num_parameters())  # as `retrain.run`: checkpointing by size
         env_cfg = cfg.environment.model_copy(update={"max_total_tokens": args.max_completion_length})
         env = SmolAgentEnv.from_config(env_cfg, tok)
         trainer = GRPOTrainer(model, env, RewardCalculator.from_config(cfg.reward_setup),
