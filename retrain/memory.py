@@ -15,7 +15,7 @@ import torch
 
 # %% auto #0
 __all__ = ['peak_rss_mb', 'rss_mb', 'reset_peak', 'step_memory', 'return_freed_memory', 'Tiles', 'trl_tiles', 'default_tiles',
-           'logprob_tiles', 'labelled_only', 'MemoryEstimate', 'estimate_memory']
+           'logprob_tiles', 'labelled_only', 'scoring', 'MemoryEstimate', 'estimate_memory']
 
 # %% ../nbs/07e_memory.ipynb #d9e7069b
 def peak_rss_mb() -> float:
@@ -96,6 +96,11 @@ def labelled_only():
     utils._use_triton = lambda device: True  # the name TRL reads to score the labelled rows alone
     try: yield
     finally: utils._use_triton = before
+
+@contextlib.contextmanager
+def scoring(tiles: Tiles):
+    "TRL's fused LM head as retrain runs it, in GRPO and in the warm start alike: in `tiles`, labelled positions only."
+    with logprob_tiles(tiles), labelled_only(): yield tiles
 
 # %% ../nbs/07e_memory.ipynb #cdf26a23
 @dataclass

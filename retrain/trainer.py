@@ -32,7 +32,7 @@ from .generation import ClientVLLMGeneration, make_generator, trl_vllm_settings
 from .calculator import RewardCalculator, success_reward_name
 from .disk import writing
 from .rundir import discard_unsealed, seal_checkpoint
-from .memory import Tiles, default_tiles, labelled_only, logprob_tiles, reset_peak, return_freed_memory, step_memory
+from .memory import Tiles, default_tiles, reset_peak, return_freed_memory, scoring, step_memory
 from .advantages import pad_advantages, rollout_rewards, token_advantages
 from .signals import rollout_facts, step_signals
 from .types import ActionKind, ProcessedTrajectory, RawRolloutData, Row, Termination, jsonable
@@ -268,8 +268,7 @@ def _prompt_text(row: Row) -> str:
 # %% ../nbs/08_trainer.ipynb #bc8cf4c3
 @patch
 def _get_per_token_logps_and_entropies(self: GRPOTrainer, *args, **kwargs):
-    with logprob_tiles(self.tiles), labelled_only():
-        return _TRLGRPOTrainer._get_per_token_logps_and_entropies(self, *args, **kwargs)
+    with scoring(self.tiles): return _TRLGRPOTrainer._get_per_token_logps_and_entropies(self, *args, **kwargs)
 
 # %% ../nbs/08_trainer.ipynb #8b77bbd5
 @patch

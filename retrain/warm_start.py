@@ -24,7 +24,7 @@ from .checks import context_of, fit_prompts
 from .config_models import TrainingConfig, WarmStartConfig
 from .env import SmolAgentEnv
 from .generation import Generator, TurnOutput
-from .memory import default_tiles, labelled_only, logprob_tiles, return_freed_memory
+from .memory import default_tiles, return_freed_memory, scoring
 from .models import cache_dir, lora_config, save_atomically
 from .parsers import ActionParser, NativeParser
 from .types import RawRolloutData, Row, TokenIds
@@ -125,7 +125,7 @@ def warm_start(model, env: SmolAgentEnv, rows: list[Row], solve: Callable[[Row],
                              peft_config=lora_config(cfg.lora) if cfg.lora is not None else None)
         trainer.remove_callback(PrinterCallback)
         return_freed_memory()  # process-wide, as GRPOTrainer does: freed activations go back to the system
-        with logprob_tiles(default_tiles(trainer.accelerator.device)), labelled_only(): trainer.train()
+        with scoring(default_tiles(trainer.accelerator.device)): trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     model = trainer.model.merge_and_unload() if cfg.lora is not None else trainer.model
     if getattr(model, "is_activation_checkpointing", False): model.activation_checkpointing_disable()
