@@ -25,7 +25,7 @@ _log = logging.getLogger(__name__)
 __all__ = ['Level', 'RewardSpec', 'register_reward', 'register_verifier', 'reward', 'verifier', 'get_reward', 'get_verifier',
            'list_rewards', 'list_verifiers', 'RolloutModifiedError', 'Tripwire', 'read_only', 'parse_number',
            'exact_match', 'numeric_match', 'final_answer_present', 'tool_call_valid', 'tool_call_success', 'used_tool',
-           'turn_penalty', 'length_penalty', 'has_final_answer', 'answer_is_number', 'no_tool_errors']
+           'used_result', 'turn_penalty', 'length_penalty', 'has_final_answer', 'answer_is_number', 'no_tool_errors']
 
 # %% ../nbs/05_rewards.ipynb #e543b27b
 Level = Literal["rollout", "step", "batch", "group"]
@@ -279,6 +279,23 @@ def used_tool(rollout: RawRolloutData, tool: str) -> float:
     "1.0 if the episode called the tool named `tool` (whatever the call's outcome), else 0.0."
     return float(any(t.action == ActionKind.tool_call and t.tool_call
                      and t.tool_call.name == tool for t in rollout.turns))
+
+def _numbers_in(x: Any) -> set[float]:
+    "Every number written in `x` (a string, or the strings and numbers inside a dict or list)."
+    if isinstance(x, dict): return set().union(*map(_numbers_in, x.values()))
+    if isinstance(x, (list, tuple)): return set().union(*map(_numbers_in, x))
+    if isinstance(x, numbers.Real) and not isinstance(x, bool): return {float(x)}
+    return {float(m.replace(",", "")) for m in _NUMBER.findall(x)} if isinstance(x, str) else set()
+
+@reward
+def used_result(rollout: RawRolloutData, tool: str, source: str | None = None) -> float:
+    "1.0 if a call to `tool` had in its arguments a number an earlier successful call (to `source`, if given) returned."
+    seen: set[float] = set()
+    for t in rollout.turns:
+        if t.action != ActionKind.tool_call or t.tool_call is None: continue
+        if t.tool_call.name == tool and seen & _numbers_in(t.tool_call.arguments): return 1.0
+        if t.num_errors == 0 and (source is None or t.tool_call.name == source): seen |= _numbers_in(t.tool_result)
+    return 0.0
 
 # %% ../nbs/05_rewards.ipynb #ef904dea
 @reward
