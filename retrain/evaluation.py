@@ -32,6 +32,7 @@ from .mcp_tools import MCPTools, mcp_tools_for
 from .distributed import LockStep, all_gather_objects, is_main, rank, shard, world_size
 from .env import SmolAgentEnv
 from .agents import env_from_config
+from .memory import use_cpu_memory
 from .models import ModelLoadError, load_model, load_tokenizer
 from .prompts import load_rows
 from .render import ROLLOUT_CSS, rollout_html
@@ -260,6 +261,7 @@ def evaluate_sync(config: dict | TrainingConfig | str | Path, model: str | list[
     with RunLock(out_dir), rng_kept():  # a run training in `out_dir` holds it: refused, nothing written
         try:
             if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
+            use_cpu_memory(cfg.cpu_memory)  # process-wide, kept: as a run sets it
             torch.manual_seed(cfg.seed)
             return _evaluate(cfg, model, samples, out_dir, progress)
         finally: torch.set_num_threads(threads)

@@ -31,6 +31,7 @@ from .health import HealthCallback
 from .trackers import tracker_sink
 from .env import SmolAgentEnv
 from .evaluation import HeldOutEvaluation, build_env, evaluate_policy, heldout_metrics, rng_kept
+from .memory import use_cpu_memory
 from .models import ModelLoadError, load_model, load_tokenizer, lora_config
 from .render import MetricLog
 from .report import report_figures, write_report
@@ -124,7 +125,7 @@ def _first_process() -> bool: return int(os.environ.get("RANK", "0")) == 0
 # %% ../nbs/10_run.ipynb #ffa9479a
 @contextlib.contextmanager
 def _process_settings(cfg: TrainingConfig) -> Iterator[None]:
-    "Logger level and handler, progress bars, threads and seeded RNGs as `cfg` asks; the old ones back afterwards."
+    "Logger, progress bars, threads, seeded RNGs and the allocator as `cfg` asks; all but the allocator restored after."
     lg, tlog = logging.getLogger("retrain"), transformers.utils.logging
     level, handlers, bars, threads = (lg.level, list(lg.handlers),
                                       tlog.is_progress_bar_enabled(), torch.get_num_threads())
@@ -139,6 +140,7 @@ def _process_settings(cfg: TrainingConfig) -> Iterator[None]:
                     for h in (out, err): lg.addHandler(h)
                 else: lg.addHandler(logging.StreamHandler())
             if cfg.num_threads: _set_threads(cfg.num_threads)
+            use_cpu_memory(cfg.cpu_memory)  # before the model loads; process-wide, kept afterwards (cannot be undone)
             _seed_everything(cfg.seed)
             yield
         finally:
@@ -305,7 +307,7 @@ def _trainer(cfg: TrainingConfig, p: _Parts, sinks: list, mcp_tools: MCPTools | 
                        peft_config=peft, sinks=sinks,
                        callbacks=([MCPCallback(mcp_tools)] if mcp_tools
                                   else []) + [HealthCallback(cfg.algorithm.stop_on_collapse)],
-                       vllm_client=vllm_client,
+                       vllm_client=vllm_client, cpu_memory=cfg.cpu_memory,
                        **({"success_reward": ev.success_reward, "success_threshold": ev.success_threshold}
                           if ev else {}))  # `signals/success_rate` means what `retrain eval` calls success
 

@@ -32,7 +32,7 @@ from .generation import ClientVLLMGeneration, make_generator, trl_vllm_settings
 from .calculator import RewardCalculator, success_reward_name
 from .disk import writing
 from .rundir import discard_unsealed, seal_checkpoint
-from .memory import Tiles, default_tiles, reset_peak, return_freed_memory, scoring, step_memory
+from .memory import Tiles, default_tiles, reset_peak, scoring, step_memory, use_cpu_memory
 from .advantages import pad_advantages, rollout_rewards, token_advantages
 from .signals import rollout_facts, step_signals
 from .types import ActionKind, ProcessedTrajectory, RawRolloutData, Row, Termination, jsonable
@@ -220,9 +220,10 @@ class GRPOTrainer(_TRLGRPOTrainer):
                  success_reward: str | None = None,  # decides `signals/success_rate` (None: first rollout-level one)
                  success_threshold: float = 1.0,  # success: that component at or above this
                  logprob_tiles: Tiles | None = None,  # TRL's log-prob tile (None: `default_tiles` for the device)
+                 cpu_memory: str = "fast",  # the process's allocator: 'fast' or 'lean' (`use_cpu_memory`)
                  ):
         if not train_rows: raise ValueError("train_rows is empty: give the trainer at least one prompt row")
-        return_freed_memory()  # process-wide: freed activations go back to the system (see retrain.memory)
+        use_cpu_memory(cpu_memory)  # process-wide: which freed blocks go back to the system (see retrain.memory)
         self.env, self.calculator, self.rows, self.sinks = env, calculator, list(train_rows), list(sinks or [])
         self.step_coef, self.mask_check_every = step_coef, mask_check_every
         self._pending_records, self._trajs, self._inputs, self._step_seconds, self._gen_calls = [], [], None, 0.0, 0

@@ -155,4 +155,5 @@ def memory_estimate(cfg: TrainingConfig, tokenizer=None) -> MemoryEstimate:
                            lora_r=(m.peft_config or {}).get("r", 8) if m.peft_config is not None else None,
                            micro_batch=args.per_device_train_batch_size, seq_len=prompt + args.max_completion_length,
                            decode_batch=decode, checkpointing=args.activation_checkpointing,
-                           tiles=default_tiles("cuda" if torch.cuda.is_available() else "cpu"))
+                           tiles=default_tiles("cuda" if torch.cuda.is_available() else "cpu"),
+                           cpu_memory=None if torch.cuda.is_available() else cfg.cpu_memory)

@@ -24,7 +24,7 @@ from .checks import context_of, fit_prompts
 from .config_models import TrainingConfig, WarmStartConfig
 from .env import SmolAgentEnv
 from .generation import Generator, TurnOutput
-from .memory import default_tiles, return_freed_memory, scoring
+from .memory import default_tiles, scoring, use_cpu_memory
 from .models import cache_dir, lora_config, save_atomically
 from .parsers import ActionParser, NativeParser
 from .types import RawRolloutData, Row, TokenIds
@@ -100,7 +100,9 @@ def sft_example(r: RawRolloutData) -> dict[str, list[int]]:
 # %% ../nbs/08c_warm_start.ipynb #44c2b528
 def warm_start(model, env: SmolAgentEnv, rows: list[Row], solve: Callable[[Row], list[tuple[str, dict]]],
                cfg: WarmStartConfig, *, seed: int = 0,
-               keep: Callable[[RawRolloutData], bool] | None = None) -> tuple[Any, dict[str, Any]]:
+               keep: Callable[[RawRolloutData], bool] | None = None,
+               cpu_memory: str = "fast",  # the process's allocator, as for GRPOTrainer (`use_cpu_memory`)
+               ) -> tuple[Any, dict[str, Any]]:
     "`model` fine-tuned on demonstrations of `solve` on `rows` (merged, no adapters left), and a summary."
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -124,7 +126,7 @@ def warm_start(model, env: SmolAgentEnv, rows: list[Row], solve: Callable[[Row],
         trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=env.tokenizer,
                              peft_config=lora_config(cfg.lora) if cfg.lora is not None else None)
         trainer.remove_callback(PrinterCallback)
-        return_freed_memory()  # process-wide, as GRPOTrainer does: freed activations go back to the system
+        use_cpu_memory(cpu_memory)  # process-wide, as GRPOTrainer does: which freed blocks go back to the system
         with scoring(default_tiles(trainer.accelerator.device)): trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     model = trainer.model.merge_and_unload() if cfg.lora is not None else trainer.model
@@ -170,7 +172,7 @@ def warm_started(model, tokenizer, cfg: TrainingConfig,
                                ws.prompt_source.too_long, "warm_start.prompt_source")
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)
-            trained, info = warm_start(model, env, rows, solve, ws, seed=cfg.seed, keep=keep)
+            trained, info = warm_start(model, env, rows, solve, ws, seed=cfg.seed, keep=keep, cpu_memory=cfg.cpu_memory)
         trained.save_pretrained(tmp)
         (tmp / "warm_start.json").write_text(json.dumps(info, indent=1))
     cached = (target / "warm_start.json").is_file()
