@@ -1,9 +1,10 @@
 """retrain on a real model (SmolLM2-135M-Instruct) against its baselines: TRL, a plain training loop, raw `generate`,
 1 process.
 
-The setting of issue 22: LoRA r=16 on all linear layers, the json tool format, the built-in `calculator`, 16 rollouts a
+The setting: LoRA r=16 on all linear layers, the json tool format, the built-in `calculator`, 16 rollouts a
 step (4 prompts x 4 generations), at most 3 turns of 48 tokens and 192 completion tokens, `--threads` torch threads,
-everything offline. Each figure is measured against its baseline in the same run, rounds alternating (A B, B A, ...):
+everything offline, retrain's defaults otherwise (`cpu_memory: fast`: the setting of the whole retrain worker process,
+so its plain loop's too). Each figure is measured against its baseline in the same run, rounds alternating (A B, B A):
 
 - `mem_vs_trl`, `step_vs_trl`: a retrain `GRPOTrainer` step (built as `retrain.run` builds it: `TrainingConfig` ->
   `grpo_config`, `SmolAgentEnv.from_config`, `RewardCalculator.from_config`, the LoRA config handed to the trainer)
@@ -32,7 +33,7 @@ everything offline. Each figure is measured against its baseline in the same run
 - `speedup_2proc`: `retrain run` on a YAML of the same setting for `--steps` steps, on 1 process against
   `torchrun --nproc_per_node 2` (gloo), one torch thread per process, same global batch (per-device 16 / 8); step
   times from each run's `metrics.jsonl` (`step_seconds`), the first step dropped. Rounds alternate (1, 2 / 2, 1).
-- `--turns 2,5,9` (issue 22 point 5; off by default): the rollout comparison at 2, 5 and 9 turns (prompts that ask for
+- `--turns 2,5,9` (off by default): the rollout comparison at 2, 5 and 9 turns (prompts that ask for
   1, 4 and 8 calculator calls, then the answer), each as env tokens/s / raw decoding at the same context lengths.
 
     python benchmarks/real_model.py [--model retrain/smollm2-135m-instruct] [--threads 2] [--steps 3] [--rounds 2]
