@@ -165,7 +165,7 @@ def estimate_memory(
     acts = (layers * tokens * h * 4 + per_layer) if checkpointing else layers * per_layer
     t = tiles or default_tiles("cpu")
     tile_temps = 8 * min(tokens, t.tokens) * t.vocab * 4 + 2 * tokens * h * 4
-    kv = 2 * layers * kv_heads * head_dim * decode_batch * seq_len * dtype_bytes
+    kv = 1.5 * 2 * layers * kv_heads * head_dim * decode_batch * seq_len * dtype_bytes  # buffers grow by half
     kept = 2 * (acts + tile_temps) if cpu_memory == "fast" else 0  # measured: see above
     return MemoryEstimate(weights=n_params * dtype_bytes / mb, optimizer=3 * trainable * 4 / mb, activations=acts / mb,
                           logprob_tiles=tile_temps / mb, kv_cache=kv / mb, runtime=900.0, allocator=kept / mb)
