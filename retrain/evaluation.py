@@ -46,8 +46,8 @@ _log = logging.getLogger("retrain")
 
 # %% auto #0
 __all__ = ['HELDOUT_FIGURES', 'pass_at_k', 'k_values', 'succeeded', 'evaluate_policy', 'eval_targets', 'load_for_eval',
-           'eval_html', 'build_env', 'rng_kept', 'evaluate_sync', 'evaluate', 'eval_text', 'heldout_metrics',
-           'HeldOutEvaluation']
+           'adapter_base', 'eval_html', 'build_env', 'rng_kept', 'evaluate_sync', 'evaluate', 'eval_text',
+           'heldout_metrics', 'HeldOutEvaluation']
 
 # %% ../nbs/09a_evaluation.ipynb #f84846d9
 def pass_at_k(n: int,  # samples drawn
@@ -150,9 +150,24 @@ def load_for_eval(cfg: TrainingConfig, name_or_path: str):
         tok = load_tokenizer(cfg.model)
     if (Path(name_or_path) / "adapter_config.json").is_file():
         from peft import PeftModel
-        base = load_model(cfg.model.model_copy(update={"peft_config": None}))
+        base = load_model(adapter_base(cfg, Path(name_or_path)))
         return PeftModel.from_pretrained(base, name_or_path).merge_and_unload(), tok
     return load_model(mc), tok
+
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+def adapter_base(cfg: TrainingConfig, adapter_dir: Path):
+    "The `ModelConfig` of the model the LoRA adapters in `adapter_dir` were trained on."
+    mc = cfg.model.model_copy(update={"peft_config": None})
+    named = json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not named: return mc
+    p = Path(named)
+    if (p / "config.json").is_file() and any((p / w).is_file() for w in _WEIGHTS):
+        return mc.model_copy(update={"name_or_path": named, "gguf_file": None})  # e.g. a run's warm-started model
+    if p.is_absolute() and not p.exists():
+        _log.warning("%s: its adapters were trained on %s, which is gone (a cleared cache?); applying them to %s "
+                     "instead", adapter_dir, named, mc.name_or_path)
+    return mc
 
 # %% ../nbs/09a_evaluation.ipynb #f87988ce
 _ROWS = ["success_rate", "mean_reward", "tool_call_rate", "tool_calls_per_rollout", "tool_error_rate",

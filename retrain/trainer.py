@@ -304,9 +304,9 @@ def _signals_over_ranks(trajs: list[ProcessedTrajectory], group_size: int, succe
 @patch
 def _generate_and_score_completions(self: GRPOTrainer, inputs):
     self._inputs = inputs
-    with warnings.catch_warnings():  # TRL 1.16 reads transformers' deprecated `is_gradient_checkpointing` each step
-        warnings.filterwarnings("ignore", r"`is_gradient_checkpointing` is deprecated", FutureWarning,
-                                r"transformers\.modeling_utils")
+    with warnings.catch_warnings():  # TRL 1.16 uses transformers' deprecated `*gradient_checkpointing*` names each step
+        warnings.filterwarnings("ignore", r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated",
+                                FutureWarning, r"transformers\.modeling_utils")
         if self.model.training and getattr(self.env, "trains_calls", False): return _train_calls(self, inputs)
         out = _TRLGRPOTrainer._generate_and_score_completions(self, inputs)
     if not self.model.training: return out
