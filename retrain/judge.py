@@ -161,8 +161,10 @@ class OpenAIChat:
             if e.code in (408, 429) or e.code >= 500: raise _Retryable(f"HTTP {e.code}: {detail}") from None
             raise JudgeError(f"judge endpoint {self.url} refused the request (HTTP {e.code}: {detail}); check "
                              f"base_url, the model name {self.model!r} and the key in ${self.api_key_env}") from None
-        except (urllib.error.URLError, TimeoutError,
-                ConnectionError) as e: raise _Retryable(f"{type(e).__name__}: {e}") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+            if isinstance(getattr(e, "reason", e), TimeoutError):  # the socket's own timeout, or urlopen's wrap of it
+                raise _Retryable(f"no reply within {self.timeout} s") from None
+            raise _Retryable(f"{type(e).__name__}: {e}") from None
         except json.JSONDecodeError as e: raise _Retryable(f"a reply that is not JSON ({e})") from None
         try: return str(data["choices"][0]["message"]["content"] or "")
         except (KeyError, IndexError, TypeError):
