@@ -171,6 +171,7 @@ class PolicyModel(Model):
         self.calls: list[ModelCall] = []
         self.by_input: dict[int, int] = {}  # id of the message list a call was given -> the call's number
         self.spent = False
+        self._renderer: ChatRenderer | None = None  # the last call's (kept while the tools are the same)
 
     @property
     def supports_stop_parameter(self) -> bool: return True
@@ -178,7 +179,9 @@ class PolicyModel(Model):
     def render(self, messages: list, tools_to_call_from: list[Tool] | None = None) -> TokenIds:
         "The prompt tokens for `messages` (smolagents' messages or dicts), as `generate` renders them."
         kw = self._prepare_completion_kwargs(messages, tools_to_call_from=tools_to_call_from, tool_choice=None)
-        return ChatRenderer(self.tokenizer, kw.get("tools"), self.template_kwargs).prompt_ids(kw["messages"])
+        if self._renderer is None or self._renderer.tools != (kw.get("tools") or None):
+            self._renderer = ChatRenderer(self.tokenizer, kw.get("tools"), self.template_kwargs)
+        return self._renderer.prompt_ids(kw["messages"])
 
     def generate(self, messages: list, stop_sequences: list[str] | None = None, response_format: dict | None = None,
                  tools_to_call_from: list[Tool] | None = None, **kwargs) -> ChatMessage:
