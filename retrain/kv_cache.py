@@ -14,7 +14,8 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 # %% auto #0
-__all__ = ['cache_kwarg', 'output_cache', 'GrowingLayer', 'grow_cache_', 'gather_cache_', 'split_cache', 'merge_cache_']
+__all__ = ['cache_kwarg', 'output_cache', 'GrowingLayer', 'grow_cache_', 'gather_cache_', 'RowsLayer', 'split_cache',
+           'merge_cache_']
 
 # %% ../nbs/03bb_kv_cache.ipynb #1e6d8c4a
 def cache_kwarg(model) -> str:
@@ -116,19 +117,34 @@ def gather_cache_(cache, rows: torch.Tensor | None, cols: torch.Tensor | None) -
 
 
 # %% ../nbs/03bb_kv_cache.ipynb #68c48a6d
+class RowsLayer(DynamicLayer):
+    "Batch `rows` of another layer for one forward: their past positions are gathered in `update`; only the new are kept."
+    def __init__(self, parent: DynamicLayer, rows: torch.Tensor):
+        self.__dict__.update({k: v for k, v in parent.__dict__.items() if k not in ("_kbuf", "_vbuf")})
+        self.parent, self.rows = parent, rows
+        self.keys = self.values = None  # after `update`: the new positions alone
+
+    def get_seq_length(self) -> int: return self.parent.get_seq_length()
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        self.keys, self.values = key_states, value_states
+        p = self.parent
+        return (torch.cat([p.keys.index_select(0, self.rows), key_states], dim=-2),
+                torch.cat([p.values.index_select(0, self.rows), value_states], dim=-2))
+
 def split_cache(cache, rows: torch.Tensor):
-    "A new cache holding only batch `rows` of `cache` (None if the cache type is unsupported)."
+    "A cache of batch `rows` of `cache` for one forward, whose new positions `merge_cache_` takes (None: unsupported)."
     if hasattr(cache, "split"): return cache.split(rows)
     layers = _plain_layers(cache)
     if layers is None: return None
     sub = copy.copy(cache)
     sub.layers = []
     for l in layers:
-        sl = DynamicLayer.__new__(DynamicLayer)  # a plain layer: the sub-cache serves one forward, room would be wasted
-        sl.__dict__.update({k: v for k, v in l.__dict__.items() if k not in ("_kbuf", "_vbuf")})
-        if sl.is_initialized and sl.keys.numel():
-            sl.keys, sl.values = l.keys.index_select(0, rows), l.values.index_select(0, rows)
-        sub.layers.append(sl)
+        if l.is_initialized and l.keys.numel(): sub.layers.append(RowsLayer(l, rows))
+        else:
+            sl = DynamicLayer.__new__(DynamicLayer)
+            sl.__dict__.update({k: v for k, v in l.__dict__.items() if k not in ("_kbuf", "_vbuf")})
+            sub.layers.append(sl)
     return sub
 
 def merge_cache_(cache, sub, rows: torch.Tensor, width: int):
