@@ -118,7 +118,7 @@ def gather_cache_(cache, rows: torch.Tensor | None, cols: torch.Tensor | None) -
 
 # %% ../nbs/03bb_kv_cache.ipynb #68c48a6d
 class RowsLayer(DynamicLayer):
-    "Batch `rows` of another layer for one forward: their past positions are gathered in `update`; only the new are kept."
+    "Batch `rows` of another layer for one forward: past positions gathered in `update`, only the new ones kept."
     def __init__(self, parent: DynamicLayer, rows: torch.Tensor):
         self.__dict__.update({k: v for k, v in parent.__dict__.items() if k not in ("_kbuf", "_vbuf")})
         self.parent, self.rows = parent, rows
