@@ -8,7 +8,8 @@ Three figures on the same held-out questions (greedy decoding, the config's `eva
 - `after`: after GRPO (`retrain run` with the same config).
 
 `minutes` is the wall time of all stages (the warm start is trained again: its cache entry is removed first),
-evaluations included; `peak_rss_gb` the process's peak resident memory over all of them (`ru_maxrss`).
+evaluations included; `peak_rss_gb` the process's peak resident memory over all of them
+(`retrain.memory.process_peak_rss_mb`: `ru_maxrss` is cleared with the per-step peak, so it misses earlier stages).
 
 Tasks: `calculator` (one call: `configs/smollm2-cpu-calculator.yaml`) and `chained` (two tools in sequence, the second
 call using what the first returned: `configs/smollm2-cpu-chained.yaml`).
@@ -23,7 +24,6 @@ import argparse
 import asyncio
 import logging
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from retrain.config_models import TrainingConfig  # noqa: E402
 from retrain.evaluation import evaluate_sync  # noqa: E402
 from retrain.models import cache_dir  # noqa: E402
+from retrain.memory import process_peak_rss_mb  # noqa: E402
 from retrain.runner import run  # noqa: E402
 from retrain.warm_start import warm_start_key  # noqa: E402
 
@@ -71,7 +72,7 @@ def main():
     warm = res["eval_before"]["success_rate"]
     after = res["eval_after"]["success_rate"]
     minutes = (time.perf_counter() - t0) / 60
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    peak = process_peak_rss_mb() / 1024
     print(f"warm start: {res.get('warm_start')}")
     print(f"run directory: {res['run_dir']}")
     print(f"RESULT base={base:.3f} warm={warm:.3f} after={after:.3f} minutes={minutes:.1f} peak_rss_gb={peak:.2f}")

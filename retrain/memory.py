@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 
 # %% auto #0
-__all__ = ['CPU_MEMORY', 'peak_rss_mb', 'rss_mb', 'reset_peak', 'step_memory', 'return_freed_memory', 'use_cpu_memory', 'Tiles',
-           'trl_tiles', 'default_tiles', 'logprob_tiles', 'labelled_only', 'scoring', 'MemoryEstimate',
-           'estimate_memory']
+__all__ = ['CPU_MEMORY', 'peak_rss_mb', 'rss_mb', 'reset_peak', 'process_peak_rss_mb', 'step_memory', 'return_freed_memory',
+           'use_cpu_memory', 'Tiles', 'trl_tiles', 'default_tiles', 'logprob_tiles', 'labelled_only', 'scoring',
+           'MemoryEstimate', 'estimate_memory']
 
 # %% ../nbs/07e_memory.ipynb #d9e7069b
 def peak_rss_mb() -> float:
@@ -34,13 +34,21 @@ def rss_mb() -> float:
         with open("/proc/self/statm") as f: return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError: return peak_rss_mb()
 
+_cleared_peak_mb = 0.0  # the highest RSS mark `reset_peak()` has cleared in this process
+
 def reset_peak() -> bool:
     "Start a new peak: the process's high-water mark (Linux) and the CUDA allocator's. False if RSS's cannot be reset."
+    global _cleared_peak_mb
     if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
+    _cleared_peak_mb = max(_cleared_peak_mb, peak_rss_mb())
     try:
         with open("/proc/self/clear_refs", "w") as f: f.write("5")
         return True
     except OSError: return False
+
+def process_peak_rss_mb() -> float:
+    "This process's peak resident memory in MB since it started, across `reset_peak()` calls."
+    return max(_cleared_peak_mb, peak_rss_mb())
 
 def step_memory() -> dict[str, float]:
     "The peaks since the last `reset_peak()` as step metrics (`memory/peak_rss_mb`; `memory/peak_cuda_mb` on a GPU)."

@@ -12,7 +12,6 @@ import importlib.util
 import logging
 import os
 import random
-import resource
 import sys
 import time
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ from .health import HealthCallback
 from .trackers import tracker_sink
 from .env import SmolAgentEnv
 from .evaluation import HeldOutEvaluation, build_env, evaluate_policy, heldout_metrics, rng_kept
-from .memory import use_cpu_memory
+from .memory import process_peak_rss_mb, use_cpu_memory
 from .models import ModelLoadError, load_model, load_tokenizer, lora_config
 from .render import MetricLog
 from .report import report_figures, write_report
@@ -117,7 +116,6 @@ def _set_threads(wanted: int):
                                 wanted, n, os.environ.get("LOCAL_WORLD_SIZE"))
     torch.set_num_threads(n)
 
-def _peak_rss_mb() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 def _first_process() -> bool: return int(os.environ.get("RANK", "0")) == 0
 
@@ -362,7 +360,7 @@ def _results(results: dict[str, Any], trainer: GRPOTrainer, w: _Watch, prior: di
     results.update(final_metrics=w.logger.history[-1] if w.logger.history else {},
                    global_step=trainer.state.global_step,
                    wall_seconds=round(time.perf_counter() - t_start + prior.get("wall_seconds", 0.0), 2),
-                   peak_rss_mb=round(_peak_rss_mb(), 1), mask_check_failures=trainer.mask_check_failures)
+                   peak_rss_mb=round(process_peak_rss_mb(), 1), mask_check_failures=trainer.mask_check_failures)
     if mcp_tools: results["mcp"] = mcp_tools.stats()
     return results
 
