@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib.util
 import logging
 import os
@@ -206,6 +207,7 @@ def _build(cfg: TrainingConfig, ckpt_dir: Path, mcp_tools: MCPTools | None, clos
         make_env = lambda tools: build_env(cfg, tokenizer, args.max_completion_length, mcp_tools, closing,
                                            tools=tools, log_dir=ckpt_dir.parent)
         model, warm = warm_started(model, tokenizer, cfg, make_env, rows, keep=_demonstration_check(cfg, calculator))
+        gc.collect()  # the warm start's trainer holds the model it trained in reference cycles (SmolLM2: 0.5 GB)
         _log.info("warm start: %d demonstrations, %d steps, loss %s -> %s%s", warm["demonstrations"], warm["steps"],
                   warm["first_loss"], warm["last_loss"], " (cached)" if warm["cached"] else "")
     return _Parts(tokenizer, model, args, env, calculator,
