@@ -36,7 +36,7 @@ from .memory import use_cpu_memory
 from .models import ModelLoadError, load_model, load_tokenizer
 from .prompts import load_rows
 from .render import ROLLOUT_CSS, rollout_html
-from .rundir import RunLock, json_safe, tool_output_log, write_atomic
+from .rundir import MODEL_WEIGHTS, RunLock, json_safe, tool_output_log, write_atomic
 from .report import REPORT_CSS, fmt_value
 from .calculator import RewardCalculator, success_reward_name
 from .trainer import rollout_metrics, rollout_record
@@ -154,15 +154,13 @@ def load_for_eval(cfg: TrainingConfig, name_or_path: str):
         return PeftModel.from_pretrained(base, name_or_path).merge_and_unload(), tok
     return load_model(mc), tok
 
-_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-
 def adapter_base(cfg: TrainingConfig, adapter_dir: Path):
     "The `ModelConfig` of the model the LoRA adapters in `adapter_dir` were trained on."
     mc = cfg.model.model_copy(update={"peft_config": None})
     named = json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if not named: return mc
     p = Path(named)
-    if (p / "config.json").is_file() and any((p / w).is_file() for w in _WEIGHTS):
+    if (p / "config.json").is_file() and any((p / w).is_file() for w in MODEL_WEIGHTS):
         return mc.model_copy(update={"name_or_path": named, "gguf_file": None})  # e.g. a run's warm-started model
     if p.is_absolute() and not p.exists():
         _log.warning("%s: its adapters were trained on %s, which is gone (a cleared cache?); applying them to %s "

@@ -26,11 +26,11 @@ from .disk import writing
 _log = logging.getLogger("retrain")
 
 # %% auto #0
-__all__ = ['LOCK_NAME', 'CHECKPOINT_DONE', 'MANIFEST', 'FRESH_OK', 'TOOL_OUTPUT', 'RunDirError', 'RunDirLocked', 'make_run_dir',
-           'RunLock', 'write_atomic', 'seal_checkpoint', 'discard_unsealed', 'CheckpointCheck', 'check_checkpoint',
-           'LogLineError', 'iter_jsonl', 'read_jsonl', 'complete_checkpoints', 'read_results', 'RunDirState',
-           'inspect_run', 'StartPlan', 'plan_start', 'clear_incomplete', 'json_safe', 'RunLogger', 'rollback_logs',
-           'write_results', 'latest_checkpoint', 'append_jsonl', 'tool_output_log']
+__all__ = ['LOCK_NAME', 'CHECKPOINT_DONE', 'MANIFEST', 'FRESH_OK', 'MODEL_WEIGHTS', 'TOOL_OUTPUT', 'RunDirError', 'RunDirLocked',
+           'make_run_dir', 'RunLock', 'write_atomic', 'seal_checkpoint', 'discard_unsealed', 'CheckpointCheck',
+           'check_checkpoint', 'LogLineError', 'iter_jsonl', 'read_jsonl', 'complete_checkpoints', 'read_results',
+           'RunDirState', 'inspect_run', 'StartPlan', 'plan_start', 'clear_incomplete', 'json_safe', 'RunLogger',
+           'rollback_logs', 'write_results', 'latest_checkpoint', 'append_jsonl', 'tool_output_log']
 
 # %% ../nbs/07c_rundir.ipynb #26f899e1
 class RunDirError(RuntimeError):
@@ -159,8 +159,9 @@ def discard_unsealed(ckpt: str | Path) -> None:
 # %% ../nbs/07c_rundir.ipynb #9236ce57
 FRESH_OK = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state")  # may be restarted on purpose (name prefixes)
 _NEEDED = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state*.pth")  # without a manifest
-_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "pytorch_model.bin",
-            "adapter_model.bin")
+MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json")  # a whole model's weights, one of these files
+_WEIGHTS = MODEL_WEIGHTS + ("adapter_model.safetensors", "adapter_model.bin")  # a checkpoint's: a model's or adapters'
 
 def _fresh_ok(name: str) -> bool: return "/" not in name and name.startswith(FRESH_OK)
 

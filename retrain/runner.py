@@ -117,7 +117,6 @@ def _set_threads(wanted: int):
                                 wanted, n, os.environ.get("LOCAL_WORLD_SIZE"))
     torch.set_num_threads(n)
 
-
 def _first_process() -> bool: return int(os.environ.get("RANK", "0")) == 0
 
 
